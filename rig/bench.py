@@ -1,0 +1,177 @@
+"""Bench lifecycle: open drivers in order, record identities, drive everything safe on every exit path."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rig.config import BenchFile
+from rig.driver import Driver, Identity, SetpointLimits, driver_class
+from rig.errors import BenchBroken, ConfigError, InstrumentError, RigError
+from rig.transcript import Transcript
+
+ROLE_LIMIT_FIELDS = {"voltage_v": ("voltage", "V"), "current_a": ("current", "A"), "power_w": ("power", "W")}
+ROLE_RANGE_FIELDS = {"frequency_hz": "frequency", "attenuation_db": "attenuation"}
+
+
+def setpoint_limits(bench: BenchFile, role: str, cls: type[Driver]) -> SetpointLimits:
+    """Every bound on a role's setpoints: the instrument's rating, the role's limits, the meters' ratings."""
+    config = bench.config.roles[role]
+    limits = SetpointLimits()
+    for quantity, (low, high) in cls.RATINGS.items():
+        limits.add(quantity, low, high, f"the rating of the {config.driver} instrument")
+    where = f"roles.{role}.limits in {bench.path.name}"
+    for field, (quantity, _unit) in ROLE_LIMIT_FIELDS.items():
+        value = getattr(config.limits, field)
+        if value is not None:
+            limits.add(quantity, None, value, f"{where.replace('limits', 'limits.' + field)}")
+    for field, quantity in ROLE_RANGE_FIELDS.items():
+        span = getattr(config.limits, field)
+        if span is not None:
+            limits.add(quantity, span.min, span.max, f"{where.replace('limits', 'limits.' + field)}")
+    for quantity, attribute in cls.METER_RATINGS.items():
+        for meter in bench.config.positions:
+            limits.add(quantity, None, getattr(meter, attribute),
+                       f"the rating of meter {meter.serial} at position {meter.position} ({attribute})")
+    return limits
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the bench is being made safe; re-deliver them afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _frame: pending.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for number in pending[:1]:
+            signal.raise_signal(number)
+
+
+def _run_with_timeout(action: Callable[[], Any], timeout_s: float) -> tuple[str, Any]:
+    """Run action in a worker thread; ('ok', result), ('error', exception) or ('timeout', None)."""
+    outcome: list[tuple[str, Any]] = []
+
+    def worker() -> None:
+        try:
+            outcome.append(("ok", action()))
+        except BaseException as exc:  # noqa: BLE001 - reported, never swallowed silently
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=worker, daemon=True, name="make-safe")
+    thread.start()
+    thread.join(timeout_s)
+    return outcome[0] if outcome else ("timeout", None)
+
+
+class Bench:
+    """The instruments of one bench, opened in YAML order and made safe in reverse order."""
+
+    def __init__(self, bench: BenchFile, transcript: Transcript, resources: dict[str, str] | None = None,
+                 on_safe_state: Callable[[str, list[dict]], None] | None = None):
+        self.file = bench
+        self.config = bench.config
+        self.transcript = transcript
+        self.resources = resources or {}
+        self.on_safe_state = on_safe_state
+        self.drivers: dict[str, Driver] = {}
+        self.identities: dict[str, Identity] = {}
+        self.broken: str | None = None
+        self._lock = threading.RLock()
+
+    def role_config(self, role: str):
+        config = self.config.roles[role]
+        if role in self.resources:
+            config = config.model_copy(update={"resource": self.resources[role]})
+        return config
+
+    def open_role(self, role: str) -> Identity:
+        """Open one role's driver and read its identity."""
+        config = self.role_config(role)
+        cls = driver_class(config.driver)
+        secrets = {name: ref.resolve(f"roles.{role}.secrets.{name} in {self.file.path.name}")
+                   for name, ref in config.secrets.items()}
+        for value in secrets.values():
+            self.transcript.add_secret(value)
+        driver = cls(role, config, setpoint_limits(self.file, role, cls), self.transcript, secrets)
+        self.drivers[role] = driver
+        driver.open()
+        identity = driver.identify()
+        self.identities[role] = identity
+        return identity
+
+    def open(self) -> None:
+        """Open every role, then drive the whole bench safe (a killed earlier run may have left it live)."""
+        for role in self.config.roles:
+            try:
+                self.open_role(role)
+            except RigError as exc:
+                self.latch(str(exc))
+                self.make_safe("open failed")
+                raise
+        self.make_safe("start of run")
+        if self.broken:
+            raise BenchBroken(f"bench broken: {self.broken}")
+
+    def __getitem__(self, role: str) -> Driver:
+        if self.broken:
+            raise BenchBroken(f"bench broken: {self.broken}")
+        try:
+            return self.drivers[role]
+        except KeyError:
+            raise ConfigError(f"bench {self.config.name!r} ({self.file.path.name}) has no role {role!r} "
+                              f"(roles: {', '.join(self.config.roles)})") from None
+
+    def latch(self, cause: str) -> None:
+        """Mark the bench broken; the first cause is kept."""
+        if self.broken is None:
+            self.broken = cause
+            self.transcript.record("bench", None, None, note=f"bench broken: {cause}")
+
+    def make_safe(self, reason: str) -> list[dict]:
+        """Drive every opened role to its safe state, each under its own timeout; record what was done."""
+        actions: list[dict] = []
+        with self._lock, signals_deferred():
+            for role in reversed(list(self.drivers)):
+                driver = self.drivers[role]
+                start = time.monotonic()
+                status, result = _run_with_timeout(driver.make_safe, driver.config.safe_timeout_s)
+                action = {"role": role, "address": driver.address, "status": status,
+                          "duration_s": round(time.monotonic() - start, 4)}
+                if status == "ok":
+                    action["done"] = result
+                elif status == "timeout":
+                    action["error"] = f"no safe state within {driver.config.safe_timeout_s:g} s"
+                    self.latch(f"{role} ({driver.address}): {action['error']}")
+                else:
+                    action["error"] = str(result) if isinstance(result, RigError) else repr(result)
+                    self.latch(f"{role} ({driver.address}): safe state failed: {action['error']}")
+                actions.append(action)
+                self.transcript.record(role, None, None, note=f"safe state ({reason}): {status}")
+        if self.on_safe_state is not None:
+            self.on_safe_state(reason, actions)
+        return actions
+
+    def close(self, reason: str = "end of run") -> list[dict]:
+        actions = self.make_safe(reason)
+        for driver in reversed(list(self.drivers.values())):
+            try:
+                driver.close()
+            except (RigError, OSError):
+                pass
+        self.drivers.clear()
+        return actions
+
+
+def is_driver_fault(exc: BaseException) -> bool:
+    return isinstance(exc, InstrumentError)

@@ -1,0 +1,143 @@
+"""`rig`: run the test plans, check a bench, serve the twin, publish the bench schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from rig.errors import RigError
+
+DEFAULT_BENCH = "benches/sim.yaml"
+DEFAULT_PLANS = "testplans"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    pytest_args = [args.plans, "--bench", args.bench, *args.pytest_args]
+    if args.results:
+        pytest_args += ["--results", args.results]
+    return int(pytest.main(pytest_args))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from rig.bench import Bench
+    from rig.config import load_bench
+    from rig.driver import available_drivers
+    from rig.sim.launcher import TwinProcess
+    from rig.transcript import Transcript
+
+    bench_file = load_bench(args.bench, known_drivers=set(available_drivers()))
+    config = bench_file.config
+    print(f"bench {config.name!r} ({bench_file.path}): valid, {len(config.roles)} roles, "
+          f"{len(config.positions)} meter positions")
+    twin = None
+    with tempfile.TemporaryDirectory(prefix="rig-check-") as tmp:
+        try:
+            if config.twin is not None and config.twin.autostart:
+                twin = TwinProcess(bench_file.path, Path(tmp) / "twin-truth.jsonl")
+            bench = Bench(bench_file, Transcript(None), twin.resources if twin else None)
+            rows, unreachable = [], 0
+            for role in config.roles:
+                role_config = bench.role_config(role)
+                try:
+                    identity = bench.open_role(role)
+                    rows.append((role, role_config.driver, role_config.resource, identity.manufacturer,
+                                 identity.model, identity.serial, identity.firmware, "ok"))
+                except RigError as exc:
+                    unreachable += 1
+                    rows.append((role, role_config.driver, role_config.resource, "-", "-", "-", "-", str(exc)))
+            for driver in bench.drivers.values():
+                driver.close()
+        finally:
+            if twin is not None:
+                twin.stop()
+    _print_table(("role", "driver", "resource", "maker", "model", "serial", "firmware", "status"), rows)
+    if config.positions:
+        print()
+        _print_table(("position", "serial", "class", "base A", "Imax A", "Un V", "imp/kWh", "firmware"),
+                     [(m.position, m.serial, m.accuracy_class, m.base_current_a, m.imax_a, m.un_v,
+                       m.meter_constant_imp_per_kwh, "-") for m in config.positions])
+    if unreachable:
+        print(f"\n{unreachable} role(s) could not be reached", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_table(header: tuple, rows: list[tuple]) -> None:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for index, row in enumerate(cells):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from rig.config import load_bench
+    from rig.sim.twin import serve
+
+    bench_file = load_bench(args.bench)
+    asyncio.run(serve(bench_file, Path(args.truth), args.ephemeral_ports,
+                      Path(args.ready_file) if args.ready_file else None, args.parent_pid,
+                      announce=lambda line: print(line, flush=True)))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from rig.config import bench_json_schema
+
+    text = json.dumps(bench_json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rig", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the test plans on a bench (default: the twin)")
+    run.add_argument("--bench", default=DEFAULT_BENCH)
+    run.add_argument("--results", default=None, help="run folder (default: results/<timestamp>)")
+    run.add_argument("--plans", default=DEFAULT_PLANS, help="test plans folder or file")
+    run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest arguments, after --")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a bench, reach every role, print identities")
+    check.add_argument("bench")
+    check.set_defaults(func=cmd_check)
+
+    sim = sub.add_parser("sim", help="serve the digital twin of a bench in the foreground")
+    sim.add_argument("--bench", default=DEFAULT_BENCH)
+    sim.add_argument("--truth", default="twin-truth.jsonl", help="ground-truth file to append to")
+    sim.add_argument("--ephemeral-ports", action="store_true", help="bind free ports instead of the bench's")
+    sim.add_argument("--ready-file", help="write the served resources here once listening")
+    sim.add_argument("--parent-pid", type=int, help="exit when this parent process is gone")
+    sim.set_defaults(func=cmd_sim)
+
+    schema = sub.add_parser("schema", help="print the bench description's JSON Schema")
+    schema.add_argument("-o", "--output")
+    schema.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    try:
+        return args.func(args)
+    except RigError as exc:
+        print(f"rig: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Bench descriptions: YAML validated on load, errors naming file, line and field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rig.errors import ConfigError
+
+ACCURACY_CLASSES = ("0.2S", "0.5S", "1", "2")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """Where a secret lives: an environment variable or a file. Never the value itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_values(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("inline secrets are not allowed; use {env: NAME} or {file: PATH}")
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def resolve(self, where: str) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"{where}: environment variable {self.env} is not set")
+            return value
+        try:
+            return self.file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read secret file {self.file}: {exc.strerror}") from None
+
+
+class Range(Strict):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class RoleLimits(Strict):
+    """Safety limits of one role; a driver refuses setpoints beyond them before sending."""
+
+    voltage_v: Annotated[float, Field(gt=0)] | None = None
+    current_a: Annotated[float, Field(gt=0)] | None = None
+    power_w: Annotated[float, Field(gt=0)] | None = None
+    frequency_hz: Range | None = None
+    attenuation_db: Range | None = None
+
+
+class RoleConfig(Strict):
+    driver: str
+    resource: str
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 2.0
+    safe_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    limits: RoleLimits = RoleLimits()
+    safe: dict[str, float] = {}
+    settings: dict[str, Any] = {}
+    secrets: dict[str, SecretRef] = {}
+
+
+class MeterPosition(Strict):
+    """A meter under test at one position of the bench, with its rating."""
+
+    position: Annotated[int, Field(ge=1, le=99)]
+    serial: Annotated[str, Field(min_length=1)]
+    accuracy_class: Literal["0.2S", "0.5S", "1", "2"]
+    ib_a: Annotated[float, Field(gt=0)] | None = None
+    in_a: Annotated[float, Field(gt=0)] | None = None
+    imax_a: Annotated[float, Field(gt=0)]
+    un_v: Annotated[float, Field(gt=0)]
+    fn_hz: Annotated[float, Field(gt=0)] = 50.0
+    meter_constant_imp_per_kwh: Annotated[float, Field(gt=0)]
+    max_voltage_factor: Annotated[float, Field(ge=1.0, le=2.0)] = 1.2
+
+    @field_validator("accuracy_class", mode="before")
+    @classmethod
+    def _class_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _one_base_current(self) -> MeterPosition:
+        if (self.ib_a is None) == (self.in_a is None):
+            raise ValueError("give exactly one of 'ib_a' (direct meters) or 'in_a' (CT meters)")
+        if self.imax_a <= self.base_current_a:
+            raise ValueError(f"imax_a {self.imax_a} must be above the base current {self.base_current_a}")
+        return self
+
+    @property
+    def base_current_a(self) -> float:
+        return self.ib_a if self.ib_a is not None else self.in_a
+
+    @property
+    def max_voltage_v(self) -> float:
+        return self.un_v * self.max_voltage_factor
+
+
+class TwinConfig(Strict):
+    """The digital twin that stands in for the instruments."""
+
+    autostart: bool = False
+    ephemeral_ports: bool = True
+    seed: int = 1
+    meter_self_consumption_w: Annotated[float, Field(ge=0)] = 5.0
+    instruments: dict[str, dict[str, Any]] = {}
+
+
+class BenchConfig(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    lock_dir: Path | None = None
+    twin: TwinConfig | None = None
+    roles: dict[str, RoleConfig]
+    positions: list[MeterPosition] = []
+
+    @model_validator(mode="after")
+    def _unique_positions(self) -> BenchConfig:
+        for attribute in ("position", "serial"):
+            seen = set()
+            for index, meter in enumerate(self.positions):
+                value = getattr(meter, attribute)
+                if value in seen:
+                    raise ValueError(f"positions[{index}]: {attribute} {value!r} appears twice")
+                seen.add(value)
+        return self
+
+
+class BenchFile(Strict):
+    """A validated bench description and the file it came from."""
+
+    path: Path
+    config: BenchConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def _yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
+    """Line (1-based) of the YAML node at a pydantic error location, as near as it can be found."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _describe(error: dict) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif error["type"] == "missing":
+        message = "field required"
+    return message
+
+
+def load_bench(path: str | os.PathLike, known_drivers: set[str] | None = None) -> BenchFile:
+    """Read and validate a bench YAML; raise ConfigError with one line naming file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read bench file: {exc.strerror}") from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a bench file must be a mapping with 'name', 'roles' and 'positions'")
+    try:
+        config = BenchConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        loc = tuple(first["loc"])
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        line = _yaml_line(root, loc)
+        where = f"{path}:{line}" if line else str(path)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{where}: {field}: {_describe(first)}{more}") from None
+    if known_drivers is not None:
+        for role, role_config in config.roles.items():
+            if role_config.driver not in known_drivers:
+                line = _yaml_line(root, ("roles", role, "driver"))
+                raise ConfigError(
+                    f"{path}:{line}: roles.{role}.driver: unknown driver {role_config.driver!r} "
+                    f"(known: {', '.join(sorted(known_drivers))})"
+                )
+    return BenchFile(path=path.resolve(), config=config)
+
+
+def bench_json_schema() -> dict:
+    schema = BenchConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Meter HIL Rig bench description"
+    return schema

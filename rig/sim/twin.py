@@ -1,0 +1,125 @@
+"""The twin process: every simulated instrument of a bench on loopback, one model, one clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from rig.config import BenchConfig, BenchFile
+from rig.errors import ConfigError
+from rig.sim.chroma_source import ChromaSourceSim
+from rig.sim.model import PhysicalModel
+from rig.sim.truth import TruthLog
+
+# driver name -> simulated instrument answering that driver's protocol
+SIMULATORS = {"chroma61500": ChromaSourceSim}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_socket_resource(resource: str, role: str) -> tuple[str, int]:
+    """'TCPIP0::127.0.0.1::5025::SOCKET' -> ('127.0.0.1', 5025); the twin serves loopback only."""
+    parts = resource.split("::")
+    if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET":
+        raise ConfigError(f"roles.{role}.resource: the twin serves 'TCPIP0::127.0.0.1::<port>::SOCKET', "
+                          f"got {resource!r}")
+    host, port = parts[1], parts[2]
+    if host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"roles.{role}.resource: the twin serves loopback only, got host {host!r}")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ConfigError(f"roles.{role}.resource: port {port!r} is not a number") from None
+
+
+def simulated_roles(bench: BenchConfig) -> list[str]:
+    return [role for role, config in bench.roles.items() if config.driver in SIMULATORS]
+
+
+class Twin:
+    """Builds the simulators of a bench and serves each on its own loopback port."""
+
+    def __init__(self, bench: BenchFile, truth_path: Path | None, ephemeral_ports: bool = False):
+        self.bench = bench
+        self.truth = TruthLog(truth_path)
+        self.model = PhysicalModel.from_bench(bench.config, self.truth)
+        self.ephemeral_ports = ephemeral_ports
+        self.instruments = {}
+        self.resources: dict[str, str] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        twin_settings = bench.config.twin.instruments if bench.config.twin else {}
+        for role in simulated_roles(bench.config):
+            cls = SIMULATORS[bench.config.roles[role].driver]
+            self.instruments[role] = cls(role, self.model, twin_settings.get(role, {}))
+
+    async def start(self) -> dict[str, str]:
+        for role, instrument in self.instruments.items():
+            host, port = parse_socket_resource(self.bench.config.roles[role].resource, role)
+            server = await asyncio.start_server(
+                lambda r, w, inst=instrument: self._serve_scpi(inst, r, w), host="127.0.0.1",
+                port=0 if self.ephemeral_ports else port)
+            self._servers.append(server)
+            bound_port = server.sockets[0].getsockname()[1]
+            self.resources[role] = f"TCPIP0::127.0.0.1::{bound_port}::SOCKET"
+        self.truth.event("twin.start", bench=self.bench.config.name, resources=self.resources,
+                         pid=os.getpid(), state=self.model.snapshot())
+        return self.resources
+
+    async def _serve_scpi(self, instrument, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                if instrument.latency_s:
+                    await asyncio.sleep(instrument.latency_s)
+                reply = instrument.handle(line.decode("ascii", errors="replace").strip())
+                if reply is not None:
+                    writer.write(reply.encode("ascii") + b"\n")
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        self.truth.event("twin.stop", state=self.model.snapshot())
+        self.truth.close()
+
+
+def _write_ready_file(path: Path, resources: dict[str, str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "resources": resources}))
+    tmp.replace(path)
+
+
+async def serve(bench: BenchFile, truth_path: Path | None, ephemeral_ports: bool, ready_file: Path | None,
+                parent_pid: int | None, announce=print) -> None:
+    """Run the twin until SIGINT/SIGTERM, or until the parent process is gone."""
+    twin = Twin(bench, truth_path, ephemeral_ports)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    resources = await twin.start()
+    for role, resource in resources.items():
+        announce(f"twin: {role:<12} {bench.config.roles[role].driver:<14} {resource}")
+    if ready_file is not None:
+        _write_ready_file(ready_file, resources)
+
+    async def watch_parent() -> None:
+        while parent_pid is not None and not stop.is_set():
+            if os.getppid() != parent_pid:
+                stop.set()
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch_parent())
+    await stop.wait()
+    watcher.cancel()
+    await twin.stop()
+    sys.stdout.flush()
