@@ -18,9 +18,10 @@ DEFAULT_PLANS = "testplans"
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    pytest_args = [args.plans, "--bench", args.bench, *args.pytest_args]
+    # --opt=value keeps pytest from taking the bench file's folder into its rootdir
+    pytest_args = [args.plans, f"--bench={args.bench}", *args.pytest_args]
     if args.results:
-        pytest_args += ["--results", args.results]
+        pytest_args.append(f"--results={args.results}")
     return int(pytest.main(pytest_args))
 
 
