@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from json.encoder import encode_basestring_ascii as json_string
 from pathlib import Path
-from typing import TextIO
+
+FLUSH_INTERVAL_S = 0.2
 
 
 class Transcript:
-    """Appends one JSON line per exchange: monotonic time, role, sent, received."""
+    """Appends one JSON line per exchange: monotonic time, role, sent, received (and an optional note).
+
+    Lines are buffered and flushed at least every FLUSH_INTERVAL_S, on every note and on close, so the
+    exchange path stays cheap and a killed run loses at most the last fraction of a second.
+    """
 
     def __init__(self, path: Path | None = None):
-        self._file: TextIO | None = open(path, "a", buffering=1) if path else None
+        self._file = open(path, "a") if path else None
         self._secrets: list[str] = []
         self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
 
     def add_secret(self, value: str) -> None:
         if value and value not in self._secrets:
@@ -27,19 +33,31 @@ class Transcript:
             text = text.replace(secret, "***")
         return text
 
+    def _field(self, text: str | None) -> str:
+        if text is None:
+            return "null"
+        return json_string(self.redact(text) if self._secrets else text)
+
     def record(self, role: str, sent: str | None, received: str | None, t_mono: float | None = None,
                note: str | None = None) -> None:
         if self._file is None:
             return
-        entry = {"t_mono": time.monotonic() if t_mono is None else t_mono, "role": role,
-                 "sent": sent, "received": received}
-        if note:
-            entry["note"] = note
-        line = json.dumps(entry)
-        if self._secrets:
-            line = self.redact(line)
+        now = time.monotonic()
+        line = (f'{{"t_mono": {now if t_mono is None else t_mono!r}, "role": {self._field(role)}, '
+                f'"sent": {self._field(sent)}, "received": {self._field(received)}')
+        line += f', "note": {self._field(note)}}}\n' if note else "}\n"
         with self._lock:
-            self._file.write(line + "\n")
+            if self._file is None:
+                return
+            self._file.write(line)
+            if note or now - self._last_flush >= FLUSH_INTERVAL_S:
+                self._file.flush()
+                self._last_flush = now
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
 
     def close(self) -> None:
         with self._lock:

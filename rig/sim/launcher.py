@@ -33,6 +33,7 @@ class TwinProcess:
         while not ready.exists():
             if self.process.poll() is not None:
                 self._log.close()
+                self._tmp.cleanup()
                 tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
                 raise ConfigError(f"twin for {bench_path} exited with code {self.process.returncode}: {tail[0]}")
             if time.monotonic() > deadline:

@@ -124,6 +124,7 @@ def test_every_exchange_is_transcripted(connect, tmp_path):
     source, peer = connect([Step("SOUR:VOLT:AC 240.000;:SYST:ERR?", OK), Step("MEAS:VOLT:ACDC?", "240.02")])
     source.set_voltage(240.0)
     assert source.measure_voltage() == 240.02
+    source.transcript.flush()
     lines = [json.loads(line) for line in (tmp_path / "transcript.jsonl").read_text().splitlines()]
     exchanges = [(entry["role"], entry["sent"], entry["received"]) for entry in lines if entry["sent"]]
     assert exchanges == [("source", "SOUR:VOLT:AC 240.000;:SYST:ERR?", OK),
