@@ -49,7 +49,8 @@ class ScpiDriver(Driver):
             return InstrumentTimeout(f"{self.role} ({self.address}): no answer within {self.config.timeout_s:g} s "
                                      f"to {sent!r}")
         if isinstance(exc, ConnectionError):
-            return InstrumentError(f"{self.role} ({self.address}): not reachable ({exc.strerror}) when sending {sent!r}")
+            return InstrumentError(f"{self.role} ({self.address}): not reachable ({exc.strerror}) "
+                                   f"when sending {sent!r}")
         return InstrumentError(f"{self.role} ({self.address}): exchange {sent!r} failed: {exc}")
 
     def _discard_stale_replies(self) -> None:

@@ -24,15 +24,14 @@ def setpoint_limits(bench: BenchFile, role: str, cls: type[Driver]) -> SetpointL
     limits = SetpointLimits()
     for quantity, (low, high) in cls.RATINGS.items():
         limits.add(quantity, low, high, f"the rating of the {config.driver} instrument")
-    where = f"roles.{role}.limits in {bench.path.name}"
     for field, (quantity, _unit) in ROLE_LIMIT_FIELDS.items():
         value = getattr(config.limits, field)
         if value is not None:
-            limits.add(quantity, None, value, f"{where.replace('limits', 'limits.' + field)}")
+            limits.add(quantity, None, value, f"roles.{role}.limits.{field} in {bench.path.name}")
     for field, quantity in ROLE_RANGE_FIELDS.items():
         span = getattr(config.limits, field)
         if span is not None:
-            limits.add(quantity, span.min, span.max, f"{where.replace('limits', 'limits.' + field)}")
+            limits.add(quantity, span.min, span.max, f"roles.{role}.limits.{field} in {bench.path.name}")
     for quantity, attribute in cls.METER_RATINGS.items():
         for meter in bench.config.positions:
             limits.add(quantity, None, getattr(meter, attribute),

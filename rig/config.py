@@ -135,16 +135,17 @@ class BenchConfig(Strict):
     roles: dict[str, RoleConfig]
     positions: list[MeterPosition] = []
 
-    @model_validator(mode="after")
-    def _unique_positions(self) -> BenchConfig:
+    @field_validator("positions")
+    @classmethod
+    def _unique_positions(cls, positions: list[MeterPosition]) -> list[MeterPosition]:
         for attribute in ("position", "serial"):
             seen = set()
-            for index, meter in enumerate(self.positions):
+            for index, meter in enumerate(positions):
                 value = getattr(meter, attribute)
                 if value in seen:
-                    raise ValueError(f"positions[{index}]: {attribute} {value!r} appears twice")
+                    raise ValueError(f"{attribute} {value!r} appears twice (again at positions[{index}])")
                 seen.add(value)
-        return self
+        return positions
 
 
 class BenchFile(Strict):

@@ -22,7 +22,7 @@ class BenchLock:
     """flock on a file per bench; the kernel releases it when the holder dies, so no stale locks remain."""
 
     def __init__(self, bench_name: str, bench_path: Path, lock_dir: Path | None = None):
-        key = hashlib.sha1(str(bench_path).encode()).hexdigest()[:12]
+        key = hashlib.sha1(str(Path(bench_path).resolve()).encode()).hexdigest()[:12]
         self.path = (lock_dir or default_lock_dir()) / f"{bench_name}-{key}.lock"
         self.bench_name = bench_name
         self._handle = None

@@ -1,92 +1,10 @@
-"""Shared helpers: temporary twin benches, plans run in a real pytest process, the twin's truth."""
+"""Fixtures shared by the rig's tests."""
 
-from __future__ import annotations
-
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
-import yaml
-
-from rig.sim.truth import read_truth
-
-ROOT = Path(__file__).resolve().parent.parent
-SIM_BENCH = ROOT / "benches" / "sim.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = True, port: int | None = None,
-                timeout_s: float = 2.0, edit=None) -> Path:
-    """A copy of the sim bench with its own lock folder; `edit(data)` may change anything."""
-    data = yaml.safe_load(SIM_BENCH.read_text())
-    data["lock_dir"] = str(folder / "locks")
-    data["twin"]["autostart"] = autostart
-    source = data["roles"]["source"]
-    source["timeout_s"] = timeout_s
-    if port is not None:
-        source["resource"] = f"TCPIP0::127.0.0.1::{port}::SOCKET"
-    if edit is not None:
-        edit(data)
-    path = folder / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-class PlanRun:
-    """A test plan run by pytest in its own process, as `rig run` runs it."""
-
-    def __init__(self, folder: Path, plan: str, bench: Path, extra: tuple[str, ...] = ()):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.results = folder / "results"
-        plan_path = folder / "test_plan.py"
-        plan_path.write_text(textwrap.dedent(plan))
-        self.args = [sys.executable, "-m", "pytest", str(plan_path), f"--bench={bench}",
-                     f"--results={self.results}", "-p", "no:cacheprovider", "-q", *extra]
-        self.process = subprocess.Popen(self.args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True)
-        self.output = ""
-
-    def wait(self, timeout_s: float = 60) -> int:
-        self.output, _ = self.process.communicate(timeout=timeout_s)
-        return self.process.returncode
-
-    def truth(self) -> list[dict]:
-        return read_truth(self.results / "twin-truth.jsonl")
-
-    def run_json(self) -> dict:
-        return json.loads((self.results / "run.json").read_text())
-
-    def measurements(self) -> list[dict]:
-        path = self.results / "measurements.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def wait_for_truth(self, predicate, timeout_s: float = 30, truth_path: Path | None = None) -> None:
-        """Wait until the twin's truth holds an event matching predicate."""
-        path = truth_path or self.results / "twin-truth.jsonl"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if path.exists() and any(predicate(event) for event in read_truth(path)):
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"plan ended early:\n{self.process.stdout.read()}")
-            time.sleep(0.05)
-        raise AssertionError(f"no matching truth event within {timeout_s} s in {path}")
-
-    def signal(self, number: int) -> None:
-        os.kill(self.process.pid, number)
+from plan_runner import PlanRun, write_bench
 
 
 @pytest.fixture
@@ -106,7 +24,3 @@ def run_plan(tmp_path):
         if run.process.poll() is None:
             run.process.send_signal(signal.SIGKILL)
             run.process.wait()
-
-
-def source_output_events(truth: list[dict]) -> list[bool]:
-    return [event["on"] for event in truth if event["event"] == "source.output"]

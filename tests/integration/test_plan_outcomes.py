@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, free_port, source_output_events, write_bench
+from plan_runner import ROOT, free_port, source_output_events, write_bench
 
 
 def test_failing_measurement_fails_the_test_after_all_are_taken(run_plan):

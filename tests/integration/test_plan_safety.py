@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import PlanRun, free_port, source_output_events, write_bench
+from plan_runner import PlanRun, free_port, source_output_events, write_bench
 
 from rig.sim.truth import read_truth
 

@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from conftest import write_bench
+from plan_runner import write_bench
 from scripted_peer import ScriptedScpiPeer, Step
 
 from rig.bench import Bench
