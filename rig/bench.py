@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rig.config import BenchFile
+from rig.config import BenchFile, RoleConfig, bench_roles
 from rig.driver import Driver, Identity, SetpointLimits, driver_class
 from rig.errors import BenchBroken, ConfigError, InstrumentError, RigError
 from rig.transcript import Transcript
@@ -20,7 +20,7 @@ ROLE_RANGE_FIELDS = {"frequency_hz": "frequency", "attenuation_db": "attenuation
 
 def setpoint_limits(bench: BenchFile, role: str, cls: type[Driver]) -> SetpointLimits:
     """Every bound on a role's setpoints: the instrument's rating, the role's limits, the meters' ratings."""
-    config = bench.config.roles[role]
+    config = bench_roles(bench.config)[role]
     limits = SetpointLimits()
     for quantity, (low, high) in cls.RATINGS.items():
         limits.add(quantity, low, high, f"the rating of the {config.driver} instrument")
@@ -80,6 +80,7 @@ class Bench:
                  on_safe_state: Callable[[str, list[dict]], None] | None = None):
         self.file = bench
         self.config = bench.config
+        self.roles = bench_roles(bench.config)
         self.transcript = transcript
         self.resources = resources or {}
         self.on_safe_state = on_safe_state
@@ -88,8 +89,8 @@ class Bench:
         self.broken: str | None = None
         self._lock = threading.RLock()
 
-    def role_config(self, role: str):
-        config = self.config.roles[role]
+    def role_config(self, role: str) -> RoleConfig:
+        config = self.roles[role]
         if role in self.resources:
             config = config.model_copy(update={"resource": self.resources[role]})
         return config
@@ -111,7 +112,7 @@ class Bench:
 
     def open(self) -> None:
         """Open every role, then drive the whole bench safe (a killed earlier run may have left it live)."""
-        for role in self.config.roles:
+        for role in self.roles:
             try:
                 self.open_role(role)
             except RigError as exc:
@@ -129,7 +130,7 @@ class Bench:
             return self.drivers[role]
         except KeyError:
             raise ConfigError(f"bench {self.config.name!r} ({self.file.path.name}) has no role {role!r} "
-                              f"(roles: {', '.join(self.config.roles)})") from None
+                              f"(roles: {', '.join(self.roles)})") from None
 
     def latch(self, cause: str) -> None:
         """Mark the bench broken; the first cause is kept."""

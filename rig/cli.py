@@ -43,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 twin = TwinProcess(bench_file.path, Path(tmp) / "twin-truth.jsonl")
             bench = Bench(bench_file, Transcript(None), twin.resources if twin else None)
             rows, unreachable = [], 0
-            for role in config.roles:
+            for role in bench.roles:
                 role_config = bench.role_config(role)
                 try:
                     identity = bench.open_role(role)
@@ -85,7 +85,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     bench_file = load_bench(args.bench)
     asyncio.run(serve(bench_file, Path(args.truth), args.ephemeral_ports,
                       Path(args.ready_file) if args.ready_file else None, args.parent_pid,
-                      announce=lambda line: print(line, flush=True)))
+                      Path(args.defects) if args.defects else None, announce=lambda line: print(line, flush=True)))
     return 0
 
 
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--ephemeral-ports", action="store_true", help="bind free ports instead of the bench's")
     sim.add_argument("--ready-file", help="write the served resources here once listening")
     sim.add_argument("--parent-pid", type=int, help="exit when this parent process is gone")
+    sim.add_argument("--defects", help="defect profile YAML: make chosen meters, the HES or the link misbehave")
     sim.set_defaults(func=cmd_sim)
 
     schema = sub.add_parser("schema", help="print the bench description's JSON Schema")

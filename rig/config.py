@@ -93,7 +93,9 @@ class MeterPosition(Strict):
     un_v: Annotated[float, Field(gt=0)]
     fn_hz: Annotated[float, Field(gt=0)] = 50.0
     meter_constant_imp_per_kwh: Annotated[float, Field(gt=0)]
+    test_output_imp_per_kwh: Annotated[float, Field(gt=0)] | None = None
     max_voltage_factor: Annotated[float, Field(ge=1.0, le=2.0)] = 1.2
+    interface: RoleConfig | None = None  # the meter's own communication port (DLMS, Modbus), role "meter@<n>"
 
     @field_validator("accuracy_class", mode="before")
     @classmethod
@@ -113,6 +115,11 @@ class MeterPosition(Strict):
         return self.ib_a if self.ib_a is not None else self.in_a
 
     @property
+    def test_output_constant(self) -> float:
+        """Pulse constant (imp/kWh) of the output the scanning head reads: a test output if set."""
+        return self.test_output_imp_per_kwh or self.meter_constant_imp_per_kwh
+
+    @property
     def max_voltage_v(self) -> float:
         return self.un_v * self.max_voltage_factor
 
@@ -124,6 +131,7 @@ class TwinConfig(Strict):
     ephemeral_ports: bool = True
     seed: int = 1
     meter_self_consumption_w: Annotated[float, Field(ge=0)] = 5.0
+    current_settle_tau_s: Annotated[float, Field(ge=0)] = 0.05
     instruments: dict[str, dict[str, Any]] = {}
 
 
@@ -146,6 +154,20 @@ class BenchConfig(Strict):
                     raise ValueError(f"{attribute} {value!r} appears twice (again at positions[{index}])")
                 seen.add(value)
         return positions
+
+
+def bench_roles(config: BenchConfig) -> dict[str, RoleConfig]:
+    """Every role of a bench: the named roles, then each position's meter interface as 'meter@<position>'."""
+    roles = dict(config.roles)
+    for meter in config.positions:
+        if meter.interface is not None:
+            roles[f"meter@{meter.position}"] = meter.interface
+    return roles
+
+
+def position_of_role(role: str) -> int | None:
+    prefix, _, number = role.partition("@")
+    return int(number) if prefix == "meter" and number.isdigit() else None
 
 
 class BenchFile(Strict):
@@ -214,12 +236,17 @@ def load_bench(path: str | os.PathLike, known_drivers: set[str] | None = None) -
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{where}: {field}: {_describe(first)}{more}") from None
     if known_drivers is not None:
-        for role, role_config in config.roles.items():
+        for role, role_config in bench_roles(config).items():
             if role_config.driver not in known_drivers:
-                line = _yaml_line(root, ("roles", role, "driver"))
+                position = position_of_role(role)
+                if position is None:
+                    loc = ("roles", role, "driver")
+                else:
+                    index = next(i for i, m in enumerate(config.positions) if m.position == position)
+                    loc = ("positions", index, "interface", "driver")
                 raise ConfigError(
-                    f"{path}:{line}: roles.{role}.driver: unknown driver {role_config.driver!r} "
-                    f"(known: {', '.join(sorted(known_drivers))})"
+                    f"{path}:{_yaml_line(root, loc)}: {'.'.join(map(str, loc))}: unknown driver "
+                    f"{role_config.driver!r} (known: {', '.join(sorted(known_drivers))})"
                 )
     return BenchFile(path=path.resolve(), config=config)
 

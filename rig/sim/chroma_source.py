@@ -13,6 +13,8 @@ CURRENT_LIMIT_RANGE_A = (0.0, 40.0)
 class ChromaSourceSim:
     """Answers like a Chroma 61504; measurement readings carry a small gain error and noise."""
 
+    transport = "scpi"
+
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
         self.role = role
         self.model = model

@@ -1,22 +1,75 @@
-"""The physical model shared by every simulated instrument."""
+"""The physical model shared by every simulated instrument.
+
+One AC voltage source feeds every meter's voltage circuit in parallel; one phantom-load current source drives
+the same current, at a programmable phase angle, through every meter's current circuit in series. Each meter
+integrates active energy from the true V, I and phase, emits test-output pulses at its constant and keeps an
+energy register; defect profiles bend what it registers. Time is the host's monotonic clock, and the state is
+advanced analytically (the current settles exponentially after each change), so a read at any instant sees
+exactly the energy that flowed until then.
+"""
 
 from __future__ import annotations
 
+import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rig.config import BenchConfig
+from rig.sim.defects import Defects, MeterDefects
 from rig.sim.truth import TruthLog
+
+PF_ANGLE_TOLERANCE_DEG = 5.0
+PF_ANGLES_DEG = {"1": 0.0, "0.5L": 60.0, "0.8C": -math.degrees(math.acos(0.8))}
+GOOD_METER_START_FRACTION_OF_BASE = 0.0015  # a sound meter registers from 0.15 % of Ib/In
+
+
+def pf_label(phase_deg: float) -> str | None:
+    """The named power factor a phase angle stands for (current lagging voltage is positive), if any."""
+    for label, angle in PF_ANGLES_DEG.items():
+        if abs(phase_deg - angle) <= PF_ANGLE_TOLERANCE_DEG:
+            return label
+    return None
 
 
 @dataclass
 class SimMeter:
-    """A meter at one position; its voltage circuit hangs on the source."""
+    """A meter at one position: voltage circuit on the source, current circuit in the series loop."""
 
     position: int
     serial: str
     un_v: float
+    base_current_a: float
     self_consumption_w: float
+    test_output_imp_per_kwh: float
+    defects: MeterDefects = field(default_factory=MeterDefects)
+    pulse_energy_wh: float = 0.0  # what the test output has counted, in Wh of pulses (pulses = Wh * K / 1000)
+    register_energy_wh: float = 0.0
+    true_energy_wh: float = 0.0
+
+    @property
+    def start_threshold_a(self) -> float:
+        if self.defects.starting_current_a is not None:
+            return self.defects.starting_current_a
+        return GOOD_METER_START_FRACTION_OF_BASE * self.base_current_a
+
+    def pulses(self) -> int:
+        return int(self.pulse_energy_wh * self.test_output_imp_per_kwh / 1000.0)
+
+    def advance(self, energy_wh: float, current_a: float, phase_deg: float, voltage_v: float,
+                duration_s: float) -> None:
+        """Register `energy_wh` of true import energy that flowed in `duration_s` at this current and phase."""
+        if voltage_v > 0 and current_a < self.start_threshold_a and self.defects.creep_pulses_per_hour:
+            creep_wh = self.defects.creep_pulses_per_hour * duration_s / 3600 * 1000.0 / self.test_output_imp_per_kwh
+            self.pulse_energy_wh += creep_wh
+            self.register_energy_wh += creep_wh
+        if energy_wh <= 0 or current_a < self.start_threshold_a:
+            return
+        self.true_energy_wh += energy_wh
+        registered = energy_wh * (1 + self.defects.error_pct_at(current_a, pf_label(phase_deg)) / 100)
+        self.pulse_energy_wh += registered
+        self.register_energy_wh += registered * (1 + self.defects.register_error_pct / 100)
 
 
 @dataclass
@@ -28,45 +81,133 @@ class SourceState:
 
 
 @dataclass
+class CurrentSourceState:
+    """Phantom-load current amplifier: amplitude settles with time constant settle_tau_s."""
+
+    output_on: bool = False
+    current_setpoint_a: float = 0.0
+    phase_deg: float = 0.0
+    settle_tau_s: float = 0.05
+    current_a: float = 0.0  # actual RMS current at the last advance
+
+
+@dataclass
 class PhysicalModel:
-    """Voltage at the meters, the power their circuits draw, and the truth of every change."""
+    """Voltage, current, energy and pulses of every position, and the truth of every change."""
 
     truth: TruthLog
     rng: random.Random
     meters: list[SimMeter] = field(default_factory=list)
     source: SourceState = field(default_factory=SourceState)
+    current: CurrentSourceState = field(default_factory=CurrentSourceState)
+    circuit_energy_wh: float = 0.0  # true active energy through the series current circuit since start
+    defects: Defects = field(default_factory=Defects)
+    clock: Callable[[], float] = time.monotonic
+    last_t: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def from_bench(cls, bench: BenchConfig, truth: TruthLog) -> PhysicalModel:
+    def from_bench(cls, bench: BenchConfig, truth: TruthLog, defects: Defects | None = None) -> PhysicalModel:
         twin = bench.twin
         seed = twin.seed if twin else 1
         consumption = twin.meter_self_consumption_w if twin else 5.0
-        meters = [SimMeter(m.position, m.serial, m.un_v, consumption) for m in bench.positions]
-        return cls(truth=truth, rng=random.Random(seed), meters=meters)
+        defects = defects or Defects()
+        meters = [SimMeter(m.position, m.serial, m.un_v, m.base_current_a, consumption, m.test_output_constant,
+                           defects.for_position(m.position)) for m in bench.positions]
+        model = cls(truth=truth, rng=random.Random(seed), meters=meters, defects=defects)
+        if twin is not None:
+            model.current.settle_tau_s = twin.current_settle_tau_s
+        return model
+
+    # -- time ----------------------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Advance the model to the present instant and return it."""
+        t = self.clock()
+        self.advance_to(t)
+        return t
+
+    def advance_to(self, t: float) -> None:
+        dt = t - self.last_t
+        if dt <= 0:
+            return
+        self.last_t = t
+        state = self.current
+        target = state.current_setpoint_a if state.output_on else 0.0
+        start_current = state.current_a
+        decay = math.exp(-dt / state.settle_tau_s) if state.settle_tau_s > 0 else 0.0
+        # integral of I(t) = target + (start - target) * exp(-t / tau) over dt
+        charge_as = target * dt + (start_current - target) * state.settle_tau_s * (1 - decay)
+        state.current_a = target + (start_current - target) * decay
+        voltage = self.supply_voltage_v()
+        energy_wh = voltage * charge_as * math.cos(math.radians(state.phase_deg)) / 3600.0
+        if voltage <= 0:
+            energy_wh = 0.0
+        mean_current = charge_as / dt
+        self.circuit_energy_wh += max(energy_wh, 0.0)
+        for meter in self.meters:
+            meter.advance(max(energy_wh, 0.0), mean_current, state.phase_deg, voltage, dt)
+
+    # -- quantities ---------------------------------------------------------------------------------------
 
     def supply_voltage_v(self) -> float:
         """True RMS voltage at the meters' voltage circuits."""
         return self.source.voltage_setpoint_v if self.source.output_on else 0.0
 
+    def circuit_current_a(self) -> float:
+        self.now()
+        return self.current.current_a
+
+    def active_power_w(self) -> float:
+        """True active power through the series current circuit (what each meter sees)."""
+        self.now()
+        return self.supply_voltage_v() * self.current.current_a * math.cos(math.radians(self.current.phase_deg))
+
     def supply_power_w(self) -> float:
-        """Active power the meters' voltage circuits draw from the source (self-consumption)."""
+        """Active power the meters' voltage circuits draw from the voltage source (self-consumption)."""
         if self.supply_voltage_v() <= 0:
             return 0.0
         return sum(meter.self_consumption_w for meter in self.meters)
 
+    def meter(self, position: int) -> SimMeter:
+        return next(m for m in self.meters if m.position == position)
+
+    # -- changes ------------------------------------------------------------------------------------------
+
     def set_source_output(self, on: bool, by: str) -> None:
+        self.now()
         if on != self.source.output_on:
             self.source.output_on = on
             self.truth.event("source.output", on=on, voltage_v=self.source.voltage_setpoint_v, by=by)
 
     def set_source_voltage(self, voltage_v: float, by: str) -> None:
+        self.now()
         self.source.voltage_setpoint_v = voltage_v
         self.truth.event("source.voltage_setpoint", voltage_v=voltage_v, output_on=self.source.output_on, by=by)
 
     def set_source_frequency(self, frequency_hz: float, by: str) -> None:
+        self.now()
         self.source.frequency_setpoint_hz = frequency_hz
         self.truth.event("source.frequency_setpoint", frequency_hz=frequency_hz, by=by)
 
+    def set_current_output(self, on: bool, by: str) -> None:
+        self.now()
+        if on != self.current.output_on:
+            self.current.output_on = on
+            self.truth.event("current.output", on=on, current_a=self.current.current_setpoint_a,
+                             phase_deg=self.current.phase_deg, by=by)
+
+    def set_current(self, current_a: float, phase_deg: float | None, by: str) -> None:
+        self.now()
+        self.current.current_setpoint_a = current_a
+        if phase_deg is not None:
+            self.current.phase_deg = phase_deg
+        self.truth.event("current.setpoint", current_a=current_a, phase_deg=self.current.phase_deg,
+                         output_on=self.current.output_on, by=by)
+
     def snapshot(self) -> dict:
-        return {"source": vars(self.source).copy(), "supply_voltage_v": self.supply_voltage_v(),
-                "supply_power_w": self.supply_power_w()}
+        self.now()
+        return {"source": vars(self.source).copy(), "current": vars(self.current).copy(),
+                "supply_voltage_v": self.supply_voltage_v(), "supply_power_w": self.supply_power_w(),
+                "circuit_energy_wh": self.circuit_energy_wh,
+                "meters": {m.position: {"pulses": m.pulses(), "register_energy_wh": m.register_energy_wh,
+                                        "true_energy_wh": m.true_energy_wh} for m in self.meters}}

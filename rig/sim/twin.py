@@ -9,63 +9,81 @@ import signal
 import sys
 from pathlib import Path
 
-from rig.config import BenchConfig, BenchFile
+from rig.config import BenchConfig, BenchFile, RoleConfig, bench_roles
 from rig.errors import ConfigError
 from rig.sim.chroma_source import ChromaSourceSim
+from rig.sim.defects import Defects, load_defects
 from rig.sim.model import PhysicalModel
 from rig.sim.truth import TruthLog
 
-# driver name -> simulated instrument answering that driver's protocol
-SIMULATORS = {"chroma61500": ChromaSourceSim}
+# driver name -> simulated instrument answering that driver's protocol; each declares its transport:
+# "scpi" (lines over a raw TCP socket, served here) or "modbus" (Modbus TCP, served by the simulator itself)
+SIMULATORS: dict[str, type] = {"chroma61500": ChromaSourceSim}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def parse_socket_resource(resource: str, role: str) -> tuple[str, int]:
-    """'TCPIP0::127.0.0.1::5025::SOCKET' -> ('127.0.0.1', 5025); the twin serves loopback only."""
-    parts = resource.split("::")
-    if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET":
-        raise ConfigError(f"roles.{role}.resource: the twin serves 'TCPIP0::127.0.0.1::<port>::SOCKET', "
-                          f"got {resource!r}")
-    host, port = parts[1], parts[2]
+def parse_resource(resource: str, role: str) -> tuple[str, int]:
+    """'TCPIP0::127.0.0.1::5025::SOCKET' or 'tcp://127.0.0.1:502' -> (host, port); the twin serves loopback only."""
+    if resource.startswith("tcp://"):
+        host, _, port = resource.removeprefix("tcp://").split("/")[0].partition(":")
+    else:
+        parts = resource.split("::")
+        if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET":
+            raise ConfigError(f"{role}: the twin serves 'TCPIP0::127.0.0.1::<port>::SOCKET' or "
+                              f"'tcp://127.0.0.1:<port>', got {resource!r}")
+        host, port = parts[1], parts[2]
     if host not in LOOPBACK_HOSTS:
-        raise ConfigError(f"roles.{role}.resource: the twin serves loopback only, got host {host!r}")
+        raise ConfigError(f"{role}: the twin serves loopback only, got host {host!r}")
     try:
         return host, int(port)
     except ValueError:
-        raise ConfigError(f"roles.{role}.resource: port {port!r} is not a number") from None
+        raise ConfigError(f"{role}: port {port!r} in {resource!r} is not a number") from None
 
 
-def simulated_roles(bench: BenchConfig) -> list[str]:
-    return [role for role, config in bench.roles.items() if config.driver in SIMULATORS]
+def format_resource(transport: str, port: int) -> str:
+    return f"tcp://127.0.0.1:{port}" if transport == "modbus" else f"TCPIP0::127.0.0.1::{port}::SOCKET"
+
+
+def simulated_roles(bench: BenchConfig) -> dict[str, RoleConfig]:
+    return {role: config for role, config in bench_roles(bench).items() if config.driver in SIMULATORS}
 
 
 class Twin:
     """Builds the simulators of a bench and serves each on its own loopback port."""
 
-    def __init__(self, bench: BenchFile, truth_path: Path | None, ephemeral_ports: bool = False):
+    def __init__(self, bench: BenchFile, truth_path: Path | None, ephemeral_ports: bool = False,
+                 defects: Defects | None = None, defects_path: Path | None = None):
         self.bench = bench
         self.truth = TruthLog(truth_path)
-        self.model = PhysicalModel.from_bench(bench.config, self.truth)
+        self.defects = defects or Defects()
+        self.defects_path = defects_path
+        self.model = PhysicalModel.from_bench(bench.config, self.truth, self.defects)
         self.ephemeral_ports = ephemeral_ports
         self.instruments = {}
+        self.roles = simulated_roles(bench.config)
         self.resources: dict[str, str] = {}
         self._servers: list[asyncio.AbstractServer] = []
         twin_settings = bench.config.twin.instruments if bench.config.twin else {}
-        for role in simulated_roles(bench.config):
-            cls = SIMULATORS[bench.config.roles[role].driver]
-            self.instruments[role] = cls(role, self.model, twin_settings.get(role, {}))
+        for role, config in self.roles.items():
+            cls = SIMULATORS[config.driver]
+            self.instruments[role] = cls(role, self.model, {**config.settings, **twin_settings.get(role, {})})
 
     async def start(self) -> dict[str, str]:
         for role, instrument in self.instruments.items():
-            host, port = parse_socket_resource(self.bench.config.roles[role].resource, role)
-            server = await asyncio.start_server(
-                lambda r, w, inst=instrument: self._serve_scpi(inst, r, w), host="127.0.0.1",
-                port=0 if self.ephemeral_ports else port)
-            self._servers.append(server)
-            bound_port = server.sockets[0].getsockname()[1]
-            self.resources[role] = f"TCPIP0::127.0.0.1::{bound_port}::SOCKET"
+            _host, port = parse_resource(self.roles[role].resource, role)
+            port = 0 if self.ephemeral_ports else port
+            if instrument.transport == "scpi":
+                server = await asyncio.start_server(
+                    lambda r, w, inst=instrument: self._serve_scpi(inst, r, w), host="127.0.0.1", port=port)
+                self._servers.append(server)
+                port = server.sockets[0].getsockname()[1]
+            else:
+                port = await instrument.start("127.0.0.1", port)
+            self.resources[role] = format_resource(instrument.transport, port)
         self.truth.event("twin.start", bench=self.bench.config.name, resources=self.resources,
-                         pid=os.getpid(), state=self.model.snapshot())
+                         pid=os.getpid(), defects=self.defects.model_dump(mode="json"),
+                         defects_file=str(self.defects_path) if self.defects_path else None,
+                         state=self.model.snapshot())
         return self.resources
 
     async def _serve_scpi(self, instrument, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -88,6 +106,9 @@ class Twin:
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
+        for instrument in self.instruments.values():
+            if instrument.transport != "scpi":
+                await instrument.stop()
         self.truth.event("twin.stop", state=self.model.snapshot())
         self.truth.close()
 
@@ -99,16 +120,16 @@ def _write_ready_file(path: Path, resources: dict[str, str]) -> None:
 
 
 async def serve(bench: BenchFile, truth_path: Path | None, ephemeral_ports: bool, ready_file: Path | None,
-                parent_pid: int | None, announce=print) -> None:
+                parent_pid: int | None, defects_path: Path | None = None, announce=print) -> None:
     """Run the twin until SIGINT/SIGTERM, or until the parent process is gone."""
-    twin = Twin(bench, truth_path, ephemeral_ports)
+    twin = Twin(bench, truth_path, ephemeral_ports, load_defects(defects_path), defects_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     resources = await twin.start()
     for role, resource in resources.items():
-        announce(f"twin: {role:<12} {bench.config.roles[role].driver:<14} {resource}")
+        announce(f"twin: {role:<12} {twin.roles[role].driver:<14} {resource}")
     if ready_file is not None:
         _write_ready_file(ready_file, resources)
 

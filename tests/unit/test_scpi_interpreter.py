@@ -245,7 +245,9 @@ def test_exactly_sixteen_errors_do_not_overflow(box):
 
 def make_source(meters=1):
     model = PhysicalModel(truth=TruthLog(None), rng=random.Random(1),
-                          meters=[SimMeter(i, f"M{i}", 240.0, 5.0) for i in range(1, meters + 1)])
+                          meters=[SimMeter(position=i, serial=f"M{i}", un_v=240.0, base_current_a=10.0,
+                                          self_consumption_w=5.0, test_output_imp_per_kwh=3200.0)
+                                 for i in range(1, meters + 1)])
     return ChromaSourceSim("source", model, {}), model
 
 

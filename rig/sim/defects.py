@@ -1,0 +1,73 @@
+"""Defect profiles for the twin: a YAML file that makes chosen meters (or the HES, or the link) misbehave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rig.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBand(Strict):
+    """Registration error `value` % while the current lies in [low, high] A at power factor `pf`."""
+
+    current_a: tuple[float, float]
+    pf: Literal["1", "0.5L", "0.8C"]
+    value: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pf_as_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("pf"), int | float):
+            data = {**data, "pf": f"{data['pf']:g}"}
+        return data
+
+
+class MeterDefects(Strict):
+    error_pct: list[ErrorBand] = []
+    starting_current_a: Annotated[float, Field(gt=0)] | None = None
+    creep_pulses_per_hour: Annotated[float, Field(ge=0)] = 0.0
+    register_error_pct: float = 0.0
+
+    def error_pct_at(self, current_a: float, pf: str | None) -> float:
+        for band in self.error_pct:
+            low, high = band.current_a
+            if band.pf == pf and low <= current_a <= high:
+                return band.value
+        return 0.0
+
+
+class Defects(Strict):
+    positions: dict[int, MeterDefects] = {}
+    hes: dict[str, Any] = {}
+    link: dict[str, Any] = {}
+
+    def for_position(self, position: int) -> MeterDefects:
+        return self.positions.get(position, MeterDefects())
+
+
+def load_defects(path: str | Path | None) -> Defects:
+    """Read a defects YAML; ConfigError naming file and field when it is wrong."""
+    if path is None:
+        return Defects()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read defects file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
+    try:
+        return Defects.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"{path}: {field}: {message}") from None
