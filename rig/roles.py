@@ -38,3 +38,71 @@ class AcSource(ABC):
     @abstractmethod
     def voltage_readback_tolerance(self, voltage_v: float) -> float:
         """Permitted |measured - set| voltage at this setpoint, from the instrument's specification."""
+
+
+class CurrentSource(ABC):
+    """Phantom-load current amplifier: drives a current at a phase angle through the meters' current circuits.
+
+    Phase is the angle by which the current lags the voltage, in degrees: +60 is PF 0.5 inductive (0.5L),
+    -36.87 is PF 0.8 capacitive (0.8C).
+    """
+
+    @abstractmethod
+    def set_current(self, current_a: float) -> None: ...
+
+    @abstractmethod
+    def set_phase(self, phase_deg: float) -> None: ...
+
+    @abstractmethod
+    def set_output(self, enabled: bool) -> None: ...
+
+    @abstractmethod
+    def output_enabled(self) -> bool: ...
+
+    @abstractmethod
+    def measure_current(self) -> float: ...
+
+
+class ReferenceMeter(ABC):
+    """Reference standard meter: instantaneous readings and energy integration."""
+
+    accuracy_class_pct: float
+
+    @abstractmethod
+    def measure(self) -> dict[str, float]:
+        """One simultaneous reading: {'voltage_v', 'current_a', 'power_w', 'power_factor'}."""
+
+    @abstractmethod
+    def start_integration(self) -> None: ...
+
+    @abstractmethod
+    def stop_integration(self) -> None: ...
+
+    @abstractmethod
+    def integration_running(self) -> bool: ...
+
+    @abstractmethod
+    def read_energy_wh(self) -> float:
+        """Active energy integrated since the last start (keeps counting while running)."""
+
+
+class PulseCounter(ABC):
+    """Counter module fed by the scanning heads: one channel per meter position."""
+
+    @abstractmethod
+    def read_counts(self) -> dict[int, int]:
+        """Every position's count, read in one exchange (one instant for all): {position: count}."""
+
+    @abstractmethod
+    def reset(self, positions: list[int] | None = None) -> None: ...
+
+
+class MeterReadout(ABC):
+    """The meter's own data port (Modbus register map, DLMS/COSEM)."""
+
+    @abstractmethod
+    def read_energy_import_kwh(self) -> float: ...
+
+    @abstractmethod
+    def read_instantaneous(self) -> dict[str, float]:
+        """{'voltage_v', 'current_a', 'power_w', 'power_factor'} as the meter measures them."""

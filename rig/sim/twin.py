@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import signal
@@ -11,14 +12,24 @@ from pathlib import Path
 
 from rig.config import BenchConfig, BenchFile, RoleConfig, bench_roles
 from rig.errors import ConfigError
-from rig.sim.chroma_source import ChromaSourceSim
 from rig.sim.defects import Defects, load_defects
 from rig.sim.model import PhysicalModel
 from rig.sim.truth import TruthLog
 
 # driver name -> simulated instrument answering that driver's protocol; each declares its transport:
 # "scpi" (lines over a raw TCP socket, served here) or "modbus" (Modbus TCP, served by the simulator itself)
-SIMULATORS: dict[str, type] = {"chroma61500": ChromaSourceSim}
+SIMULATORS: dict[str, str] = {
+    "chroma61500": "rig.sim.chroma_source:ChromaSourceSim",
+    "scpi_current_amplifier": "rig.sim.current_amplifier:CurrentAmplifierSim",
+    "scpi_reference_meter": "rig.sim.reference_meter:ReferenceMeterSim",
+    "adam6051": "rig.sim.pulse_counter:PulseCounterSim",
+    "sdm630": "rig.sim.modbus_meter:ModbusMeterSim",
+}
+
+
+def simulator_class(driver: str) -> type:
+    module, _, name = SIMULATORS[driver].partition(":")
+    return getattr(importlib.import_module(module), name)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -65,7 +76,7 @@ class Twin:
         self._servers: list[asyncio.AbstractServer] = []
         twin_settings = bench.config.twin.instruments if bench.config.twin else {}
         for role, config in self.roles.items():
-            cls = SIMULATORS[config.driver]
+            cls = simulator_class(config.driver)
             self.instruments[role] = cls(role, self.model, {**config.settings, **twin_settings.get(role, {})})
 
     async def start(self) -> dict[str, str]:
