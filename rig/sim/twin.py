@@ -103,8 +103,9 @@ class Twin:
                 line = await reader.readline()
                 if not line:
                     break
-                if instrument.latency_s:
-                    await asyncio.sleep(instrument.latency_s)
+                latency_s = instrument.latency_s
+                if latency_s:
+                    await asyncio.sleep(latency_s)
                 reply = instrument.handle(line.decode("ascii", errors="replace").strip())
                 if reply is not None:
                     writer.write(reply.encode("ascii") + b"\n")
