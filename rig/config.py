@@ -75,6 +75,7 @@ class RoleConfig(Strict):
     resource: str
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 2.0
     safe_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    settle_s: Annotated[float, Field(ge=0, le=600)] = 0.0  # time the instrument's output needs after a change
     limits: RoleLimits = RoleLimits()
     safe: dict[str, float] = {}
     settings: dict[str, Any] = {}
@@ -94,6 +95,7 @@ class MeterPosition(Strict):
     fn_hz: Annotated[float, Field(gt=0)] = 50.0
     meter_constant_imp_per_kwh: Annotated[float, Field(gt=0)]
     test_output_imp_per_kwh: Annotated[float, Field(gt=0)] | None = None
+    measuring_elements: Annotated[int, Field(ge=1, le=3)] = 1
     max_voltage_factor: Annotated[float, Field(ge=1.0, le=2.0)] = 1.2
     interface: RoleConfig | None = None  # the meter's own communication port (DLMS, Modbus), role "meter@<n>"
 
@@ -181,7 +183,7 @@ class BenchFile(Strict):
         return self.config.name
 
 
-def _yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
+def yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
     """Line (1-based) of the YAML node at a pydantic error location, as near as it can be found."""
     node, line = root, None
     for key in loc:
@@ -199,7 +201,7 @@ def _yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
-def _describe(error: dict) -> str:
+def describe_error(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
@@ -231,10 +233,10 @@ def load_bench(path: str | os.PathLike, known_drivers: set[str] | None = None) -
         first = errors[0]
         loc = tuple(first["loc"])
         field = ".".join(str(part) for part in loc) or "(top level)"
-        line = _yaml_line(root, loc)
+        line = yaml_line(root, loc)
         where = f"{path}:{line}" if line else str(path)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{where}: {field}: {_describe(first)}{more}") from None
+        raise ConfigError(f"{where}: {field}: {describe_error(first)}{more}") from None
     if known_drivers is not None:
         for role, role_config in bench_roles(config).items():
             if role_config.driver not in known_drivers:
@@ -245,7 +247,7 @@ def load_bench(path: str | os.PathLike, known_drivers: set[str] | None = None) -
                     index = next(i for i, m in enumerate(config.positions) if m.position == position)
                     loc = ("positions", index, "interface", "driver")
                 raise ConfigError(
-                    f"{path}:{_yaml_line(root, loc)}: {'.'.join(map(str, loc))}: unknown driver "
+                    f"{path}:{yaml_line(root, loc)}: {'.'.join(map(str, loc))}: unknown driver "
                     f"{role_config.driver!r} (known: {', '.join(sorted(known_drivers))})"
                 )
     return BenchFile(path=path.resolve(), config=config)

@@ -75,6 +75,7 @@ class Measurement:
     marginal_low: float | None = None
     marginal_high: float | None = None
     expected: float | None = None
+    details: dict | None = None
     t_mono: float = field(default_factory=time.monotonic)
     t_wall: float = field(default_factory=time.time)
 

@@ -12,7 +12,7 @@ def run_plan(tmp_path):
     """run_plan(source, bench=None, *args) -> a started PlanRun; killed at teardown if still running."""
     runs: list[PlanRun] = []
 
-    def start(plan: str, bench: Path | None = None, *extra: str, folder: Path | None = None) -> PlanRun:
+    def start(plan: str | Path, bench: Path | None = None, *extra: str, folder: Path | None = None) -> PlanRun:
         where = folder or tmp_path / f"run{len(runs)}"
         where.mkdir(parents=True, exist_ok=True)
         run = PlanRun(where, plan, bench or write_bench(tmp_path), extra)

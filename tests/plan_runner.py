@@ -17,6 +17,7 @@ from rig.sim.truth import read_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_BENCH = ROOT / "benches" / "sim.yaml"
+PLANS = ROOT / "testplans"
 
 
 def free_port() -> int:
@@ -26,9 +27,14 @@ def free_port() -> int:
 
 
 def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = True, port: int | None = None,
-                timeout_s: float = 2.0, edit=None) -> Path:
-    """A copy of the sim bench with its own lock folder; `edit(data)` may change anything."""
+                timeout_s: float = 2.0, only_roles: tuple[str, ...] | None = None, edit=None) -> Path:
+    """A copy of the sim bench with its own lock folder; `only_roles` keeps just those roles (and no meter
+    interfaces); `edit(data)` may change anything."""
     data = yaml.safe_load(SIM_BENCH.read_text())
+    if only_roles is not None:
+        data["roles"] = {role: config for role, config in data["roles"].items() if role in only_roles}
+        for position in data["positions"]:
+            position.pop("interface", None)
     data["lock_dir"] = str(folder / "locks")
     data["twin"]["autostart"] = autostart
     source = data["roles"]["source"]
@@ -45,12 +51,16 @@ def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = Tru
 class PlanRun:
     """A test plan run by pytest in its own process, as `rig run` runs it."""
 
-    def __init__(self, folder: Path, plan: str, bench: Path, extra: tuple[str, ...] = ()):
+    def __init__(self, folder: Path, plan: str | Path, bench: Path, extra: tuple[str, ...] = ()):
+        """plan: the source of a plan module, or the path of a plan in testplans/."""
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.results = folder / "results"
-        plan_path = folder / "test_plan.py"
-        plan_path.write_text(textwrap.dedent(plan))
+        if isinstance(plan, Path):
+            plan_path = plan
+        else:
+            plan_path = folder / "test_plan.py"
+            plan_path.write_text(textwrap.dedent(plan))
         self.args = [sys.executable, "-m", "pytest", str(plan_path), f"--bench={bench}",
                      f"--results={self.results}", "-p", "no:cacheprovider", "-q", *extra]
         self.process = subprocess.Popen(self.args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

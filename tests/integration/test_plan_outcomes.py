@@ -127,7 +127,7 @@ def test_unreachable_instrument_makes_every_test_an_error_naming_the_address(run
 
 def test_rig_check_exits_non_zero_when_a_role_cannot_be_reached(tmp_path):
     port = free_port()
-    bench = write_bench(tmp_path, autostart=False, port=port)
+    bench = write_bench(tmp_path, autostart=False, port=port, only_roles=("source",))
     check = subprocess.run([sys.executable, "-m", "rig.cli", "check", str(bench)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 1
@@ -146,7 +146,7 @@ def test_rig_check_prints_identities_of_the_twin_bench():
 
 def test_rig_run_runs_the_smoke_plan_into_a_complete_results_folder(tmp_path):
     results = tmp_path / "results" / "run1"
-    run = subprocess.run([sys.executable, "-m", "rig.cli", "run", "--results", str(results), "--", "-q",
+    run = subprocess.run([sys.executable, "-m", "rig.cli", "run", "--results", str(results), "--", "-q", "-m", "smoke",
                           "-p", "no:cacheprovider"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from rig.config import MeterPosition, SecretRef, bench_json_schema, load_bench
+from rig.driver import available_drivers
 from rig.errors import ConfigError
 
 BENCHES = Path(__file__).resolve().parents[2] / "benches"
@@ -42,9 +43,10 @@ def meter_line(**fields):
 
 
 def test_sim_bench_loads():
-    bench = load_bench(BENCHES / "sim.yaml", known_drivers={"chroma61500"})
+    bench = load_bench(BENCHES / "sim.yaml", known_drivers=set(available_drivers()))
     assert bench.name == "sim"
-    assert list(bench.config.roles) == ["source"]
+    assert list(bench.config.roles) == ["source", "current", "reference", "counter"]
+    assert [m.interface.driver for m in bench.config.positions] == ["sdm630"] * 3
     assert [m.position for m in bench.config.positions] == [1, 2, 3]
     assert bench.path == (BENCHES / "sim.yaml").resolve()
 

@@ -1,0 +1,167 @@
+"""Modbus TCP instruments described by a register map (pymodbus sync client)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from pymodbus.client import ModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from rig.driver import Driver, Identity
+from rig.errors import ConfigError, InstrumentError, InstrumentTimeout
+from rig.registermaps import MAX_READ_REGISTERS, Quantity, RegisterMap, load_register_map
+
+EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+                   4: "server device failure", 5: "acknowledge", 6: "server device busy",
+                   8: "memory parity error", 10: "gateway path unavailable",
+                   11: "gateway target device failed to respond"}
+
+
+def parse_tcp_resource(resource: str, role: str) -> tuple[str, int]:
+    """'tcp://host:port' (port 502 when omitted) -> (host, port)."""
+    if not resource.startswith("tcp://"):
+        raise ConfigError(f"roles.{role}.resource: a Modbus TCP resource is 'tcp://host:port', got {resource!r}")
+    host, _, port = resource.removeprefix("tcp://").split("/")[0].rpartition(":")
+    if not host:
+        host, port = port, "502"
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ConfigError(f"roles.{role}.resource: port {port!r} in {resource!r} is not a number") from None
+
+
+class ModbusTcpDriver(Driver):
+    """A driver for a Modbus TCP device whose registers a register map describes.
+
+    Settings: `register_map` (a packaged map's name or a path; default DEFAULT_MAP), `device_id` (default 1).
+    Every request is one exchange of the transcript: sent 'read_input_registers 0 count=6 device_id=1',
+    received the register list. Timeouts, refusals and lost connections name role, address, device id and
+    the request.
+    """
+
+    DEFAULT_MAP: ClassVar[str] = ""
+    KIND: ClassVar[str] = "device"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        settings = self.config.settings
+        self.map: RegisterMap = load_register_map(settings.get("register_map", self.DEFAULT_MAP))
+        self.device_id = int(settings.get("device_id", 1))
+        if not 0 <= self.device_id <= 255:
+            raise ConfigError(f"roles.{self.role}.settings.device_id: {self.device_id} is outside 0..255")
+        self.host, self.port = parse_tcp_resource(self.address, self.role)
+        self.client: ModbusTcpClient | None = None
+
+    def open(self) -> None:
+        client = ModbusTcpClient(self.host, port=self.port, timeout=self.config.timeout_s, retries=0)
+        if not client.connect():
+            raise InstrumentError(f"{self.role} ({self.address}): cannot connect to Modbus TCP device "
+                                  f"{self.device_id}")
+        self.client = client
+        self.transcript.record(self.role, None, None, note=f"opened {self.address} device_id={self.device_id}")
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def make_safe(self) -> list[str]:
+        return [f"{self.KIND}: nothing to switch"]
+
+    # -- exchanges --------------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{self.role} ({self.address}, device {self.device_id})"
+
+    def request(self, sent: str, call: Callable[[ModbusTcpClient], object]):
+        """Run one request; return (response, monotonic time sent) or raise InstrumentError naming the request."""
+        client = self.client
+        if client is None:
+            raise InstrumentError(f"{self._where()}: not open when sending {sent!r}")
+        t_sent = time.monotonic()
+        try:
+            response = call(client)
+        except ModbusIOException as exc:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
+            if "No response" in str(exc):
+                client.close()  # a late reply must not be read as the answer to the next request
+                raise InstrumentTimeout(f"{self._where()}: no answer within {self.config.timeout_s:g} s "
+                                        f"to {sent!r}") from None
+            raise InstrumentError(f"{self._where()}: bad answer to {sent!r}: {exc}") from None
+        except ConnectionException as exc:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
+            raise InstrumentError(f"{self._where()}: not reachable when sending {sent!r}") from None
+        except ModbusException as exc:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
+            raise InstrumentError(f"{self._where()}: exchange {sent!r} failed: {exc}") from None
+        if response.isError():
+            code = getattr(response, "exception_code", None)
+            text = f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+            self.transcript.record(self.role, sent, text, t_mono=t_sent)
+            raise InstrumentError(f"{self._where()}: refused {sent!r}: {text}")
+        return response, t_sent
+
+    def read_registers(self, table: str, address: int, count: int) -> list[int]:
+        """`count` input or holding registers from `address`, in one request."""
+        sent = f"read_{table}_registers {address} count={count} device_id={self.device_id}"
+        device_id = self.device_id
+        if table == "input":
+            response, t_sent = self.request(sent, lambda c: c.read_input_registers(address, count=count,
+                                                                                   device_id=device_id))
+        else:
+            response, t_sent = self.request(sent, lambda c: c.read_holding_registers(address, count=count,
+                                                                                     device_id=device_id))
+        registers = response.registers
+        self.transcript.record(self.role, sent, str(registers), t_mono=t_sent)
+        if len(registers) != count:
+            raise InstrumentError(f"{self._where()}: sent {sent!r}, expected {count} registers, "
+                                  f"got {len(registers)}")
+        return registers
+
+    def read_quantities(self, names: list[str]) -> dict[str, int | float | str]:
+        """Values of named quantities; those of one table within one request's reach are read together."""
+        quantities = sorted(((self.map.quantity(name), name) for name in names),
+                            key=lambda item: (item[0].table, item[0].address))
+        values: dict[str, int | float | str] = {}
+        group: list[tuple[Quantity, str]] = []
+
+        def read_group() -> None:
+            first = group[0][0].address
+            end = max(q.address + q.count for q, _ in group)
+            registers = self.read_registers(group[0][0].table, first, end - first)
+            for quantity, name in group:
+                offset = quantity.address - first
+                values[name] = quantity.decode(registers[offset:offset + quantity.count])
+
+        for quantity, name in quantities:
+            if group and (quantity.table != group[0][0].table
+                          or quantity.address + quantity.count - group[0][0].address > MAX_READ_REGISTERS):
+                read_group()
+                group = []
+            group.append((quantity, name))
+        if group:
+            read_group()
+        return values
+
+    def read_quantity(self, name: str) -> int | float | str:
+        return self.read_quantities([name])[name]
+
+    def identify(self) -> Identity:
+        spec = self.map.identity
+        fields = {part: getattr(spec, part) for part in ("manufacturer", "model", "serial", "firmware")}
+        values = self.read_quantities(sorted({f.quantity for f in fields.values() if f.quantity is not None}))
+        texts = {}
+        for part, field in fields.items():
+            if field.text is not None:
+                texts[part] = field.text
+                continue
+            try:
+                texts[part] = field.format.format(values[field.quantity])
+            except (ValueError, TypeError, IndexError) as exc:
+                raise InstrumentError(f"{self._where()}: {field.quantity} = {values[field.quantity]!r} does not fit "
+                                      f"the identity format {field.format!r} of map {self.map.name!r}: "
+                                      f"{exc}") from None
+        raw = " ".join(f"{name}={value!r}" for name, value in values.items())
+        return Identity(texts["manufacturer"], texts["model"], texts["serial"], texts["firmware"], raw=raw)

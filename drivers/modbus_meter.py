@@ -1,0 +1,22 @@
+"""Energy meter with a Modbus data port (Eastron SDM630-like register map)."""
+
+from __future__ import annotations
+
+from drivers.modbus import ModbusTcpDriver
+from rig.roles import MeterReadout
+
+
+class ModbusMeter(ModbusTcpDriver, MeterReadout):
+    """A meter's own Modbus port (Eastron SDM630-like map by default): energy register and instantaneous values."""
+
+    DEFAULT_MAP = "sdm630"
+    KIND = "meter"
+    INSTANTANEOUS = ("voltage_v", "current_a", "power_w", "power_factor")
+
+    def read_energy_import_kwh(self) -> float:
+        return float(self.read_quantity("energy_import_kwh"))
+
+    def read_instantaneous(self) -> dict[str, float]:
+        """{'voltage_v', 'current_a', 'power_w', 'power_factor'}, in one request when the map allows."""
+        values = self.read_quantities(list(self.INSTANTANEOUS))
+        return {name: float(values[name]) for name in self.INSTANTANEOUS}

@@ -1,0 +1,122 @@
+"""Advantech ADAM-6051-like counter module over Modbus TCP: one channel per meter position."""
+
+from __future__ import annotations
+
+from drivers.modbus import ModbusTcpDriver
+from rig.errors import ConfigError, InstrumentError
+from rig.roles import PulseCounter
+
+
+class Adam6051Counter(ModbusTcpDriver, PulseCounter):
+    """Reads every mapped channel in one request; counts are extended past the counters' 2**32 wrap.
+
+    Settings: `channels` (default from the map), `channel_of_position` {position: channel} (default p -> p - 1),
+    `positions` (the positions to report; default the keys of channel_of_position, else 1..channels), plus
+    those of ModbusTcpDriver. A count that goes back without wrapping (module restarted, or cleared by someone
+    else) is an InstrumentError.
+    """
+
+    DEFAULT_MAP = "adam6051"
+    KIND = "counter"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        settings = self.config.settings
+        block = self.map.counters
+        if block is None:
+            raise ConfigError(f"roles.{self.role}.settings.register_map: map {self.map.name!r} has no 'counters'")
+        self.block = block
+        self.channels = int(settings.get("channels", block.channels))
+        mapping = {int(p): int(c) for p, c in (settings.get("channel_of_position") or {}).items()}
+        positions = settings.get("positions") or sorted(mapping) or range(1, self.channels + 1)
+        self.channel_of_position = {int(p): mapping.get(int(p), int(p) - 1) for p in positions}
+        used: dict[int, int] = {}
+        for position, channel in self.channel_of_position.items():
+            if not 0 <= channel < self.channels:
+                raise ConfigError(f"roles.{self.role}.settings: channel {channel} of position {position} is outside "
+                                  f"0..{self.channels - 1}")
+            if channel in used:
+                raise ConfigError(f"roles.{self.role}.settings: channel {channel} is given to positions "
+                                  f"{used[channel]} and {position}")
+            used[channel] = position
+        first, last = min(used), max(used)
+        if last - first + 1 > block.max_channels:
+            raise ConfigError(f"roles.{self.role}.settings: channels {first}..{last} span more than one read "
+                              f"request covers ({block.max_channels} channels)")
+        stride = block.stride
+        self._read_address = block.base + first * stride
+        self._read_count = (last - first + 1) * stride
+        self._sent = f"read_{block.table}_registers {self._read_address} count={self._read_count} " \
+                     f"device_id={self.device_id}"
+        # (position, index of the low word, index of the high word) in the response
+        self._slots = []
+        for position, channel in sorted(self.channel_of_position.items()):
+            index = (channel - first) * stride
+            if stride == 1:
+                low, high = index, None
+            else:
+                low, high = (index, index + 1) if block.word_order == "little" else (index + 1, index)
+            self._slots.append((position, low, high))
+        self.modulus = 1 << (16 * stride)
+        self._last_raw: dict[int, int] = {}
+        self._wraps: dict[int, int] = {}
+
+    @property
+    def positions(self) -> list[int]:
+        return sorted(self.channel_of_position)
+
+    def read_counts(self) -> dict[int, int]:
+        """Every mapped position's count, from one read request (one instant for all channels)."""
+        device_id, address, count = self.device_id, self._read_address, self._read_count
+        if self.block.table == "input":
+            response, t_sent = self.request(self._sent, lambda c: c.read_input_registers(address, count=count,
+                                                                                         device_id=device_id))
+        else:
+            response, t_sent = self.request(self._sent, lambda c: c.read_holding_registers(address, count=count,
+                                                                                           device_id=device_id))
+        registers = response.registers
+        self.transcript.record(self.role, self._sent, str(registers), t_mono=t_sent)
+        if len(registers) != count:
+            raise InstrumentError(f"{self._where()}: sent {self._sent!r}, expected {count} registers, "
+                                  f"got {len(registers)}")
+        counts = {}
+        last_raw, wraps, half = self._last_raw, self._wraps, self.modulus >> 1
+        for position, low, high in self._slots:
+            raw = registers[low] if high is None else registers[low] | registers[high] << 16
+            previous = last_raw.get(position)
+            if previous is not None and raw < previous:
+                if previous - raw < half:
+                    raise InstrumentError(
+                        f"{self._where()}: count of position {position} (channel "
+                        f"{self.channel_of_position[position]}) went back from {previous} to {raw}: module "
+                        f"restarted or counter cleared outside this driver")
+                wraps[position] = wraps.get(position, 0) + self.modulus
+            last_raw[position] = raw
+            counts[position] = raw + wraps.get(position, 0)
+        return counts
+
+    def reset(self, positions: list[int] | None = None) -> None:
+        """Clear the counters of these positions (default: all), in one request."""
+        positions = self.positions if positions is None else list(positions)
+        unknown = [p for p in positions if p not in self.channel_of_position]
+        if unknown:
+            raise ConfigError(f"{self.role}: no channel for position(s) {unknown} (positions: {self.positions})")
+        if not positions:
+            return
+        channels = sorted({self.channel_of_position[p] for p in positions})
+        base, device_id = self.block.reset_coils.base, self.device_id
+        if len(channels) == 1:
+            address = base + channels[0]
+            sent = f"write_coil {address} 1 device_id={device_id}"
+            response, t_sent = self.request(sent, lambda c: c.write_coil(address, True, device_id=device_id))
+            received = f"{response.address} {int(response.bits[0]) if response.bits else '?'}"
+        else:
+            address = base + channels[0]
+            bits = [channel in channels for channel in range(channels[0], channels[-1] + 1)]
+            sent = f"write_coils {address} {''.join('1' if b else '0' for b in bits)} device_id={device_id}"
+            response, t_sent = self.request(sent, lambda c: c.write_coils(address, bits, device_id=device_id))
+            received = f"{response.address} count={response.count}"
+        self.transcript.record(self.role, sent, received, t_mono=t_sent)
+        for position in positions:
+            self._last_raw.pop(position, None)
+            self._wraps.pop(position, None)

@@ -1,0 +1,13 @@
+"""Options of the test plans (plugin options such as --bench come from the rig's pytest plugin)."""
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rig plans")
+    group.addoption("--accuracy-plan", default=str(HERE / "accuracy" / "plan.yaml"),
+                    help="accuracy plan YAML: method, limits file per class (default testplans/accuracy/plan.yaml)")
