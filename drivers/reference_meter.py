@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from drivers.scpi import ScpiDriver
-from rig.errors import InstrumentError
+from rig.errors import ConfigError, InstrumentError
 from rig.roles import ReferenceMeter
 
 MEASURE_QUERY = "MEAS:VOLT?;CURR?;POW?;PFAC?"
 MEASURE_KEYS = ("voltage_v", "current_a", "power_w", "power_factor")
+SAMPLE_INSTANTS = ("send", "middle", "reply")
 
 
 class ScpiReferenceMeter(ScpiDriver, ReferenceMeter):
-    """Reference meter of class `accuracy_class_pct` (settings, default 0.02); it switches nothing."""
+    """Reference meter of class `accuracy_class_pct` (settings, default 0.02); it switches nothing.
+
+    `sample_instant` (settings: "send", "middle" or "reply", default "middle") says where within a query's
+    exchange the instrument takes its reading: "reply" for one that queues a query and answers as soon as it
+    has read its registers.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.accuracy_class_pct = float(self.config.settings.get("accuracy_class_pct", 0.02))
+        self.sample_instant = str(self.config.settings.get("sample_instant", "middle"))
+        if self.sample_instant not in SAMPLE_INSTANTS:
+            raise ConfigError(f"roles.{self.role}.settings.sample_instant: {self.sample_instant!r} is not one of "
+                              f"{', '.join(SAMPLE_INSTANTS)}")
 
     def measure(self) -> dict[str, float]:
         reply = self.query(MEASURE_QUERY)

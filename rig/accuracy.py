@@ -8,7 +8,7 @@ The method, and why:
   run freely and are never reset.
 * Two pollers run side by side: one reads every position's count in a single Modbus request (one instant for
   all positions), the other reads the reference's integrated energy. Each reading is stamped with the rig's
-  monotonic clock at the middle of its exchange.
+  monotonic clock where in its exchange the instrument takes it (the middle, unless the bench says).
 * For each position the window opens and closes on a pulse edge: an edge lies between the last poll that
   still showed the old count and the first that shows the new one (and within one pulse period of that poll),
   so the meter's energy over the window is exactly its pulse count / K, and the edge time is known to a
@@ -79,18 +79,34 @@ def edge_time(t_before: float, t_after: float, pulse_period: float | None) -> tu
     return (earliest + t_after) / 2, (t_after - earliest) / 2
 
 
-def least_squares_slope(times: list[float], values: list[float]) -> tuple[float, float]:
-    """Slope of values over times and its standard error."""
+def least_squares_slope(times: list[float], values: list[float],
+                        weights: list[float] | None = None) -> tuple[float, float]:
+    """Slope of values over times (weighted least squares if weights are given) and its standard error."""
     n = len(times)
     if n < 3:
         raise ValueError("at least three points are needed for a slope and its standard error")
-    mean_t = sum(times) / n
-    mean_v = sum(values) / n
-    s_tt = sum((t - mean_t) ** 2 for t in times)
-    slope = sum((t - mean_t) * (v - mean_v) for t, v in zip(times, values, strict=True)) / s_tt
+    w = weights or [1.0] * n
+    total = sum(w)
+    mean_t = sum(wi * t for wi, t in zip(w, times, strict=True)) / total
+    mean_v = sum(wi * v for wi, v in zip(w, values, strict=True)) / total
+    s_tt = sum(wi * (t - mean_t) ** 2 for wi, t in zip(w, times, strict=True))
+    slope = sum(wi * (t - mean_t) * (v - mean_v) for wi, t, v in zip(w, times, values, strict=True)) / s_tt
     residuals = [v - (mean_v + slope * (t - mean_t)) for t, v in zip(times, values, strict=True)]
-    sigma = math.sqrt(sum(r * r for r in residuals) / (n - 2))
-    return slope, sigma / math.sqrt(s_tt)
+    variance = sum(wi * r * r for wi, r in zip(w, residuals, strict=True)) / (n - 2)
+    return slope, math.sqrt(variance / s_tt)
+
+
+def robust_slope(times: list[float], values: list[float], reject_sigma: float = 3.0) -> tuple[float, float]:
+    """Least-squares slope after dropping the points whose residual exceeds reject_sigma times the rms
+    (readings stamped late because the host stalled), then fitting again."""
+    slope, _ = least_squares_slope(times, values)
+    mean_t, mean_v = sum(times) / len(times), sum(values) / len(values)
+    residuals = [v - (mean_v + slope * (t - mean_t)) for t, v in zip(times, values, strict=True)]
+    rms = math.sqrt(sum(r * r for r in residuals) / len(residuals))
+    kept = [(t, v) for t, v, r in zip(times, values, residuals, strict=True) if abs(r) <= reject_sigma * rms]
+    if len(kept) < 3 or len(kept) == len(times):
+        return least_squares_slope(times, values)
+    return least_squares_slope([t for t, _ in kept], [v for _, v in kept])
 
 
 def creep_minimum_time_s(constant_c: float, constant_imp_per_kwh: float, elements: int, un_v: float,
@@ -104,10 +120,11 @@ def creep_minimum_time_s(constant_c: float, constant_imp_per_kwh: float, element
 
 @dataclass
 class Poller:
-    """Calls read() as fast as the instrument answers, stamping each value at the middle of its exchange."""
+    """Calls read() as fast as the instrument answers, stamping each value with the monotonic clock."""
 
     read: Callable[[], object]
     name: str
+    sample_instant: str = "middle"  # stamp at the exchange's send, middle or reply
     samples: list[tuple[float, object]] = field(default_factory=list)
     error: BaseException | None = None
     interval_s: float = 0.0
@@ -126,7 +143,8 @@ class Poller:
                 before = time.monotonic()
                 value = self.read()
                 after = time.monotonic()
-                self.samples.append(((before + after) / 2, value))
+                stamp = {"send": before, "reply": after}.get(self.sample_instant, (before + after) / 2)
+                self.samples.append((stamp, value))
                 if self.interval_s:
                     self._stop.wait(self.interval_s)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by stop()
@@ -155,6 +173,7 @@ class PositionWindow:
     error_pct: float = math.nan
     quantisation_pct: float = math.nan
     uncertainty_pct: float = math.nan
+    edges: list[tuple[float, int, float]] = field(default_factory=list)  # (time, pulses so far, half-width)
 
     @property
     def window_s(self) -> float:
@@ -212,6 +231,7 @@ class EdgeTracker:
             else:
                 window.pulses = count_delta(self._start_counts[position], after[position])
                 window.end_s, window.end_half_width_s = edge, half_width
+            window.edges.append((edge, window.pulses, half_width))
 
 
 @dataclass
@@ -246,7 +266,7 @@ class GatedMeasurement:
             self.reference.start_integration()
         tracker = EdgeTracker(self.constants, self.power_w, self.counter_name)
         counts = Poller(self.counter.read_counts, "counter").start()
-        energy = Poller(self.reference.read_energy_wh, "reference").start()
+        energy = Poller(self.reference.read_energy_wh, "reference", self.reference.sample_instant).start()
         started = time.monotonic()
         seen = 0
         try:
@@ -270,20 +290,31 @@ class GatedMeasurement:
             energy_samples = energy.stop()
         tracker.feed(count_samples[seen:])
         windows = tracker.windows
-        rate_wh_per_s, rate_se = least_squares_slope([t for t, _ in energy_samples],
-                                                     [float(e) for _, e in energy_samples])
+        rate_wh_per_s, rate_se = robust_slope([t for t, _ in energy_samples], [float(e) for _, e in energy_samples])
+        self.reference_power_w = rate_wh_per_s * 3600
         if rate_wh_per_s <= 0:
             raise InstrumentError(f"reference: integrated energy does not grow ({rate_wh_per_s * 3600:.3g} W)")
         u_reference = self.reference.accuracy_class_pct / math.sqrt(3)
         u_rate = rate_se / rate_wh_per_s * 100
         for window in windows.values():
             window.reference_energy_wh = rate_wh_per_s * window.window_s
-            window.error_pct = error_pct(window.meter_energy_wh, window.reference_energy_wh)
             window.quantisation_pct = (window.start_half_width_s + window.end_half_width_s) / window.window_s * 100
-            # standard uncertainties: reference class and edge times (rectangular), fitted rate; expanded k = 2
-            u_edges = math.hypot(window.start_half_width_s, window.end_half_width_s) / math.sqrt(3) \
-                / window.window_s * 100
-            window.uncertainty_pct = 2 * math.sqrt(u_reference**2 + u_edges**2 + u_rate**2)
+            if len(window.edges) >= 3:
+                # every edge of the window, not only the first and last: the fitted pulse rate averages out
+                # the edge-time quantisation of each, weighing each edge by how closely it is known
+                floor_s = 1e-5
+                pulse_rate, pulse_rate_se = least_squares_slope(
+                    [t for t, _, _ in window.edges], [float(n) for _, n, _ in window.edges],
+                    [1 / max(h, floor_s) ** 2 for _, _, h in window.edges])
+                meter_energy_wh = pulse_rate * window.window_s * 1000 / window.constant_imp_per_kwh
+                u_pulses = pulse_rate_se / pulse_rate * 100
+            else:
+                meter_energy_wh = window.meter_energy_wh
+                u_pulses = math.hypot(window.start_half_width_s, window.end_half_width_s) / math.sqrt(3) \
+                    / window.window_s * 100
+            window.error_pct = error_pct(meter_energy_wh, window.reference_energy_wh)
+            # standard uncertainties: reference class (rectangular), meter pulse rate, reference rate; k = 2
+            window.uncertainty_pct = 2 * math.sqrt(u_reference**2 + u_pulses**2 + u_rate**2)
         return windows
 
 

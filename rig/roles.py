@@ -67,6 +67,7 @@ class ReferenceMeter(ABC):
     """Reference standard meter: instantaneous readings and energy integration."""
 
     accuracy_class_pct: float
+    sample_instant: str = "middle"  # where in a query's exchange the reading is taken: send, middle or reply
 
     @abstractmethod
     def measure(self) -> dict[str, float]:

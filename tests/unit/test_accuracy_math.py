@@ -15,6 +15,7 @@ from rig.accuracy import (
     pulses_needed,
     pulses_to_wh,
     required_window_s,
+    robust_slope,
 )
 from rig.config import MeterPosition
 from rig.errors import InstrumentError
@@ -122,3 +123,18 @@ def test_class_2_and_ct_class_limits():
     assert points["0.02In-PF0.5L"].limit_pct == 0.5 and points["Imax-PF0.8C"].limit_pct == 0.3
     assert "0.01In-PF0.5L" not in points
     assert limit_for(ct.classes["0.5S"], 0.25, 5, 6, "1") == 0.5
+
+
+def test_weighted_slope_trusts_the_closely_known_points():
+    times, values = [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.6]
+    unweighted, _ = least_squares_slope(times, values)
+    weighted, _ = least_squares_slope(times, values, [1.0, 1.0, 1.0, 1e-6])
+    assert unweighted == pytest.approx(1.18) and weighted == pytest.approx(1.0, abs=1e-5)
+
+
+def test_robust_slope_drops_a_reading_stamped_late():
+    times = [i * 0.02 for i in range(50)]
+    values = [2.0 * t for t in times]
+    times[25] += 0.01  # the host stalled before stamping this reading
+    assert least_squares_slope(times, values)[0] != pytest.approx(2.0, rel=1e-6)
+    assert robust_slope(times, values)[0] == pytest.approx(2.0, rel=1e-9)
