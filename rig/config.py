@@ -98,6 +98,7 @@ class MeterPosition(Strict):
     measuring_elements: Annotated[int, Field(ge=1, le=3)] = 1
     max_voltage_factor: Annotated[float, Field(ge=1.0, le=2.0)] = 1.2
     interface: RoleConfig | None = None  # the meter's own communication port (DLMS, Modbus), role "meter@<n>"
+    load: RoleConfig | None = None  # a load path of this position's own, through its relay, role "load@<n>"
 
     @field_validator("accuracy_class", mode="before")
     @classmethod
@@ -158,18 +159,25 @@ class BenchConfig(Strict):
         return positions
 
 
+POSITION_ROLES = {"interface": "meter", "load": "load"}  # MeterPosition field -> role name prefix
+
+
 def bench_roles(config: BenchConfig) -> dict[str, RoleConfig]:
-    """Every role of a bench: the named roles, then each position's meter interface as 'meter@<position>'."""
+    """Every role of a bench: the named roles, then each position's meter interface as 'meter@<position>' and
+    its own load as 'load@<position>'."""
     roles = dict(config.roles)
     for meter in config.positions:
-        if meter.interface is not None:
-            roles[f"meter@{meter.position}"] = meter.interface
+        for field, prefix in POSITION_ROLES.items():
+            role_config = getattr(meter, field)
+            if role_config is not None:
+                roles[f"{prefix}@{meter.position}"] = role_config
     return roles
 
 
 def position_of_role(role: str) -> int | None:
+    """3 for 'meter@3' or 'load@3'; None for a bench-wide role."""
     prefix, _, number = role.partition("@")
-    return int(number) if prefix == "meter" and number.isdigit() else None
+    return int(number) if prefix in POSITION_ROLES.values() and number.isdigit() else None
 
 
 class BenchFile(Strict):
@@ -245,7 +253,8 @@ def load_bench(path: str | os.PathLike, known_drivers: set[str] | None = None) -
                     loc = ("roles", role, "driver")
                 else:
                     index = next(i for i, m in enumerate(config.positions) if m.position == position)
-                    loc = ("positions", index, "interface", "driver")
+                    field = next(f for f, prefix in POSITION_ROLES.items() if role.startswith(prefix + "@"))
+                    loc = ("positions", index, field, "driver")
                 raise ConfigError(
                     f"{path}:{yaml_line(root, loc)}: {'.'.join(map(str, loc))}: unknown driver "
                     f"{role_config.driver!r} (known: {', '.join(sorted(known_drivers))})"

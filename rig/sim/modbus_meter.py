@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from rig.config import position_of_role
 from rig.errors import ConfigError
 from rig.sim.modbus import ModbusSim
@@ -30,15 +28,15 @@ class ModbusMeterSim(ModbusSim):
             raise ConfigError(f"{role}: no meter at position {position}") from None
         if "serial_number" in self.map.registers:
             self.fixed["serial_number"] = int(settings.get("modbus_serial", 10_000_000 + position))
-        live = {"voltage_v": model.supply_voltage_v, "current_a": model.circuit_current_a,
-                "power_w": model.active_power_w, "power_factor": self._power_factor,
+        live = {"voltage_v": model.supply_voltage_v, "current_a": lambda: model.position_current_a(position),
+                "power_w": lambda: model.position_power_w(position), "power_factor": self._power_factor,
                 "frequency_hz": self._frequency, "energy_import_kwh": self._energy_kwh}
         self.live = {name: value_of for name, value_of in live.items() if name in self.map.registers}
 
     def _power_factor(self) -> float:
-        if self.model.circuit_current_a() <= 0:
-            return 1.0
-        return math.cos(math.radians(self.model.current.phase_deg))
+        position = self.meter.position
+        apparent = self.model.supply_voltage_v() * self.model.position_current_a(position)
+        return self.model.position_power_w(position) / apparent if apparent > 0 else 1.0
 
     def _frequency(self) -> float:
         source = self.model.source

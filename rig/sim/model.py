@@ -34,6 +34,24 @@ def pf_label(phase_deg: float) -> str | None:
 
 
 @dataclass
+class LoadState:
+    """An AC electronic load on a position's own load path (through that meter's relay); sine current, PF 1."""
+
+    on: bool = False
+    mode: str = "CURR"  # CURR (A), POW (W) or RES (ohm)
+    setpoint: float = 0.0
+
+    def current_a(self, voltage_v: float) -> float:
+        if not self.on or voltage_v <= 0 or self.setpoint <= 0:
+            return 0.0
+        if self.mode == "CURR":
+            return self.setpoint
+        if self.mode == "POW":
+            return self.setpoint / voltage_v
+        return voltage_v / self.setpoint
+
+
+@dataclass
 class SimMeter:
     """A meter at one position: voltage circuit on the source, current circuit in the series loop."""
 
@@ -44,6 +62,8 @@ class SimMeter:
     self_consumption_w: float
     test_output_imp_per_kwh: float
     defects: MeterDefects = field(default_factory=MeterDefects)
+    relay_closed: bool = True
+    load: LoadState = field(default_factory=LoadState)
     pulse_energy_wh: float = 0.0  # what the test output has counted, in Wh of pulses (pulses = Wh * K / 1000)
     register_energy_wh: float = 0.0
     true_energy_wh: float = 0.0
@@ -139,13 +159,18 @@ class PhysicalModel:
         charge_as = target * dt + (start_current - target) * state.settle_tau_s * (1 - decay)
         state.current_a = target + (start_current - target) * decay
         voltage = self.supply_voltage_v()
-        energy_wh = voltage * charge_as * math.cos(math.radians(state.phase_deg)) / 3600.0
-        if voltage <= 0:
-            energy_wh = 0.0
-        mean_current = charge_as / dt
-        self.circuit_energy_wh += max(energy_wh, 0.0)
+        loop_closed = self.series_loop_closed()
+        series_a = charge_as / dt if loop_closed and voltage > 0 else 0.0
+        phase = math.radians(state.phase_deg)
+        self.circuit_energy_wh += max(voltage * series_a * math.cos(phase) * dt / 3600.0, 0.0)
         for meter in self.meters:
-            meter.advance(max(energy_wh, 0.0), mean_current, state.phase_deg, voltage, dt)
+            load_a = meter.load.current_a(voltage) if meter.relay_closed else 0.0
+            in_phase = series_a * math.cos(phase) + load_a
+            quadrature = series_a * math.sin(phase)
+            current = math.hypot(in_phase, quadrature)
+            energy_wh = max(voltage * in_phase * dt / 3600.0, 0.0)
+            meter.advance(energy_wh, current, math.degrees(math.atan2(quadrature, in_phase)) if current else 0.0,
+                          voltage, dt)
 
     # -- quantities ---------------------------------------------------------------------------------------
 
@@ -153,14 +178,35 @@ class PhysicalModel:
         """True RMS voltage at the meters' voltage circuits."""
         return self.source.voltage_setpoint_v if self.source.output_on else 0.0
 
+    def series_loop_closed(self) -> bool:
+        """The phantom-load current loop runs through every meter's relay: one open relay breaks it."""
+        return all(meter.relay_closed for meter in self.meters)
+
     def circuit_current_a(self) -> float:
+        """Current in the series loop of the phantom load."""
         self.now()
-        return self.current.current_a
+        return self.current.current_a if self.series_loop_closed() and self.supply_voltage_v() > 0 else 0.0
+
+    def position_current_a(self, position: int) -> float:
+        """True RMS current through one meter: the series loop's plus its own load path's."""
+        self.now()
+        meter = self.meter(position)
+        voltage = self.supply_voltage_v()
+        load_a = meter.load.current_a(voltage) if meter.relay_closed else 0.0
+        series_a = self.circuit_current_a()
+        phase = math.radians(self.current.phase_deg)
+        return math.hypot(series_a * math.cos(phase) + load_a, series_a * math.sin(phase))
 
     def active_power_w(self) -> float:
-        """True active power through the series current circuit (what each meter sees)."""
-        self.now()
-        return self.supply_voltage_v() * self.current.current_a * math.cos(math.radians(self.current.phase_deg))
+        """True active power of the series current circuit (what the reference measures)."""
+        return self.supply_voltage_v() * self.circuit_current_a() * math.cos(math.radians(self.current.phase_deg))
+
+    def position_power_w(self, position: int) -> float:
+        """True active power through one meter (series loop and own load path)."""
+        meter = self.meter(position)
+        voltage = self.supply_voltage_v()
+        load_a = meter.load.current_a(voltage) if meter.relay_closed else 0.0
+        return voltage * (self.circuit_current_a() * math.cos(math.radians(self.current.phase_deg)) + load_a)
 
     def supply_power_w(self) -> float:
         """Active power the meters' voltage circuits draw from the voltage source (self-consumption)."""
@@ -204,10 +250,31 @@ class PhysicalModel:
         self.truth.event("current.setpoint", current_a=current_a, phase_deg=self.current.phase_deg,
                          output_on=self.current.output_on, by=by)
 
+    def set_relay(self, position: int, closed: bool, by: str) -> None:
+        """Switch a meter's load relay; the truth records the physical change and when it happened."""
+        self.now()
+        meter = self.meter(position)
+        if meter.relay_closed != closed:
+            meter.relay_closed = closed
+            self.truth.event("relay", position=position, closed=closed, by=by)
+
+    def set_load(self, position: int, by: str, *, on: bool | None = None, mode: str | None = None,
+                 setpoint: float | None = None) -> None:
+        self.now()
+        load = self.meter(position).load
+        if on is not None:
+            load.on = on
+        if mode is not None:
+            load.mode = mode
+        if setpoint is not None:
+            load.setpoint = setpoint
+        self.truth.event("load", position=position, on=load.on, mode=load.mode, setpoint=load.setpoint, by=by)
+
     def snapshot(self) -> dict:
         self.now()
         return {"source": vars(self.source).copy(), "current": vars(self.current).copy(),
                 "supply_voltage_v": self.supply_voltage_v(), "supply_power_w": self.supply_power_w(),
                 "circuit_energy_wh": self.circuit_energy_wh,
                 "meters": {m.position: {"pulses": m.pulses(), "register_energy_wh": m.register_energy_wh,
-                                        "true_energy_wh": m.true_energy_wh} for m in self.meters}}
+                                        "true_energy_wh": m.true_energy_wh, "relay_closed": m.relay_closed,
+                                        "load": vars(m.load).copy()} for m in self.meters}}
