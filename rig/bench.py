@@ -99,7 +99,7 @@ class Bench:
         """Open one role's driver and read its identity."""
         config = self.role_config(role)
         cls = driver_class(config.driver)
-        secrets = {name: ref.resolve(f"roles.{role}.secrets.{name} in {self.file.path.name}")
+        secrets = {name: ref.resolve(f"roles.{role}.secrets.{name} in {self.file.path.name}", self.file.path.parent)
                    for name, ref in config.secrets.items()}
         for value in secrets.values():
             self.transcript.add_secret(value)

@@ -37,16 +37,18 @@ class SecretRef(Strict):
             raise ValueError("give exactly one of 'env' or 'file'")
         return self
 
-    def resolve(self, where: str) -> str:
+    def resolve(self, where: str, base_dir: Path | None = None) -> str:
+        """The secret's value; a relative file path is taken from base_dir (the bench file's folder)."""
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:
                 raise ConfigError(f"{where}: environment variable {self.env} is not set")
             return value
+        path = self.file if self.file.is_absolute() or base_dir is None else base_dir / self.file
         try:
-            return self.file.read_text().strip()
+            return path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"{where}: cannot read secret file {self.file}: {exc.strerror}") from None
+            raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
 
 
 class Range(Strict):
