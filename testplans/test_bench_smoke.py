@@ -36,7 +36,7 @@ def test_safe_state_reached(bench, source, measure):
     source.set_voltage(240.0)
     source.set_output(True)
     time.sleep(SETTLE_S)
-    actions = bench.make_safe("smoke plan")
-    assert all(action["status"] == "ok" for action in actions), actions
+    bench.make_safe("smoke plan")
+    source = bench["source"]  # a role that failed to reach its safe state has latched the bench: ERROR here
     assert source.output_enabled() is False
     measure("voltage_after_safe_state", source.measure_voltage(), "V", low=0.0, high=1.0)

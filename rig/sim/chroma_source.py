@@ -22,12 +22,13 @@ class ChromaSourceSim:
         self.voltage_gain_error = float(settings.get("voltage_gain_error", 0.0005))
         self.voltage_noise_v = float(settings.get("voltage_noise_v", 0.02))
         self.latency_s = float(settings.get("latency_s", 0.0))
+        self.output_stuck_on = bool(settings.get("output_stuck_on", False))  # a welded output relay
         self.scpi = ScpiInterpreter()
         add = self.scpi.add
         add("*IDN?", lambda _a: self.idn)
         add("*RST", self._reset)
         add("*OPC?", lambda _a: "1")
-        add("OUTPut[:STATe]", lambda a: self.model.set_source_output(parse_bool(a), by=self.role))
+        add("OUTPut[:STATe]", self._set_output)
         add("OUTPut[:STATe]?", lambda _a: "ON" if self.model.source.output_on else "OFF")
         add("[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]:AC", self._set_voltage)
         add("[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]:AC?",
@@ -44,6 +45,11 @@ class ChromaSourceSim:
             add(f"{verb}[:SCALar]:CURRent:ACDC?", lambda _a: f"{self._current():.4f}")
             add(f"{verb}[:SCALar]:POWer[:AC][:REAL]?", lambda _a: f"{self.model.supply_power_w():.3f}")
             add(f"{verb}[:SCALar]:POWer[:AC]:PFACtor?", lambda _a: "1.000" if self._current() else "0.000")
+
+    def _set_output(self, args: list[str]) -> None:
+        on = parse_bool(args)
+        if on or not self.output_stuck_on:
+            self.model.set_source_output(on, by=self.role)
 
     def _reset(self, _args: list[str]) -> None:
         self.model.set_source_output(False, by=f"{self.role} *RST")
