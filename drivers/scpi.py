@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pyvisa
@@ -21,9 +22,16 @@ def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
 
 
 class ScpiDriver(Driver):
-    """A driver whose instrument speaks SCPI through a VISA resource."""
+    """A driver whose instrument speaks SCPI through a VISA resource.
+
+    Exchanges are serialised by a lock, so a poller thread and the bench's safe-state path can share a session.
+    """
 
     TERMINATION = "\n"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._exchange = threading.RLock()
 
     def open(self) -> None:
         try:
@@ -69,6 +77,10 @@ class ScpiDriver(Driver):
             self._interrupted = False
 
     def write(self, command: str) -> None:
+        with self._exchange:
+            self._write(command)
+
+    def _write(self, command: str) -> None:
         if self._interrupted:
             self._discard_stale_replies()
         self._interrupted = True
@@ -80,6 +92,10 @@ class ScpiDriver(Driver):
         self.transcript.record(self.role, command, None)
 
     def query(self, command: str) -> str:
+        with self._exchange:
+            return self._query(command)
+
+    def _query(self, command: str) -> str:
         if self._interrupted:
             self._discard_stale_replies()
         t_sent = time.monotonic()

@@ -107,3 +107,32 @@ class MeterReadout(ABC):
     @abstractmethod
     def read_instantaneous(self) -> dict[str, float]:
         """{'voltage_v', 'current_a', 'power_w', 'power_factor'} as the meter measures them."""
+
+
+class AcLoad(ABC):
+    """AC electronic load on one position's own load path, through that meter's relay.
+
+    With a sine current it runs at PF 1 only. Levels are in the unit of the mode: A (CURR), W (POW), ohm (RES).
+    """
+
+    current_sample_latency_s: float = 0.0  # typical time from a current query to the instant it samples
+
+    @abstractmethod
+    def set_mode(self, mode: str) -> None:
+        """'CURR', 'POW' or 'RES'."""
+
+    @abstractmethod
+    def set_level(self, value: float) -> None:
+        """Setpoint of the present mode: A, W or ohm."""
+
+    @abstractmethod
+    def set_input(self, enabled: bool) -> None: ...
+
+    @abstractmethod
+    def input_enabled(self) -> bool: ...
+
+    @abstractmethod
+    def measure_current(self) -> float: ...
+
+    @abstractmethod
+    def measure_power(self) -> float: ...

@@ -42,7 +42,7 @@ class Node:
         return text == self.short or text == self.long
 
 
-_NODE = re.compile(r"\[:?([A-Za-z*]+):?\]|:?([A-Za-z*]+)")
+_NODE = re.compile(r"\[:?([A-Za-z*][A-Za-z0-9*]*):?\]|:?([A-Za-z*][A-Za-z0-9*]*)")
 
 
 def compile_pattern(pattern: str) -> tuple[Node, ...]:
@@ -50,7 +50,7 @@ def compile_pattern(pattern: str) -> tuple[Node, ...]:
     nodes = []
     for optional_name, name in _NODE.findall(pattern):
         text = optional_name or name
-        short = "".join(ch for ch in text if ch.isupper() or ch == "*") or text.upper()
+        short = "".join(ch for ch in text if ch.isupper() or ch.isdigit() or ch == "*") or text.upper()
         nodes.append(Node(short=short, long=text.upper(), optional=bool(optional_name)))
     return tuple(nodes)
 

@@ -20,6 +20,7 @@ from rig.sim.truth import TruthLog
 # "scpi" (lines over a raw TCP socket, served here) or "modbus" (Modbus TCP, served by the simulator itself)
 SIMULATORS: dict[str, str] = {
     "chroma61500": "rig.sim.chroma_source:ChromaSourceSim",
+    "chroma63800": "rig.sim.ac_load:ChromaLoadSim",
     "scpi_current_amplifier": "rig.sim.current_amplifier:CurrentAmplifierSim",
     "scpi_reference_meter": "rig.sim.reference_meter:ReferenceMeterSim",
     "adam6051": "rig.sim.pulse_counter:PulseCounterSim",

@@ -1,0 +1,110 @@
+"""Chroma 63800 programmable AC electronic load (SCPI)."""
+
+from __future__ import annotations
+
+from drivers.scpi import ScpiDriver
+from rig.errors import ConfigError, InstrumentError, SetpointRefused
+from rig.roles import AcLoad
+
+# mode -> (quantity, unit, level header, level format)
+MODES = {
+    "CURR": ("current", "A", "CURR:STAT:L1", "{:.4f}"),
+    "POW": ("power", "W", "POW:STAT:L1", "{:.3f}"),
+    "RES": ("resistance", "ohm", "RES:STAT:L1", "{:.4f}"),
+}
+MODE_REPLIES = {"CURR": "CURR", "CURRENT": "CURR", "CC": "CURR", "POW": "POW", "POWER": "POW", "CP": "POW",
+                "RES": "RES", "RESISTANCE": "RES", "CR": "RES"}
+
+
+class Chroma63800Load(ScpiDriver, AcLoad):
+    """AC load of the 63800 series, rated as a 63803: 0-36 A, 0-3600 W, up to 350 V; input OFF is its safe state.
+
+    Every level is checked before it is sent, in the mode the instrument reports: a current against the
+    rating, the role's limits and every meter's Imax; a power against the rating and the role's power limit;
+    a resistance by the current it would draw at the highest voltage the load may see (its 350 V rating or
+    the role's voltage limit). Switching the input on re-checks the level the instrument holds.
+    `current_sample_latency_s` (settings, default 0.002) is the typical time from a current query to the
+    instant the load samples it.
+    """
+
+    RATINGS = {"current": (0.0, 36.0), "power": (0.0, 3600.0), "voltage": (0.0, 350.0)}
+    METER_RATINGS = {"current": "imax_a"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        latency = self.config.settings.get("current_sample_latency_s", 0.002)
+        try:
+            self.current_sample_latency_s = float(latency)
+        except (TypeError, ValueError):
+            self.current_sample_latency_s = -1.0
+        if not self.current_sample_latency_s >= 0:
+            raise ConfigError(f"roles.{self.role}.settings.current_sample_latency_s: {latency!r} is not a "
+                              f"non-negative number of seconds")
+
+    def set_mode(self, mode: str) -> None:
+        key = mode.strip().upper()
+        if key not in MODES:
+            raise SetpointRefused(f"{self.role} ({self.address}): mode {mode!r} refused: this driver drives "
+                                  f"{', '.join(MODES)}")
+        self.command(f"MODE {key}")
+
+    def mode(self) -> str:
+        reply = self.query("MODE?").strip().upper()
+        if reply not in MODE_REPLIES:
+            raise InstrumentError(f"{self.role} ({self.address}): sent 'MODE?', expected one of "
+                                  f"{', '.join(MODES)}, got {reply!r}")
+        return MODE_REPLIES[reply]
+
+    def level(self, mode: str | None = None) -> float:
+        """The level the instrument holds for a mode (default: its present one)."""
+        return self.query_float(f"{MODES[mode or self.mode()][2]}?")
+
+    def set_level(self, value: float) -> None:
+        mode = self.mode()
+        self._check_level(mode, value)
+        _quantity, _unit, header, number = MODES[mode]
+        self.command(f"{header} {number.format(value)}")
+
+    def _check_level(self, mode: str, value: float) -> None:
+        quantity, unit, _header, _number = MODES[mode]
+        if mode != "RES":
+            self.check_setpoint(quantity, value, unit)
+            return
+        if not value > 0:
+            raise SetpointRefused(f"{self.role} ({self.address}): resistance {value:g} ohm refused: not above 0 ohm")
+        voltage_v = self.limits.high("voltage") or self.RATINGS["voltage"][1]
+        try:
+            self.check_setpoint("current", voltage_v / value, "A")
+        except SetpointRefused as refused:
+            reason = str(refused).partition("refused: ")[2]
+            raise SetpointRefused(f"{self.role} ({self.address}): resistance {value:g} ohm refused: it draws "
+                                  f"{voltage_v / value:.3g} A at {voltage_v:g} V, {reason}") from None
+
+    def set_input(self, enabled: bool) -> None:
+        if enabled:
+            mode = self.mode()
+            self._check_level(mode, self.level(mode))
+        self.command("LOAD ON" if enabled else "LOAD OFF")
+
+    def input_enabled(self) -> bool:
+        reply = self.query("LOAD?").strip().upper()
+        if reply in ("1", "ON"):
+            return True
+        if reply in ("0", "OFF"):
+            return False
+        raise InstrumentError(f"{self.role} ({self.address}): sent 'LOAD?', expected ON/OFF, got {reply!r}")
+
+    def measure_current(self) -> float:
+        return self.query_float("MEAS:CURR?")
+
+    def measure_power(self) -> float:
+        return self.query_float("MEAS:POW?")
+
+    def measure_voltage(self) -> float:
+        return self.query_float("MEAS:VOLT?")
+
+    def make_safe(self) -> list[str]:
+        self.command("LOAD OFF")
+        if self.input_enabled():
+            raise InstrumentError(f"{self.role} ({self.address}): input still ON after 'LOAD OFF'")
+        return ["input OFF (confirmed by LOAD?)"]

@@ -1,0 +1,188 @@
+"""The Chroma 63800 load driver against the twin's load on position 1; the model and its truth as the judge.
+
+The twin runs in this process on an event loop in a background thread, so a test can switch a meter's relay
+in the model at an instant of its choosing and compare what the rig detects with the truth file.
+"""
+
+import asyncio
+import random
+import threading
+import time
+
+import pytest
+from plan_runner import write_bench
+
+from rig.bench import Bench
+from rig.config import load_bench
+from rig.errors import InstrumentError
+from rig.sim.truth import read_truth
+from rig.sim.twin import Twin
+from rig.timing import CurrentWatcher
+from rig.transcript import Transcript
+
+NOISE_A = 0.02  # a few sigma of the simulated load's current noise (0.002 A)
+
+
+def add_load(data):
+    data["positions"][0]["load"] = {"driver": "chroma63800", "resource": "TCPIP0::127.0.0.1::0::SOCKET"}
+
+
+class InProcessTwin:
+    """The twin on its own event loop thread; the rig's bench opened against it."""
+
+    def __init__(self, folder):
+        self.truth_path = folder / "truth.jsonl"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        bench_file = load_bench(write_bench(folder, edit=add_load))
+        self.twin = Twin(bench_file, self.truth_path, ephemeral_ports=True)
+        self.model = self.twin.model
+        self.transcript = Transcript(folder / "transcript.jsonl")
+        self.bench = Bench(bench_file, self.transcript, self.run(self.twin.start()))
+        self.bench.open()
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    def call(self, function, *args):
+        """Run function on the twin's loop (the model's only thread) and return its result."""
+        async def on_loop():
+            return function(*args)
+        return self.run(on_loop())
+
+    def truth(self, event):
+        return [entry for entry in read_truth(self.truth_path) if entry["event"] == event]
+
+    def close(self):
+        self.bench.close()
+        self.transcript.close()
+        self.run(self.twin.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def twin(tmp_path):
+    twin = InProcessTwin(tmp_path)
+    yield twin
+    twin.close()
+
+
+def supply_on(twin, voltage_v=240.0):
+    source = twin.bench["source"]
+    source.set_voltage(voltage_v)
+    source.set_output(True)
+
+
+def load_on(twin, mode="CURR", level=5.0):
+    load = twin.bench["load@1"]
+    load.set_mode(mode)
+    load.set_level(level)
+    load.set_input(True)
+    return load
+
+
+def true_energy_wh(twin, position):
+    def now():
+        twin.model.now()
+        return twin.model.meter(position).true_energy_wh
+    return twin.call(now)
+
+
+def test_identity_and_instrument_habits(twin):
+    load = twin.bench["load@1"]
+    assert twin.bench.identities["load@1"].raw == "Chroma ATE,63803,SIM63803-0001,1.20"
+    assert load.query("LOAD:MODE POW;:POW:STAT:L1 1200;:MODE?;:POWER:STATIC?") == "POW;1200.0000"
+    with pytest.raises(InstrumentError, match=r"refused 'CURR 37': -222,\"Data out of range"):
+        load.command("CURR 37")
+    with pytest.raises(InstrumentError, match=r"refused 'MODE RLC': -224"):
+        load.command("MODE RLC")
+    load.command("LOAD ON")
+    load.command("*RST")
+    assert (load.input_enabled(), load.mode(), load.level("CURR")) == (False, "CURR", 0.0)
+    last = twin.truth("load")[-1]
+    assert (last["position"], last["on"], last["mode"], last["setpoint"], last["by"]) == (
+        1, False, "CURR", 0.0, "load@1 *RST")
+
+
+def test_load_draws_current_through_its_meter_only_with_the_relay_closed_and_the_supply_on(twin):
+    meter1, meter2 = twin.bench["meter@1"], twin.bench["meter@2"]
+    load = load_on(twin)
+    assert load.measure_current() < NOISE_A  # no supply yet
+    assert meter1.read_instantaneous()["current_a"] == 0.0
+    supply_on(twin)
+    assert load.measure_current() == pytest.approx(5.0, abs=NOISE_A)
+    assert load.measure_voltage() == pytest.approx(240.0, abs=0.2)
+    assert load.measure_power() == pytest.approx(1200.0, abs=240 * NOISE_A)
+    assert meter1.read_instantaneous()["current_a"] == pytest.approx(5.0, rel=1e-6)
+    assert meter2.read_instantaneous()["current_a"] == 0.0  # the load path runs through meter 1 only
+    kwh_before, wh_before = meter1.read_energy_import_kwh(), true_energy_wh(twin, 1)
+    time.sleep(0.5)
+    kwh_after, wh_after = meter1.read_energy_import_kwh(), true_energy_wh(twin, 1)
+    assert kwh_after > kwh_before
+    assert (wh_after - wh_before) * 3600 == pytest.approx(1200 * 0.5, rel=0.3)  # about half a second at 1200 W
+    assert true_energy_wh(twin, 2) == 0.0
+
+    twin.call(twin.model.set_relay, 1, False, "test")
+    assert load.measure_current() < NOISE_A
+    assert load.measure_voltage() < 0.2  # its terminals are cut off with the relay
+    assert meter1.read_instantaneous()["current_a"] == 0.0
+    opened_at = true_energy_wh(twin, 1)
+    time.sleep(0.2)
+    assert true_energy_wh(twin, 1) == opened_at
+
+    twin.call(twin.model.set_relay, 1, True, "test")
+    assert load.measure_current() == pytest.approx(5.0, abs=NOISE_A)
+    for mode, level in (("POW", 1200.0), ("RES", 48.0)):
+        load.set_mode(mode)
+        load.set_level(level)
+        assert load.measure_current() == pytest.approx(5.0, abs=NOISE_A)
+    twin.bench["source"].set_output(False)
+    assert load.measure_current() < NOISE_A
+
+
+def test_make_safe_leaves_the_load_off_before_the_supply(twin):
+    load_on(twin)
+    supply_on(twin)
+    assert twin.bench["load@1"].measure_current() == pytest.approx(5.0, abs=NOISE_A)
+    actions = {action["role"]: action for action in twin.bench.make_safe("test")}
+    assert (actions["load@1"]["status"], actions["load@1"]["done"]) == ("ok", ["input OFF (confirmed by LOAD?)"])
+    truth = read_truth(twin.truth_path)
+    loads = [e for e in truth if e["event"] == "load" and e["position"] == 1]
+    assert (loads[-1]["on"], loads[-1]["by"]) == (False, "load@1")
+    load_off = truth.index(loads[-1])
+    supply_off = max(i for i, e in enumerate(truth) if e["event"] == "source.output" and e["on"] is False)
+    assert load_off < supply_off  # roles are made safe in reverse order: the position's load first
+    assert twin.call(lambda: twin.model.meter(1).load.on) is False
+
+
+def test_watcher_detects_relay_switching_in_the_model_within_its_uncertainty(twin):
+    load = load_on(twin)
+    supply_on(twin)
+    rng = random.Random(7)
+    detected = []
+    with CurrentWatcher.for_load(load, poll_s=0.01) as watcher:
+        for closed, condition in [(False, "falls_below"), (True, "rises_above")] * 3:
+            time.sleep(rng.uniform(0.03, 0.08))
+            twin.loop.call_soon_threadsafe(twin.model.set_relay, 1, closed, "test")
+            detected.append(watcher.wait_for(condition, 2.5, timeout_s=2.0))
+    assert watcher.error is None
+    relays = twin.truth("relay")
+    assert [(e["position"], e["closed"]) for e in relays] == [(1, False), (1, True)] * 3
+    for event, truth in zip(detected, relays, strict=True):
+        assert abs(event.t_mono - truth["t_mono"]) <= event.uncertainty_s
+        assert event.uncertainty_s < 0.05
+    assert len(watcher.samples) > 30
+
+
+def test_over_current_protection_switches_the_input_off(twin):
+    load = twin.bench["load@1"]
+    supply_on(twin)
+    load.command("MODE RES;:RES 5")  # 48 A at 240 V: the driver would refuse it, raw commands do not
+    load.command("LOAD ON")
+    assert load.input_enabled() is False
+    last = twin.truth("load")[-1]
+    assert (last["on"], last["by"]) == (False, "load@1 OCP")
+    assert load.measure_current() < NOISE_A
