@@ -44,9 +44,18 @@ class MeterDefects(Strict):
         return 0.0
 
 
+class HesDefects(Strict):
+    """The `hes:` section: a head-end system that misbehaves."""
+
+    disconnect_delay_s: Annotated[float, Field(ge=0)] = 0.0  # extra wait after exhaustion before the disconnect
+    ignore_friendly_hours: bool = False  # disconnects inside the policy's no-disconnection windows
+    skip_alerts: list[float] = []  # thresholds (%) whose alerts are never sent
+    disconnect_positive_balance: bool = False  # group disconnects skip the positive-balance guard
+
+
 class Defects(Strict):
     positions: dict[int, MeterDefects] = {}
-    hes: dict[str, Any] = {}
+    hes: HesDefects = HesDefects()
     link: dict[str, Any] = {}
 
     def for_position(self, position: int) -> MeterDefects:

@@ -1,0 +1,215 @@
+"""Head-end system over HTTP/JSON (httpx): balances, recharges, alerts, commands, event log, clock.
+
+API (resource = base URL, e.g. http://127.0.0.1:8080 or https://hes.example/api/v1): GET /version, /status,
+/clock (PUT: local_time or offset_s), /tariff (PUT: per_kwh), /accounts, /accounts/{id} (PATCH: converted_at);
+POST /accounts/{id}/read, /recharge, /adjustment, /emergency-credit, /disconnect, /connect; POST /group-commands,
+GET /group-commands/{id}, /commands, /commands/{id}, /alerts, /events. An API token (secret `token`) is sent
+as a bearer header and never transcripted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from rig.driver import Driver, Identity
+from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
+
+FINAL_STATUSES = ("executed", "failed")
+
+
+class HesRefused(SetpointRefused, ConfigError):
+    """A request the client refuses before sending (a recharge or tariff that is not positive)."""
+
+
+class HesHttpError(InstrumentError):
+    """The HES answered 4xx or 5xx; carries the status and the response body."""
+
+    def __init__(self, message: str, status: int, body: str):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class HesClient(Driver):
+    """A head-end system's HTTP/JSON API playing the role `hes`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.address.startswith(("http://", "https://")):
+            raise ConfigError(f"roles.{self.role}.resource: an HES resource is 'http://host:port[/prefix]', "
+                              f"got {self.address!r}")
+        self.token = self.secrets.get("token")
+        if self.token:
+            self.transcript.add_secret(self.token)
+        self.client: httpx.Client | None = None
+
+    def open(self) -> None:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.client = httpx.Client(base_url=self.address, headers=headers, timeout=self.config.timeout_s)
+        self.transcript.record(self.role, None, None, note=f"opened {self.address}")
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def make_safe(self) -> list[str]:
+        return ["hes: nothing physical to switch"]
+
+    # -- exchanges -----------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> Any:
+        """One request; the decoded JSON answer, or InstrumentError naming role, address and what was sent."""
+        if self.client is None:
+            raise InstrumentError(f"{self.role} ({self.address}): not open")
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        target = path + (f"?{httpx.QueryParams(query)}" if query else "")
+        sent = f"{method} {target}" + (f" {json.dumps(body, separators=(',', ':'))}" if body is not None else "")
+        t_sent = time.monotonic()
+        try:
+            response = self.client.request(method, path, json=body, params=query or None)
+        except httpx.TimeoutException:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")
+            raise InstrumentTimeout(f"{self.role} ({self.address}): no answer within {self.config.timeout_s:g} s "
+                                    f"to {sent!r}") from None
+        except httpx.HTTPError as exc:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
+            raise InstrumentError(f"{self.role} ({self.address}): {sent!r} failed: {exc}") from None
+        text = response.text
+        self.transcript.record(self.role, sent, f"{response.status_code} {text}", t_mono=t_sent)
+        if response.status_code >= 400:
+            raise HesHttpError(f"{self.role} ({self.address}): {sent!r} answered {response.status_code}: {text}",
+                               response.status_code, text)
+        try:
+            return response.json()
+        except ValueError:
+            raise InstrumentError(f"{self.role} ({self.address}): {sent!r} answered {response.status_code} "
+                                  f"with a body that is not JSON: {text[:200]!r}") from None
+
+    def identify(self) -> Identity:
+        answer = self.request("GET", "/version")
+        try:
+            return Identity(str(answer["manufacturer"]), str(answer["product"]), str(answer["instance"]),
+                            str(answer["version"]), raw=json.dumps(answer, sort_keys=True))
+        except (KeyError, TypeError):
+            raise InstrumentError(f"{self.role} ({self.address}): 'GET /version' expected manufacturer, product, "
+                                  f"instance and version, got {answer!r}") from None
+
+    def _refuse_unless_positive(self, what: str, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise HesRefused(f"{self.role} ({self.address}): {what} {value!r} refused: must be a positive amount; "
+                             f"nothing was sent")
+
+    # -- accounts and money --------------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        return self.request("GET", "/status")
+
+    def accounts(self) -> list[dict]:
+        return self.request("GET", "/accounts")
+
+    def account(self, account: str) -> dict:
+        return self.request("GET", f"/accounts/{account}")
+
+    def balance(self, account: str) -> float:
+        return float(self.account(account)["balance"])
+
+    def read_now(self, account: str) -> dict:
+        """On-demand read of the account's meter; the account as charged after it."""
+        return self.request("POST", f"/accounts/{account}/read")
+
+    def recharge(self, account: str, amount: float, reference: str | None = None) -> dict:
+        """Credit a recharge; {'account': ..., 'reconnect': command or None}. Never re-sent."""
+        self._refuse_unless_positive(f"recharge of account {account}:", amount)
+        body: dict[str, Any] = {"amount": amount}
+        if reference is not None:
+            body["reference"] = reference
+        return self.request("POST", f"/accounts/{account}/recharge", body)
+
+    def adjust_balance(self, account: str, amount: float, reason: str) -> dict:
+        """A balance adjustment outside recharges (credit > 0, debit < 0); the account after it. Never re-sent."""
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or not amount:
+            raise HesRefused(f"{self.role} ({self.address}): adjustment of account {account}: {amount!r} refused: "
+                             f"must be a non-zero amount; nothing was sent")
+        return self.request("POST", f"/accounts/{account}/adjustment", {"amount": amount, "reason": reason})
+
+    def request_emergency_credit(self, account: str) -> dict:
+        return self.request("POST", f"/accounts/{account}/emergency-credit")
+
+    def set_conversion_date(self, account: str, converted_at: datetime | None) -> dict:
+        """When the account was converted to prepaid (starts the policy's grace period); None: no grace."""
+        value = converted_at.isoformat() if converted_at is not None else None
+        return self.request("PATCH", f"/accounts/{account}", {"converted_at": value})
+
+    def tariff(self) -> float:
+        return float(self.request("GET", "/tariff")["per_kwh"])
+
+    def set_tariff(self, per_kwh: float) -> None:
+        self._refuse_unless_positive("tariff per kWh", per_kwh)
+        self.request("PUT", "/tariff", {"per_kwh": per_kwh})
+
+    def alerts(self, account: str | None = None) -> list[dict]:
+        return self.request("GET", "/alerts", params={"account": account})
+
+    def events(self, since: int = 0, account: str | None = None) -> list[dict]:
+        return self.request("GET", "/events", params={"since": since or None, "account": account})
+
+    # -- commands ------------------------------------------------------------------------------------------
+
+    def disconnect(self, account: str) -> dict:
+        return self.request("POST", f"/accounts/{account}/disconnect")
+
+    def connect(self, account: str) -> dict:
+        return self.request("POST", f"/accounts/{account}/connect")
+
+    def group_command(self, action: str, accounts: list[str], reason: str | None = None) -> dict:
+        """A group disconnect or connect; {'id', 'commands': [...], 'refused': [{'account', 'reason'}]}."""
+        if action not in ("disconnect", "connect"):
+            raise ConfigError(f"{self.role}: group action must be 'disconnect' or 'connect', got {action!r}")
+        body: dict[str, Any] = {"action": action, "accounts": list(accounts)}
+        if reason is not None:
+            body["reason"] = reason
+        return self.request("POST", "/group-commands", body)
+
+    def group(self, group_id: str) -> dict:
+        return self.request("GET", f"/group-commands/{group_id}")
+
+    def command(self, command_id: str) -> dict:
+        return self.request("GET", f"/commands/{command_id}")
+
+    def commands(self, account: str | None = None, group: str | None = None) -> list[dict]:
+        return self.request("GET", "/commands", params={"account": account, "group": group})
+
+    def wait_for_command(self, command_id: str, timeout_s: float, poll_s: float = 0.1) -> dict:
+        """Poll until the command is executed or failed; InstrumentTimeout says what was last seen."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            command = self.command(command_id)
+            if command["status"] in FINAL_STATUSES:
+                return command
+            if time.monotonic() >= deadline:
+                raise InstrumentTimeout(f"{self.role} ({self.address}): command {command_id} not executed or failed "
+                                        f"within {timeout_s:g} s; last status {command['status']!r}")
+            time.sleep(poll_s)
+
+    # -- clock ---------------------------------------------------------------------------------------------
+
+    def clock(self) -> datetime:
+        return datetime.fromisoformat(self.request("GET", "/clock")["local_time"])
+
+    def set_clock(self, local_time: datetime) -> datetime:
+        """Set the HES clock (a naive time is taken in the HES's UTC offset); the clock as read back."""
+        answer = self.request("PUT", "/clock", {"local_time": local_time.isoformat()})
+        return datetime.fromisoformat(answer["local_time"])
+
+    def set_clock_offset(self, offset_s: float) -> datetime:
+        answer = self.request("PUT", "/clock", {"offset_s": offset_s})
+        return datetime.fromisoformat(answer["local_time"])
