@@ -25,6 +25,8 @@ SIMULATORS: dict[str, str] = {
     "scpi_reference_meter": "rig.sim.reference_meter:ReferenceMeterSim",
     "adam6051": "rig.sim.pulse_counter:PulseCounterSim",
     "sdm630": "rig.sim.modbus_meter:ModbusMeterSim",
+    "dlms_meter": "rig.sim.dlms_meter:DlmsMeterSim",
+    "hes_http": "rig.sim.hes:HesSim",
 }
 
 
@@ -35,9 +37,11 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def parse_resource(resource: str, role: str) -> tuple[str, int]:
-    """'TCPIP0::127.0.0.1::5025::SOCKET' or 'tcp://127.0.0.1:502' -> (host, port); the twin serves loopback only."""
-    if resource.startswith("tcp://"):
-        host, _, port = resource.removeprefix("tcp://").split("/")[0].partition(":")
+    """'TCPIP0::127.0.0.1::5025::SOCKET', 'tcp://127.0.0.1:502' or 'http://127.0.0.1:8080/api' -> (host, port);
+    the twin serves loopback only."""
+    scheme = next((prefix for prefix in ("tcp://", "http://") if resource.startswith(prefix)), None)
+    if scheme is not None:
+        host, _, port = resource.removeprefix(scheme).split("/")[0].partition(":")
     else:
         parts = resource.split("::")
         if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET":
@@ -53,7 +57,9 @@ def parse_resource(resource: str, role: str) -> tuple[str, int]:
 
 
 def format_resource(transport: str, port: int) -> str:
-    return f"tcp://127.0.0.1:{port}" if transport == "modbus" else f"TCPIP0::127.0.0.1::{port}::SOCKET"
+    if transport == "scpi":
+        return f"TCPIP0::127.0.0.1::{port}::SOCKET"
+    return f"{'http' if transport == 'http' else 'tcp'}://127.0.0.1:{port}"
 
 
 def simulated_roles(bench: BenchConfig) -> dict[str, RoleConfig]:
