@@ -1,0 +1,413 @@
+"""The DLMS/COSEM meter driver against the twin's DLMS meter, over the TCP wrapper and over HDLC on a pty.
+
+The twin runs in this process on an event loop thread, so a test can drive the model and read its registers
+at the instant it reads the meter; relay switching is judged from the truth file's "relay" events.
+"""
+
+import asyncio
+import math
+import os
+import socket
+import threading
+import time
+import tty
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from plan_runner import write_bench
+
+from rig.bench import Bench
+from rig.config import RoleConfig, load_bench
+from rig.driver import SetpointLimits, driver_class
+from rig.errors import InstrumentError, InstrumentTimeout
+from rig.sim.launcher import TwinProcess
+from rig.sim.truth import read_truth
+from rig.sim.twin import Twin
+from rig.transcript import Transcript
+
+PASSWORD = "12345678"
+
+
+class DlmsTwin:
+    """A twin whose position 1 has a DLMS meter (TCP and HDLC), with the bench opened against it."""
+
+    def __init__(self, folder, **meter_settings):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        secret = folder / "lls_password.txt"
+        secret.write_text(PASSWORD + "\n")
+
+        def edit(data):
+            data["twin"]["autostart"] = False
+            data["positions"][0]["interface"] = {
+                "driver": "dlms_meter", "resource": "tcp://127.0.0.1:0",
+                "settings": {"client": "reader", "deadline_s": 2},
+                "secrets": {"lls_password": {"file": str(secret)}}}
+            data["twin"]["instruments"]["meter@1"] = {"lls_password": PASSWORD, "hdlc": True, **meter_settings}
+
+        self.bench_file = load_bench(write_bench(folder, only_roles=("source",), edit=edit))
+        self.truth_path = folder / "truth.jsonl"
+        self.transcript_path = folder / "transcript.jsonl"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.twin = Twin(self.bench_file, self.truth_path, ephemeral_ports=True)
+        self.model = self.twin.model
+        self.resources = self.run(self.twin.start())
+        self.meter = self.twin.instruments["meter@1"]
+        self.transcript = Transcript(self.transcript_path)
+        self.bench = Bench(self.bench_file, self.transcript, self.resources)
+        self.bench.open()
+        self.drivers = []
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    def call(self, function, *args):
+        """Run function on the twin's loop (the model's only thread)."""
+        async def on_loop():
+            return function(*args)
+        return self.run(on_loop())
+
+    def resource(self, transport: str) -> str:
+        return f"tcp://127.0.0.1:{self.meter.port}" if transport == "tcp" else self.meter.pty_path
+
+    def driver(self, transport: str, client: str = "reader", password: str | None = PASSWORD, **settings):
+        config = RoleConfig(driver="dlms_meter", resource=self.resource(transport),
+                            settings={"client": client, "deadline_s": 2, **settings})
+        secrets = {"lls_password": password} if password is not None else {}
+        driver = driver_class("dlms_meter")("meter@1", config, SetpointLimits(), self.transcript, secrets)
+        self.drivers.append(driver)
+        return driver
+
+    def energize(self, voltage_v=240.0, current_a=10.0):
+        def switch_on():
+            self.model.set_source_voltage(voltage_v, "test")
+            self.model.set_source_output(True, "test")
+            self.model.set_current(current_a, 0.0, "test")
+            self.model.set_current_output(True, "test")
+        self.call(switch_on)
+
+    def register_wh(self) -> float:
+        def now():
+            self.model.now()
+            return self.model.meter(1).register_energy_wh
+        return self.call(now)
+
+    def events(self, name: str) -> list[dict]:
+        return [event for event in read_truth(self.truth_path) if event["event"] == name]
+
+    def relay_events(self) -> list[tuple[bool, str]]:
+        return [(event["closed"], event["by"]) for event in self.events("relay") if event["position"] == 1]
+
+    def wait_for(self, name: str, timeout_s: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            events = self.events(name)
+            if events:
+                return events[0]
+            time.sleep(0.02)
+        raise AssertionError(f"no {name!r} truth event within {timeout_s} s")
+
+    def close(self):
+        for driver in self.drivers:
+            driver.close()
+        self.bench.close()
+        self.transcript.close()
+        self.run(self.twin.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def start_twin(tmp_path):
+    twins = []
+
+    def start(**meter_settings):
+        twin = DlmsTwin(tmp_path / f"twin{len(twins)}", **meter_settings)
+        twins.append(twin)
+        return twin
+
+    yield start
+    for twin in twins:
+        twin.close()
+
+
+@pytest.fixture
+def twin(start_twin):
+    return start_twin()
+
+
+@pytest.fixture(params=["tcp", "hdlc"])
+def transport(request):
+    return request.param
+
+
+def test_the_bench_opens_the_meter_and_reads_its_identity(twin):
+    assert twin.resources["meter@1"] == f"tcp://127.0.0.1:{twin.meter.port}"
+    assert twin.meter.pty_path.startswith("/dev/pts/")
+    identity = twin.bench.identities["meter@1"]
+    assert (identity.manufacturer, identity.model, identity.serial, identity.firmware) == \
+           ("Rig Twin", "RIGSIM0001", "SIM0001", "1.0.0")
+    hdlc = twin.driver("hdlc")
+    hdlc.open()
+    assert hdlc.identify() == identity
+    assert [e["transport"] for e in twin.events("dlms.association")] == ["tcp", "hdlc"]
+
+
+def test_the_twin_process_serves_the_meter_as_a_run_uses_it(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text(PASSWORD)
+
+    def edit(data):
+        data["positions"][0]["interface"] = {"driver": "dlms_meter", "resource": "tcp://127.0.0.1:0",
+                                             "settings": {"client": "reader"},
+                                             "secrets": {"lls_password": {"file": str(secret)}}}
+        data["twin"]["instruments"]["meter@1"] = {"lls_password": PASSWORD}
+
+    bench_file = load_bench(write_bench(tmp_path, only_roles=("source",), edit=edit))
+    process = TwinProcess(bench_file.path, tmp_path / "truth.jsonl")
+    transcript = Transcript(tmp_path / "transcript.jsonl")
+    bench = Bench(bench_file, transcript, process.resources)
+    try:
+        bench.open()
+        assert bench.identities["meter@1"].serial == "SIM0001"
+        assert bench["meter@1"].read_energy_import_kwh() == 0.0
+        assert bench["meter@1"].relay_state()["output_state"] is True
+    finally:
+        bench.close()
+        transcript.close()
+        process.stop()
+    associations = [e for e in read_truth(tmp_path / "truth.jsonl") if e["event"] == "dlms.association"]
+    assert [(e["client_sap"], e["result"]) for e in associations] == [(32, "accepted")]
+
+
+def test_clock_is_read_and_set(twin, transport):
+    meter = twin.driver(transport)
+    now = datetime.now(UTC)
+    clock = meter.read_clock()
+    assert abs(clock - now) < timedelta(seconds=2)
+    assert clock.utcoffset() == timedelta(hours=5, minutes=30)  # the meter keeps IST
+    target = now + timedelta(days=3, hours=1)
+    meter.set_clock(target)
+    assert abs(meter.read_clock() - target) < timedelta(seconds=2)
+    (event,) = twin.events("clock.set")
+    assert event["offset_s"] == pytest.approx(target.timestamp() - now.timestamp(), abs=2)
+    assert event["by"] == "reader client 32"
+
+
+def test_energy_and_instantaneous_values_follow_the_model(twin, transport):
+    meter = twin.driver(transport)
+    assert meter.read_energy_import_kwh() == 0.0
+    twin.energize(240.0, 50.0)  # 12 kW: 3.3 Wh/s
+    time.sleep(1.0)
+    before = twin.register_wh()
+    energy = meter.read_energy_import_kwh()
+    after = twin.register_wh()
+    assert math.floor(before) / 1000 <= energy <= after / 1000
+    assert energy > 0.002
+    values = meter.read_instantaneous()
+    assert values["voltage_v"] == 240.0
+    assert values["current_a"] == pytest.approx(50.0, abs=0.001)
+    assert values["power_w"] == pytest.approx(12000.0, abs=1)
+    assert values["power_factor"] == 1.0
+    assert meter.read_signal_dbm() == -85.0
+
+
+def test_remote_disconnect_opens_the_relay_and_reconnect_closes_it(twin, transport):
+    meter = twin.driver(transport)
+    assert meter.relay_state() == {"output_state": True, "control_state": 1, "control_mode": 5}
+    meter.remote_disconnect()
+    assert twin.relay_events() == [(False, "meter@1 remote_disconnect")]
+    assert meter.relay_state() == {"output_state": False, "control_state": 0, "control_mode": 5}
+    meter.remote_reconnect()  # mode 5: straight back to connected (transition d)
+    assert twin.relay_events() == [(False, "meter@1 remote_disconnect"), (True, "meter@1 remote_reconnect")]
+    assert meter.relay_state() == {"output_state": True, "control_state": 1, "control_mode": 5}
+
+
+def test_in_control_mode_4_a_remote_reconnect_only_arms_the_relay(start_twin):
+    twin = start_twin(control_mode=4)
+    meter = twin.bench["meter@1"]
+    meter.remote_disconnect()
+    meter.remote_reconnect()  # transition a: ready_for_reconnection, the customer's button closes the relay
+    assert twin.relay_events() == [(False, "meter@1 remote_disconnect")]
+    assert meter.relay_state() == {"output_state": False, "control_state": 2, "control_mode": 4}
+
+
+def test_limiter_opens_the_relay_when_power_stays_above_the_threshold(twin, transport):
+    meter = twin.driver(transport)
+    meter.set_limiter(3000.0, 1)
+    assert meter.read_limiter() == {"threshold_active_w": 3000.0, "threshold_normal_w": 3000.0,
+                                    "min_over_threshold_duration_s": 1.0, "min_under_threshold_duration_s": 0.0}
+    twin.energize(240.0, 10.0)  # 2.4 kW: below the threshold
+    time.sleep(1.3)
+    assert twin.events("limiter.trip") == [] and twin.relay_events() == []
+    start = time.monotonic()
+    twin.call(twin.model.set_current, 20.0, 0.0, "test")  # 4.8 kW
+    trip = twin.wait_for("limiter.trip")
+    assert time.monotonic() - start >= 1.0
+    assert trip["over_s"] >= 1.0 and trip["power_w"] == pytest.approx(4800, rel=0.01)
+    assert twin.relay_events() == [(False, "meter@1 limiter")]
+    assert meter.relay_state() == {"output_state": False, "control_state": 2, "control_mode": 5}
+
+
+def test_the_public_client_reads_clock_and_energy_but_may_not_act(twin, transport):
+    meter = twin.driver(transport, client="public", password=None)
+    assert meter.read_energy_import_kwh() == 0.0
+    assert abs(meter.read_clock() - datetime.now(UTC)) < timedelta(seconds=2)
+    where = rf"meter@1 \({meter.address}\)"
+    with pytest.raises(InstrumentError, match=where + r": refused ACTION 0\.0\.96\.3\.10\.255 class 70 method 1 "
+                                                      r"\(remote_disconnect\): read-write-denied"):
+        meter.remote_disconnect()
+    with pytest.raises(InstrumentError, match=where + r": refused GET 0\.0\.96\.3\.10\.255 class 70 attribute 2: "
+                                                      r"read-write-denied"):
+        meter.relay_state()
+    with pytest.raises(InstrumentError, match=r"refused SET 0\.0\.1\.0\.0\.255 class 8 attribute 2: read-write-denied"):
+        meter.set_clock(datetime.now(UTC))
+    assert meter.read_energy_import_kwh() == 0.0  # refusals leave the association usable
+    assert twin.relay_events() == []
+    assert [e["client_sap"] for e in twin.events("dlms.association")] == [32, 16]
+
+
+def test_a_wrong_password_is_refused(twin, transport):
+    meter = twin.driver(transport, password="87654321")
+    with pytest.raises(InstrumentError, match=rf"meter@1 \({meter.address}\): authentication failed: the meter "
+                                              r"refused the LLS password of client 32 \(association "
+                                              r"rejected-permanent, authentication-failure\)"):
+        meter.open()
+    rejected = twin.events("dlms.association")[-1]
+    assert (rejected["result"], rejected["diagnostic"]) == ("rejected-permanent", "authentication-failure")
+    twin.transcript.flush()
+    transcript = twin.transcript_path.read_text()
+    assert "87654321" not in transcript and b"87654321".hex() not in transcript
+    assert "8008***" in transcript  # the AARQ is recorded, its calling-authentication-value redacted
+
+
+def test_a_silent_meter_is_a_timeout_within_the_deadline(twin, transport):
+    if transport == "tcp":
+        listener = socket.create_server(("127.0.0.1", 0))
+        resource = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        expected = r"AARQ \(client 32, lls\)"
+    else:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        resource = os.ttyname(slave)
+        expected = "HDLC SNRM"
+    try:
+        config = RoleConfig(driver="dlms_meter", resource=resource, settings={"client": "reader", "deadline_s": 0.5})
+        meter = driver_class("dlms_meter")("meter@1", config, SetpointLimits(), twin.transcript,
+                                           {"lls_password": PASSWORD})
+        start = time.monotonic()
+        with pytest.raises(InstrumentTimeout, match=rf"meter@1 \({resource}\): no answer within 0\.5 s to "
+                                                    rf"{expected} \(open\)"):
+            meter.open()
+        assert time.monotonic() - start < 0.8
+        start = time.monotonic()
+        with pytest.raises(InstrumentTimeout, match=rf"no answer within 0\.5 s to {expected} \(read_energy"):
+            meter.read_energy_import_kwh()
+        assert time.monotonic() - start < 0.8
+        meter.close()
+    finally:
+        if transport == "tcp":
+            listener.close()
+        else:
+            os.close(master)
+            os.close(slave)
+
+
+def test_a_meter_slower_than_the_deadline_times_out_and_the_next_call_reconnects(twin, transport):
+    meter = twin.driver(transport, deadline_s=0.3)
+    meter.open()
+    twin.meter.latency_s = 0.6
+    with pytest.raises(InstrumentTimeout, match=r"no answer within 0\.3 s to GET 1\.0\.1\.8\.0\.255 class 3 "
+                                                r"attribute 3 \(read_energy_import_kwh\)"):
+        meter.read_energy_import_kwh()
+    twin.meter.latency_s = 0.0
+    time.sleep(0.5)  # the late answer arrives on the abandoned connection
+    assert meter.read_energy_import_kwh() == 0.0
+    assert len(twin.events("dlms.association")) == 3  # the bench's, this driver's first and its second
+
+
+def test_an_independent_client_reads_the_energy_register(twin, transport):
+    """Interoperability: Gurux's DLMS client (GPLv2, a test peer only) reads 1.0.1.8.0.255 from the twin."""
+    gurux = pytest.importorskip("gurux_dlms")
+    from gurux_dlms.enums import Authentication, InterfaceType
+    from gurux_dlms.objects import GXDLMSRegister
+
+    twin.energize(240.0, 50.0)
+    time.sleep(0.5)
+    client = gurux.GXDLMSClient(True, 32, 1, Authentication.LOW, PASSWORD,
+                                InterfaceType.WRAPPER if transport == "tcp" else InterfaceType.HDLC)
+    with GuruxLink(transport, twin.resource(transport)) as link:
+        if transport == "hdlc":
+            client.parseUAResponse(link.exchange(client, [client.snrmRequest()]).data)
+        client.parseAareResponse(link.exchange(client, client.aarqRequest()).data)
+        register = GXDLMSRegister("1.0.1.8.0.255")
+        for attribute in (3, 2):
+            client.updateValue(register, attribute, link.exchange(client, client.read(register, attribute)).value)
+        before = twin.register_wh()
+        client.updateValue(register, 2, link.exchange(client, client.read(register, 2)).value)
+        after = twin.register_wh()
+        link.exchange(client, client.releaseRequest())
+        if transport == "hdlc":
+            link.exchange(client, [client.disconnectRequest()])
+    assert (register.scaler, int(register.unit)) == (1.0, 30)  # 10^0, Wh
+    assert math.floor(before) <= register.value <= after
+
+
+class GuruxLink:
+    """Carries Gurux's frames over a socket (wrapper) or a serial line (HDLC) and feeds the replies back."""
+
+    def __init__(self, transport: str, resource: str):
+        self.transport = transport
+        self.resource = resource
+
+    def __enter__(self):
+        if self.transport == "tcp":
+            host, port = self.resource.removeprefix("tcp://").split(":")
+            self.sock = socket.create_connection((host, int(port)), timeout=2)
+        else:
+            import serial
+            self.port = serial.Serial(self.resource, timeout=0.05)
+        return self
+
+    def __exit__(self, *exc):
+        if self.transport == "tcp":
+            self.sock.close()
+        else:
+            self.port.close()
+
+    def _read_tcp(self) -> bytes:
+        data = b""
+        while len(data) < 8 or len(data) < 8 + int.from_bytes(data[6:8], "big"):
+            chunk = self.sock.recv(4096)
+            assert chunk, "the meter closed the connection"
+            data += chunk
+        return data
+
+    def _read_hdlc(self) -> bytes:
+        data, deadline = b"", time.monotonic() + 2
+        while time.monotonic() < deadline:
+            data += self.port.read(256)
+            if len(data) >= 3 and len(data) >= ((data[1] & 0x07) << 8 | data[2]) + 2:
+                return data
+        raise AssertionError(f"no HDLC frame within 2 s (got {data.hex()})")
+
+    def exchange(self, client, requests):
+        from gurux_dlms import GXByteBuffer, GXReplyData
+
+        reply = GXReplyData()
+        for request in requests:
+            reply = GXReplyData()
+            if self.transport == "tcp":
+                self.sock.sendall(bytes(request))
+                client.getData(GXByteBuffer(self._read_tcp()), reply)
+            else:
+                self.port.write(bytes(request))
+                client.getData(GXByteBuffer(self._read_hdlc()), reply)
+                while reply.isMoreData():
+                    self.port.write(bytes(client.receiverReady(reply)))
+                    client.getData(GXByteBuffer(self._read_hdlc()), reply)
+        assert reply.error == 0, f"the meter answered error {reply.error}"
+        return reply

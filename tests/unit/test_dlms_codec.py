@@ -1,0 +1,412 @@
+"""DLMS/COSEM byte exchanges, checked octet by octet against the layouts of IEC 62056-46/-47/-53 and the Green
+Book: what dlms-cosem's client sends, what the twin's meter answers, and that each side parses the other."""
+
+import random
+import struct
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from dlms_cosem import cosem, enumerations
+from dlms_cosem.clients.blocking_tcp_transport import BlockingTcpTransport
+from dlms_cosem.connection import DlmsConnection
+from dlms_cosem.crc import CRCCCITT
+from dlms_cosem.hdlc import address, frames
+from dlms_cosem.protocol import acse, xdlms
+from dlms_cosem.protocol.wrappers import WrapperHeader
+
+from drivers.dlms_meter import date_time_from_bytes, date_time_to_bytes, decode_value, parse_resource
+from rig.config import RoleConfig
+from rig.driver import SetpointLimits, driver_class
+from rig.errors import ConfigError
+from rig.sim import dlms_meter as sim
+from rig.sim.model import PhysicalModel, SimMeter
+from rig.sim.truth import TruthLog, read_truth
+from rig.transcript import Transcript
+
+H = bytes.fromhex
+
+AARQ_LLS = H(
+    "6036"                          # AARQ [APPLICATION 0], 54 octets
+    "a109 0607 60857405080101"      # application-context-name: Logical_Name_Referencing_No_Ciphering
+    "8a02 0780"                     # sender-acse-requirements: authentication functional unit
+    "8b07 60857405080201"           # mechanism-name: low-level-security
+    "ac0a 8008 3132333435363738"    # calling-authentication-value: charstring "12345678"
+    "be10 040e"                     # user-information: OCTET STRING of 14
+    "01 00 00 00 06"                # InitiateRequest: no dedicated-key, response-allowed default, no QoS, DLMS 6
+    "5f1f 04 00 20525f"             # proposed-conformance [APPLICATION 31] BIT STRING (24)
+    "ffff")                         # client-max-receive-pdu-size 65535
+AARE_ACCEPTED_LLS = H(
+    "6136"                          # AARE [APPLICATION 1], 54 octets
+    "a109 0607 60857405080101"      # application-context-name
+    "a203 0201 00"                  # result: accepted
+    "a305 a103 0201 00"             # result-source-diagnostic: acse-service-user null
+    "8802 0780"                     # responder-acse-requirements: authentication
+    "8907 60857405080201"           # mechanism-name: low-level-security
+    "be10 040e"                     # user-information: OCTET STRING of 14
+    "08 00 06"                      # InitiateResponse: no QoS, DLMS 6
+    "5f1f 04 00 000019"             # negotiated-conformance: get, set, action
+    "0400 0007")                    # server-max-receive-pdu-size 1024, vaa-name 0x0007 (LN)
+AARE_WRONG_PASSWORD = H(
+    "6124"
+    "a109 0607 60857405080101"
+    "a203 0201 01"                  # result: rejected-permanent
+    "a305 a103 0201 0d"             # result-source-diagnostic: acse-service-user authentication-failure
+    "8802 0780"
+    "8907 60857405080201")
+GET_ENERGY = H("c0 01 c1 0003 0100010800ff 02 00")  # GET.request normal, invoke 1 (confirmed, high), class 3,
+#                                                     1.0.1.8.0.255, attribute 2, no selective access
+ENERGY_12345_WH = H("c4 01 c1 00 06 00003039")     # GET.response normal, Data: double-long-unsigned 12345
+
+
+def make_model(truth_path=None, clock=None) -> PhysicalModel:
+    meters = [SimMeter(1, "SIM0001", 240.0, 10.0, 5.0, 1000.0)]
+    model = PhysicalModel(truth=TruthLog(truth_path), rng=random.Random(1), meters=meters)
+    if clock is not None:
+        model.clock = clock
+        model.last_t = clock()
+    return model
+
+
+def make_sim(settings=None, truth_path=None, clock=None) -> sim.DlmsMeterSim:
+    return sim.DlmsMeterSim("meter@1", make_model(truth_path, clock), settings or {})
+
+
+def client_aarq(password: bytes | None) -> bytes:
+    mechanism = enumerations.AuthenticationMechanism.LLS if password else None
+    aarq = DlmsConnection(client_system_title=None, authentication_method=mechanism, password=password).get_aarq()
+    aarq.system_title = None
+    return aarq.to_bytes()
+
+
+def associated(meter: sim.DlmsMeterSim, client_sap: int = 32) -> sim.Link:
+    link = sim.Link("tcp")
+    password = b"12345678" if client_sap == 32 else None
+    assert meter.handle_apdu(link, client_sap, client_aarq(password))[13:18] == H("a203020100")  # accepted
+    return link
+
+
+# -- TCP wrapper (IEC 62056-47) -----------------------------------------------------------------------------------
+
+
+def test_wrapper_header_names_version_wports_and_length():
+    transport = BlockingTcpTransport("127.0.0.1", 4059, client_logical_address=32, server_logical_address=1)
+    request = transport.wrap(GET_ENERGY)
+    assert request == H("0001 0020 0001 000d") + GET_ENERGY  # version 1, source wPort 32, destination 1, 13 octets
+    answer = sim.wrap(1, 32, ENERGY_12345_WH)
+    assert answer == H("0001 0001 0020 0009") + ENERGY_12345_WH
+    header = WrapperHeader.from_bytes(answer[:8])
+    assert (header.version, header.source_wport, header.destination_wport, header.length) == (1, 1, 32, 9)
+
+
+# -- association (ACSE) ---------------------------------------------------------------------------------------------
+
+
+def test_the_clients_lls_aarq_is_the_standard_layout():
+    assert client_aarq(b"12345678") == AARQ_LLS
+
+
+def test_lls_aarq_is_accepted_with_the_negotiated_context():
+    meter = make_sim()
+    link = sim.Link("tcp")
+    aare = meter.handle_apdu(link, 32, AARQ_LLS)
+    assert aare == AARE_ACCEPTED_LLS
+    parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
+    assert parsed.result is enumerations.AssociationResult.ACCEPTED
+    assert parsed.authentication is enumerations.AuthenticationMechanism.LLS
+    conformance = parsed.user_information.content.negotiated_conformance
+    assert (conformance.get, conformance.set, conformance.action, conformance.selective_access) == (True, True,
+                                                                                                    True, False)
+    assert link.associations[32].role == "reader"
+
+
+def test_wrong_password_is_rejected_with_authentication_failure(tmp_path):
+    meter = make_sim({"lls_password": "secret99"}, truth_path=tmp_path / "truth.jsonl")
+    link = sim.Link("tcp")
+    aare = meter.handle_apdu(link, 32, AARQ_LLS)
+    assert aare == AARE_WRONG_PASSWORD
+    parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
+    assert parsed.result is enumerations.AssociationResult.REJECTED_PERMANENT
+    assert parsed.result_source_diagnostics is enumerations.AcseServiceUserDiagnostics.AUTHENTICATION_FAILED
+    assert link.associations == {}
+    assert meter.handle_apdu(link, 32, GET_ENERGY) == H("d8 01 01")  # no association: service-not-allowed
+    event = read_truth(tmp_path / "truth.jsonl")[-1]
+    assert (event["event"], event["result"], event["diagnostic"]) == ("dlms.association", "rejected-permanent",
+                                                                      "authentication-failure")
+
+
+@pytest.mark.parametrize(("client_sap", "password", "diagnostic"), [
+    (32, None, 14),         # the reader without authentication: authentication-required
+    (16, b"12345678", 11),  # the public client offering LLS: mechanism not recognised
+    (48, None, 1),          # a client SAP the meter does not know: no-reason-given
+])
+def test_associations_the_meter_does_not_offer_are_rejected(client_sap, password, diagnostic):
+    aare = make_sim().handle_apdu(sim.Link("tcp"), client_sap, client_aarq(password))
+    parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
+    assert (parsed.result, int(parsed.result_source_diagnostics)) == (enumerations.AssociationResult
+                                                                      .REJECTED_PERMANENT, diagnostic)
+
+
+def test_ciphered_context_and_old_dlms_version_are_rejected():
+    meter = make_sim()
+    ciphered = AARQ_LLS.replace(H("60857405080101"), H("60857405080103"))
+    aare = meter.handle_apdu(sim.Link("tcp"), 32, ciphered)
+    assert aare[13:25] == H("a203020101 a305a103020102")  # rejected: application-context-name-not-supported
+    version_5 = AARQ_LLS.replace(H("0100000006"), H("0100000005"))
+    aare = meter.handle_apdu(sim.Link("tcp"), 32, version_5)
+    assert aare.endswith(H("be06 0404 0e010601"))  # ConfirmedServiceError: initiate-error dlms-version-too-low
+    assert acse.ApplicationAssociationResponse.from_bytes(aare).result is \
+        enumerations.AssociationResult.REJECTED_PERMANENT
+
+
+def test_release_answers_rlre_normal():
+    meter = make_sim()
+    link = associated(meter)
+    assert meter.handle_apdu(link, 32, H("6203800100")) == H("6303800100")
+    assert link.associations == {}
+
+
+# -- GET / SET / ACTION (xDLMS) -------------------------------------------------------------------------------------
+
+
+def test_get_energy_register_value_and_scaler_unit():
+    meter = make_sim()
+    meter.meter.register_energy_wh = 12345.9
+    request = xdlms.GetRequestNormal(cosem.CosemAttribute(enumerations.CosemInterface.REGISTER,
+                                                          cosem.Obis(1, 0, 1, 8, 0, 255), 2)).to_bytes()
+    assert request == GET_ENERGY
+    link = associated(meter, 16)  # the public client may read the energy
+    answer = meter.handle_apdu(link, 16, request)
+    assert answer == ENERGY_12345_WH
+    parsed = xdlms.GetResponseFactory.from_bytes(answer)
+    assert isinstance(parsed, xdlms.GetResponseNormal) and parsed.data == H("0600003039")
+    scaler_unit = meter.handle_apdu(link, 16, GET_ENERGY[:11] + H("03 00"))
+    assert scaler_unit == H("c4 01 c1 00 0202 0f00 161e")  # structure {integer 0, enum 30 (Wh)}
+
+
+@pytest.mark.parametrize(("request_hex", "result"), [
+    ("c0 01 c1 0003 0100010900ff 02 00", 4),  # no such object: object-undefined
+    ("c0 01 c1 0001 0100010800ff 02 00", 9),  # the energy register is not a class 1 Data: object-class-inconsistent
+    ("c0 01 c1 0003 0100010800ff 04 00", 4),  # a register has 3 attributes: object-undefined
+    ("c0 01 c1 0003 01000c0700ff 02 00", 3),  # the public client may not read the voltage: read-write-denied
+    ("c0 01 c1 0046 000060030aff 02 00", 3),  # ... nor the disconnect control
+])
+def test_get_errors_are_data_access_results(request_hex, result):
+    meter = make_sim()
+    answer = meter.handle_apdu(associated(meter, 16), 16, H(request_hex))
+    assert answer == H("c4 01 c1 01") + bytes([result])
+    assert xdlms.GetResponseFactory.from_bytes(answer).error == enumerations.DataAccessResult(result)
+
+
+def test_unsupported_services_get_an_exception_response():
+    meter = make_sim()
+    link = associated(meter)
+    assert meter.handle_apdu(link, 32, H("c0 03 c1 01 0003 0100010800ff 02 00")) == H("d8 01 02")  # GET-with-list
+    assert meter.handle_apdu(link, 32, H("c8 00")) == H("d8 02 02")  # a ciphered glo-get-request
+
+
+def test_set_clock_and_the_access_rights(tmp_path):
+    meter = make_sim(truth_path=tmp_path / "truth.jsonl")
+    target = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    value = date_time_to_bytes(target, 330)
+    assert value == H("07ee 01 02 03 08 22 05 00 feb6 00")  # 2030-01-02 (Wednesday) 08:34:05.00 IST, dev -330
+    request = H("c1 01 c1 0008 0000010000ff 02 00 090c") + value
+    assert meter.handle_apdu(associated(meter, 16), 16, request) == H("c5 01 c1 03")  # public: read-write-denied
+    assert meter.handle_apdu(associated(meter), 32, request) == H("c5 01 c1 00")
+    assert xdlms.SetResponseFactory.from_bytes(H("c5 01 c1 00")).result is enumerations.DataAccessResult.SUCCESS
+    assert meter.clock_offset_s == pytest.approx(target.timestamp() - datetime.now(UTC).timestamp(), abs=2)
+    read = meter.handle_apdu(associated(meter), 32, H("c0 01 c1 0008 0000010000ff 02 00"))
+    assert read[:6] == H("c4 01 c1 00 090c")
+    assert abs(date_time_from_bytes(read[6:], 0) - target) < timedelta(seconds=2)
+    (event,) = [e for e in read_truth(tmp_path / "truth.jsonl") if e["event"] == "clock.set"]
+    assert (event["meter_time"][:19], event["by"]) == ("2030-01-02T03:04:05", "reader client 32")
+    assert meter.handle_apdu(associated(meter), 32, request[:-13] + H("1100")) == H("c5 01 c1 0c")  # type-unmatched
+
+
+def test_remote_disconnect_is_an_action_with_integer_zero(tmp_path):
+    meter = make_sim(truth_path=tmp_path / "truth.jsonl")
+    request = xdlms.ActionRequestNormal(cosem.CosemMethod(enumerations.CosemInterface.DISCONNECT_CONTROL,
+                                                          cosem.Obis(0, 0, 96, 3, 10, 255), 1), H("0f00")).to_bytes()
+    assert request == H("c3 01 c0 0046 000060030aff 01 01 0f00")  # method 1, parameters present: integer 0
+    assert meter.handle_apdu(associated(meter, 16), 16, request) == H("c7 01 c0 03 00")  # public: read-write-denied
+    assert meter.meter.relay_closed
+    answer = meter.handle_apdu(associated(meter), 32, request)
+    assert answer == H("c7 01 c0 00 00")  # success, no return parameters
+    assert isinstance(xdlms.ActionResponseFactory.from_bytes(answer), xdlms.ActionResponseNormal)
+    assert not meter.meter.relay_closed
+    relay = [e for e in read_truth(tmp_path / "truth.jsonl") if e["event"] == "relay"]
+    assert [(e["closed"], e["by"]) for e in relay] == [(False, "meter@1 remote_disconnect")]
+
+
+# -- disconnect control state machine (Blue Book, class 70) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "after_reconnect"), [(1, 1), (2, 2), (3, 1), (4, 2), (5, 1), (6, 2)])
+def test_remote_reconnect_follows_the_control_mode(mode, after_reconnect):
+    meter = make_sim({"control_mode": mode})
+    assert meter.remote_disconnect("test") == 0 and meter.control_state == sim.DISCONNECTED
+    assert meter.remote_disconnect("test") == 0 and meter.control_state == sim.DISCONNECTED  # nothing to do
+    assert meter.remote_reconnect("test") == 0
+    assert meter.control_state == after_reconnect  # d: connected (1, 3, 5); a: ready_for_reconnection (2, 4, 6)
+    assert meter.meter.relay_closed == (after_reconnect == sim.CONNECTED)
+    assert meter.remote_disconnect("test") == 0 and meter.control_state == sim.DISCONNECTED  # b or c
+
+
+def test_control_mode_0_is_always_connected():
+    meter = make_sim({"control_mode": 0})
+    assert meter.remote_disconnect("test") == sim.READ_WRITE_DENIED
+    assert meter.control_state == sim.CONNECTED and meter.meter.relay_closed
+
+
+def test_limiter_trips_after_the_minimum_over_threshold_duration(tmp_path):
+    now = [1000.0]
+    meter = make_sim({"limiter_threshold_w": 1000, "limiter_duration_s": 2}, tmp_path / "truth.jsonl",
+                     clock=lambda: now[0])
+    model = meter.model
+    model.set_source_voltage(240.0, "test")
+    model.set_source_output(True, "test")
+    model.set_current(10.0, 0.0, "test")
+    model.set_current_output(True, "test")
+    now[0] += 10  # settled: 2400 W
+    meter.check_limiter(now[0])
+    now[0] += 1.95
+    meter.check_limiter(now[0])
+    assert meter.meter.relay_closed
+    now[0] += 0.05
+    meter.check_limiter(now[0])
+    assert not meter.meter.relay_closed and meter.control_state == sim.READY_FOR_RECONNECTION
+    events = read_truth(tmp_path / "truth.jsonl")
+    trip = next(e for e in events if e["event"] == "limiter.trip")
+    assert (trip["power_w"], trip["threshold_w"], trip["over_s"]) == (pytest.approx(2400.0), 1000, pytest.approx(2))
+    assert [(e["closed"], e["by"]) for e in events if e["event"] == "relay"] == [(False, "meter@1 limiter")]
+
+
+# -- HDLC (IEC 62056-46) --------------------------------------------------------------------------------------------
+
+SERVER, CLIENT_32 = address.HdlcAddress(1, None, "server"), address.HdlcAddress(32, None, "client")
+UA_PARAMETERS = H("818012 050180 060180 0704 00000001 0804 00000001")  # max info 128 both ways, windows 1
+
+
+def test_crc_is_the_x25_fcs_of_the_standards_snrm_example():
+    assert sim.crc16_x25(H("a007 03 21 93")) == H("0f01")  # 7E A0 07 03 21 93 0F 01 7E
+    payload = H("a01e 41 03 73")
+    assert sim.crc16_x25(payload) == CRCCCITT().calculate_for(payload)
+
+
+def test_snrm_gets_ua_with_the_negotiated_parameters():
+    link = sim.HdlcLink(make_sim())
+    snrm = frames.SetNormalResponseModeFrame(destination_address=SERVER, source_address=CLIENT_32).to_bytes()
+    assert snrm == H("7e a007 03 41 93 5a64 7e")  # format 3 length 7, server 1, client 32, SNRM|P, FCS
+    (ua,) = link.feed(snrm)
+    header = H("a01e 41 03 73")  # length 30, to client 32, from server 1, UA|F
+    hcs = CRCCCITT().calculate_for(header)
+    assert ua == H("7e") + header + hcs + UA_PARAMETERS + CRCCCITT().calculate_for(header + hcs + UA_PARAMETERS) \
+        + H("7e")
+    assert frames.UnNumberedAcknowledgmentFrame.from_bytes(ua).payload == UA_PARAMETERS
+
+
+def test_i_frames_carry_the_apdus_with_llc_and_sequence_numbers():
+    meter = make_sim()
+    meter.meter.register_energy_wh = 12345.0
+    link = sim.HdlcLink(meter)
+    link.feed(frames.SetNormalResponseModeFrame(destination_address=SERVER, source_address=CLIENT_32).to_bytes())
+
+    def request(apdu: bytes, ssn: int) -> bytes:
+        frame = frames.InformationFrame(SERVER, CLIENT_32, sim.LLC_REQUEST + apdu, send_sequence_number=ssn,
+                                        receive_sequence_number=ssn, final=True)
+        (answer,) = link.feed(frame.to_bytes())
+        return answer
+
+    aare = frames.InformationFrame.from_bytes(request(AARQ_LLS, 0))
+    assert (aare.send_sequence_number, aare.receive_sequence_number, aare.final) == (0, 1, True)
+    assert aare.payload == sim.LLC_RESPONSE + AARE_ACCEPTED_LLS
+    answer = request(GET_ENERGY, 1)
+    header = H("a015 41 03 52")  # length 21; control 0x52: N(R) 2, F, N(S) 1, I-frame
+    assert answer[:6] == H("7e") + header
+    assert answer[6:8] == CRCCCITT().calculate_for(header)
+    assert answer[8:-3] == sim.LLC_RESPONSE + ENERGY_12345_WH
+    # DISC is answered by UA without information, a second DISC by DM
+    disc = frames.DisconnectFrame(SERVER, CLIENT_32).to_bytes()
+    assert link.feed(disc) == [sim.hdlc_frame(H("41"), H("03"), 0x73)]
+    assert link.feed(disc) == [sim.hdlc_frame(H("41"), H("03"), 0x1F)]
+
+
+def test_long_answers_are_segmented_and_sent_on_rr():
+    link = sim.HdlcLink(make_sim())
+    snrm = sim.hdlc_frame(H("03"), H("41"), 0x93, H("818012 050180 060120 0704 00000001 0804 00000001"))
+    (ua,) = link.feed(snrm)  # the client receives at most 32 octets of information
+    assert sim.hdlc_parameters(ua[8:-3]) == {5: 32, 6: 128, 7: 1, 8: 1}
+    first = link.feed(frames.InformationFrame(SERVER, CLIENT_32, sim.LLC_REQUEST + AARQ_LLS).to_bytes())
+    segments = []
+    while first:
+        frame = frames.InformationFrame.from_bytes(first[0])
+        segments.append(frame.payload)
+        if not frame.segmented:
+            break
+        rr = frames.ReceiveReadyFrame(SERVER, CLIENT_32, receive_sequence_number=len(segments)).to_bytes()
+        first = link.feed(rr)
+    assert [len(segment) for segment in segments] == [32, 27]
+    assert b"".join(segments) == sim.LLC_RESPONSE + AARE_ACCEPTED_LLS
+
+
+def test_frames_for_another_logical_device_or_with_a_bad_fcs_are_ignored():
+    link = sim.HdlcLink(make_sim())
+    assert link.feed(sim.hdlc_frame(H("05"), H("41"), 0x93)) == []  # logical device 2
+    good = sim.hdlc_frame(H("03"), H("41"), 0x93)
+    assert link.feed(good[:-3] + b"\x00\x00\x7e") == []
+    assert len(link.feed(b"\x00\x7e" + good)) == 1  # noise before the flag is skipped
+
+
+# -- data -----------------------------------------------------------------------------------------------------------
+
+
+def test_a_xdr_values_decode_as_the_twin_encodes_them():
+    encoded = sim.encode_structure(sim.encode_int(sim.LONG_UNSIGNED, 3), sim.encode_octets(sim.obis("1.0.1.7.0.255")),
+                                   sim.encode_int(sim.INTEGER, -2), sim.encode_visible("RIGSIM0001"),
+                                   sim.encode_bool(True), sim.encode_array([]))
+    assert encoded == H("0206 120003 0906 0100010700ff 0ffe 0a0a 52494753494d30303031 0301 0100")
+    assert decode_value(encoded) == [3, H("0100010700ff"), -2, "RIGSIM0001", True, []]
+    assert sim.decode_one(encoded)[0] == sim.STRUCTURE
+    with pytest.raises(sim.DataError):
+        sim.decode_one(encoded[:-1])
+
+
+def test_date_time_deviation_is_minutes_from_local_time_to_utc():
+    raw = sim.encode_date_time(datetime(2026, 3, 1, 18, 30, tzinfo=UTC).timestamp(), 330)
+    assert raw == H("07ea 03 02 01 00 00 00 00 feb6 00")  # Monday 2026-03-02 00:00 IST, deviation -330
+    moment = date_time_from_bytes(raw, 0)
+    assert moment == datetime(2026, 3, 1, 18, 30, tzinfo=UTC)
+    assert moment.utcoffset() == timedelta(minutes=330)
+    unspecified = raw[:9] + struct.pack(">h", -0x8000) + raw[11:]
+    assert date_time_from_bytes(unspecified, 330).tzinfo == timezone(timedelta(minutes=330))
+    assert sim.decode_date_time(unspecified, 330) == moment.timestamp()
+
+
+# -- driver settings ------------------------------------------------------------------------------------------------
+
+
+def make_driver(resource="tcp://127.0.0.1:4059", secrets=None, **settings):
+    config = RoleConfig(driver="dlms_meter", resource=resource, settings=settings)
+    return driver_class("dlms_meter")("meter@1", config, SetpointLimits(), Transcript(None), secrets)
+
+
+def test_resources_name_the_transport():
+    assert parse_resource("tcp://10.0.0.7", "m") == ("tcp", "10.0.0.7", 4059)
+    assert parse_resource("tcp://127.0.0.1:5000", "m") == ("tcp", "127.0.0.1", 5000)
+    assert parse_resource("TCPIP0::127.0.0.1::5000::SOCKET", "m") == ("tcp", "127.0.0.1", 5000)
+    assert parse_resource("/dev/ttyUSB0", "m") == ("hdlc", "/dev/ttyUSB0", 0)
+    assert parse_resource("ASRL/dev/pts/3::INSTR", "m") == ("hdlc", "/dev/pts/3", 0)
+    with pytest.raises(ConfigError, match=r"roles\.m\.resource: a DLMS meter is reached at"):
+        parse_resource("http://meter", "m")
+
+
+def test_settings_that_cannot_work_are_refused():
+    with pytest.raises(ConfigError, match=r"roles\.meter@1\.settings\.authentication: authentication hls-gmac is "
+                                          r"not supported yet"):
+        make_driver(client="reader", authentication="hls-gmac")
+    with pytest.raises(ConfigError, match=r"roles\.meter@1\.secrets\.lls_password: required for LLS"):
+        make_driver(client="reader")
+    with pytest.raises(ConfigError, match=r"settings\.client: 'admin' is not one of public, reader"):
+        make_driver(client="admin")
+    driver = make_driver(client="reader", secrets={"lls_password": "12345678"})
+    assert (driver.client_sap, driver.authentication, driver.deadline_s) == (32, "lls", 5.0)
+    assert driver.make_safe() == ["meter: nothing to switch on the meter's side (its relay is left as it is)"]
