@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from rig.bench import Bench
-    from rig.config import load_bench
+    from rig.config import load_bench, position_of_role
     from rig.driver import available_drivers
     from rig.sim.launcher import TwinProcess
     from rig.transcript import Transcript
@@ -52,6 +52,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 except RigError as exc:
                     unreachable += 1
                     rows.append((role, role_config.driver, role_config.resource, "-", "-", "-", "-", str(exc)))
+            firmware = {position_of_role(role): identity.firmware for role, identity in bench.identities.items()
+                        if role.startswith("meter@")}
             for driver in bench.drivers.values():
                 driver.close()
         finally:
@@ -62,7 +64,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print()
         _print_table(("position", "serial", "class", "base A", "Imax A", "Un V", "imp/kWh", "firmware"),
                      [(m.position, m.serial, m.accuracy_class, m.base_current_a, m.imax_a, m.un_v,
-                       m.meter_constant_imp_per_kwh, "-") for m in config.positions])
+                       m.meter_constant_imp_per_kwh, firmware.get(m.position, "-")) for m in config.positions])
     if unreachable:
         print(f"\n{unreachable} role(s) could not be reached", file=sys.stderr)
         return 1

@@ -410,6 +410,7 @@ class DlmsMeterSim:
         if not 0 <= self.control_mode <= 6:
             raise ConfigError(f"{role}: control_mode {self.control_mode} is outside 0..6")
         self.signal_dbm = int(settings.get("signal_dbm", -85))
+        self.energy_scaler = int(settings.get("energy_scaler", 0))  # 1.0.1.8.0.255 in 10**scaler Wh
         self.utc_offset_min = int(settings.get("utc_offset_min", IST_OFFSET_MIN))
         self.logical_device_name = str(settings.get("logical_device_name", f"RIG{self.meter.serial}"))
         self.manufacturer = str(settings.get("manufacturer", "Rig Twin"))
@@ -453,7 +454,7 @@ class DlmsMeterSim:
             CosemObject(1, obis("0.0.96.1.1.255"), text(self.manufacturer)),
             CosemObject(1, obis("1.0.0.2.0.255"), text(self.firmware)),
             self._clock(),
-            self._register("1.0.1.8.0.255", DOUBLE_LONG_UNSIGNED, self._energy_wh, 0, "Wh", BOTH),
+            self._register("1.0.1.8.0.255", DOUBLE_LONG_UNSIGNED, self._energy_wh, self.energy_scaler, "Wh", BOTH),
             self._register("1.0.12.7.0.255", LONG_UNSIGNED, self.model.supply_voltage_v, -2, "V"),
             self._register("1.0.11.7.0.255", DOUBLE_LONG_UNSIGNED, lambda: self.model.position_current_a(position),
                            -3, "A"),
@@ -513,9 +514,11 @@ class DlmsMeterSim:
 
     # -- live values ------------------------------------------------------------------------------------------
 
-    def _energy_wh(self) -> int:
+    def _energy_wh(self) -> float:
+        """The register as the meter shows it: whole units of 10**energy_scaler Wh (completed, not rounded)."""
         self.model.now()
-        return math.floor(self.meter.register_energy_wh) % 2**32
+        unit = 10.0 ** self.energy_scaler
+        return math.floor(self.meter.register_energy_wh / unit + 1e-9) * unit
 
     def _power_factor(self) -> float:
         apparent = self.model.supply_voltage_v() * self.model.position_current_a(self.position)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rig.config import position_of_role
 from rig.errors import ConfigError
 from rig.prepaid import CALENDAR_BLOCKERS, AccountState, Blocker, PrepaidPolicy, load_policy
 from rig.sim.model import PhysicalModel
@@ -35,13 +36,15 @@ class MeterLink(Protocol):
 
 
 class ModelMeterLink:
-    """Acts on the physical model directly, after `latency_s`. The DLMS/COSEM link (register 1.0.1.8.0.255,
-    disconnect control 0.0.96.3.10.255 over the meter's own port) replaces it when it is plugged in."""
+    """Reaches the meters inside the twin, after `latency_s`: through a position's simulated meter (its disconnect
+    control state machine) where the bench has one, else on the model directly. The DLMS/COSEM link over the
+    meter's own port replaces it when it is plugged in."""
 
     def __init__(self, model: PhysicalModel, by: str = "hes", latency_s: float = 0.0):
         self.model = model
         self.by = by
         self.latency_s = latency_s
+        self.meters: dict[int, Any] = {}  # position -> simulated meter with remote_disconnect/remote_reconnect
 
     async def _exchange(self) -> None:
         if self.latency_s:
@@ -54,11 +57,17 @@ class ModelMeterLink:
 
     async def disconnect(self, position: int) -> None:
         await self._exchange()
-        self.model.set_relay(position, False, by=f"{self.by} remote disconnect")
+        if position in self.meters:
+            self.meters[position].remote_disconnect(by=f"{self.by} remote disconnect")
+        else:
+            self.model.set_relay(position, False, by=f"{self.by} remote disconnect")
 
     async def reconnect(self, position: int) -> None:
         await self._exchange()
-        self.model.set_relay(position, True, by=f"{self.by} remote reconnect")
+        if position in self.meters:
+            self.meters[position].remote_reconnect(by=f"{self.by} remote reconnect")
+        else:
+            self.model.set_relay(position, True, by=f"{self.by} remote reconnect")
 
 
 class AccountSettings(BaseModel):
@@ -180,6 +189,13 @@ class HesSim:
 
     # -- clock ---------------------------------------------------------------------------------------------
 
+
+    def attach(self, instruments: dict[str, Any]) -> None:
+        """Route disconnects and reconnects through the positions' simulated meters, where the twin has them."""
+        for role, instrument in instruments.items():
+            position = position_of_role(role)
+            if position is not None and role.startswith("meter@") and hasattr(instrument, "remote_disconnect"):
+                self.link.meters[position] = instrument
     def local_now(self) -> datetime:
         """The HES clock: aware, in the policy's UTC offset."""
         elapsed = self.model.clock() - self._mono_origin + self.offset_s

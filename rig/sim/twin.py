@@ -84,7 +84,14 @@ class Twin:
         twin_settings = bench.config.twin.instruments if bench.config.twin else {}
         for role, config in self.roles.items():
             cls = simulator_class(config.driver)
-            self.instruments[role] = cls(role, self.model, {**config.settings, **twin_settings.get(role, {})})
+            # the instrument knows its own secrets (an LLS password, say) by the same reference as the rig
+            secrets = {name: ref.resolve(f"{role}.secrets.{name} in {bench.path.name}", bench.path.parent)
+                       for name, ref in config.secrets.items()}
+            settings = {**secrets, **config.settings, **twin_settings.get(role, {})}
+            self.instruments[role] = cls(role, self.model, settings)
+        for instrument in self.instruments.values():
+            if hasattr(instrument, "attach"):
+                instrument.attach(self.instruments)  # e.g. the HES reaches the meters' disconnect controls
 
     async def start(self) -> dict[str, str]:
         for role, instrument in self.instruments.items():

@@ -35,7 +35,8 @@ def test_whole_plan_passes_on_good_meters_within_0_05_pct_of_truth(run_plan, tmp
     assert names == {"error", "pulses_at_starting_current", "creep_pulses", "register_error",
                      "register_vs_test_output"}
     assert all(m["verdict"] == "pass" for m in run.measurements())
-    assert read_truth(run.results / "twin-truth.jsonl")[0]["defects"]["positions"] == {}
+    start = next(e for e in read_truth(run.results / "twin-truth.jsonl") if e["event"] == "twin.start")
+    assert start["defects"]["positions"] == {}
 
 
 def test_error_defect_fails_the_point_and_names_the_position(run_plan, tmp_path):
@@ -51,7 +52,8 @@ def test_error_defect_fails_the_point_and_names_the_position(run_plan, tmp_path)
     assert abs(errors[("0.05 Ib", "1", 2)]["value"] - 1.8) <= 0.05
     assert [m["verdict"] for k, m in errors.items() if k[2] != 2 or k[0] == "0.1 Ib"] == ["pass"] * 5
     truth = read_truth(run.results / "twin-truth.jsonl")
-    assert truth[0]["defects"]["positions"]["2"]["error_pct"][0]["value"] == 1.8
+    start = next(e for e in truth if e["event"] == "twin.start")
+    assert start["defects"]["positions"]["2"]["error_pct"][0]["value"] == 1.8
 
 
 def test_starting_current_defect_fails_naming_the_position(run_plan, tmp_path):

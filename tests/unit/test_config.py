@@ -45,8 +45,9 @@ def meter_line(**fields):
 def test_sim_bench_loads():
     bench = load_bench(BENCHES / "sim.yaml", known_drivers=set(available_drivers()))
     assert bench.name == "sim"
-    assert list(bench.config.roles) == ["source", "current", "reference", "counter"]
-    assert [m.interface.driver for m in bench.config.positions] == ["sdm630"] * 3
+    assert list(bench.config.roles) == ["source", "current", "reference", "counter", "hes"]
+    assert [m.interface.driver for m in bench.config.positions] == ["dlms_meter"] * 3
+    assert [m.load.driver for m in bench.config.positions] == ["chroma63800"] * 3
     assert [m.position for m in bench.config.positions] == [1, 2, 3]
     assert bench.path == (BENCHES / "sim.yaml").resolve()
 

@@ -1,0 +1,105 @@
+"""Prepaid cutoff timing: when the credit runs out, the supply is cut within the bound, never early.
+
+Per position, with current flowing through the meter's relay into the position's own AC load: the HES
+settles the account with an on-demand read, then the credit is set to what the load uses in CREDIT_S seconds.
+The instant the credit is used up is found from physics: the load's current readings (and the supply
+voltage) are integrated from the settling read until that energy has flowed. The cut is the instant the
+current falls below half its value, from the same readings. Both instants are on the rig's monotonic clock;
+each carries its uncertainty (reading period and instrument latency). The meter's own report of its relay
+must agree with the physics, and the HES must show no credit left when it cut.
+"""
+
+from __future__ import annotations
+
+import time
+
+import allure
+import pytest
+
+from rig.timing import CurrentWatcher, EventTimeout, Sample
+
+pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Cutoff timing")]
+
+LOAD_A = 5.0
+CREDIT_S = 3.0
+POLL_S = 0.01
+RECHARGE = 500.0
+
+
+def energy_crossing(samples: list[Sample], voltage_v: float, start_s: float, energy_j: float) -> tuple[float, float]:
+    """Instant at which the energy integrated from start_s reaches energy_j, and the reading period there."""
+    total = 0.0
+    for before, after in zip(samples, samples[1:], strict=False):
+        if after.t_mono <= start_s:
+            continue
+        begin = max(before.t_mono, start_s)
+        step_j = voltage_v * before.value * (after.t_mono - begin)
+        if total + step_j >= energy_j:
+            fraction = (energy_j - total) / step_j if step_j else 0.0
+            return begin + fraction * (after.t_mono - begin), after.t_mono - before.t_mono
+        total += step_j
+    raise AssertionError(f"the load drew only {total:.1f} J of the {energy_j:.1f} J the credit buys")
+
+
+def wait_for_current(watcher: CurrentWatcher, threshold_a: float, timeout_s: float) -> None:
+    """Until the latest reading is above threshold_a (current flows through the relay into the load)."""
+    deadline = time.monotonic() + timeout_s
+    while not (watcher.samples and watcher.samples[-1].value > threshold_a):
+        if time.monotonic() > deadline:
+            last = watcher.samples[-1].value if watcher.samples else None
+            raise EventTimeout(f"{watcher.name}: no current above {threshold_a:g} A within {timeout_s:g} s "
+                               f"(last reading {last} A)")
+        time.sleep(watcher.poll_s)
+
+
+def restore_supply(hes, account: str, meter) -> None:
+    """A recharge, so the meter is connected before (and after) the test."""
+    if hes.balance(account) <= 0 or not meter.relay_state()["output_state"]:
+        hes.recharge(account, RECHARGE, reference="prepaid plan: restore supply")
+        deadline = time.monotonic() + 30
+        while not meter.relay_state()["output_state"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{account}: relay still open 30 s after a recharge")
+            time.sleep(0.1)
+
+
+def test_cutoff_after_credit_exhaustion(position, bench, source, hes, measure, prepaid_limits):
+    account = position.serial
+    meter = bench[f"meter@{position.position}"]
+    load = bench[f"load@{position.position}"]
+    allure.dynamic.parameter("position", f"{position.position} ({account})")
+    source.set_voltage(position.un_v)
+    if not source.output_enabled():
+        source.set_output(True)
+    restore_supply(hes, account, meter)
+    load.set_mode("CURR")
+    load.set_level(LOAD_A)
+    load.set_input(True)
+    voltage_v = source.measure_voltage()
+    limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
+    with CurrentWatcher.for_load(load, poll_s=POLL_S) as watcher:
+        wait_for_current(watcher, LOAD_A / 2, timeout_s=5)
+        credit = hes.tariff() * voltage_v * LOAD_A * CREDIT_S / 3.6e6
+        settled_at = time.monotonic()
+        hes.read_now(account)
+        settled_at = (settled_at + time.monotonic()) / 2
+        hes.adjust_balance(account, credit - hes.balance(account), f"prepaid plan: credit for {CREDIT_S:g} s")
+        cut = watcher.wait_for("falls_below", LOAD_A / 2, timeout_s=CREDIT_S + limit_s + 10)
+        samples = list(watcher.samples)
+    exhausted_at, period_s = energy_crossing(samples, voltage_v, settled_at, credit / hes.tariff() * 3.6e6)
+    delay_s = cut.t_mono - exhausted_at
+    after_j = sum(voltage_v * a.value * (b.t_mono - a.t_mono) for a, b in zip(samples, samples[1:], strict=False)
+                  if exhausted_at <= a.t_mono < cut.t_mono)
+    uncertainty_s = cut.uncertainty_s + period_s + load.current_sample_latency_s
+    details = {"credit": credit, "load_a": LOAD_A, "voltage_v": voltage_v, "exhausted_at_mono": exhausted_at,
+               "cut_at_mono": cut.t_mono}
+    measure("cutoff_delay", delay_s, "s", low=0.0, high=limit_s, uncertainty=uncertainty_s,
+            position=position.position, details=details)
+    measure("energy_after_exhaustion", after_j / 3600, "Wh", low=0.0,
+            high=voltage_v * LOAD_A * limit_s / 3600, position=position.position)
+    measure("credit_left_at_cutoff", hes.balance(account), "INR", high=prepaid_limits.credit_left_at_cutoff_max,
+            position=position.position)
+    state = meter.relay_state()
+    measure("reported_output_state", float(state["output_state"]), "", low=0, high=0, position=position.position,
+            details=state)
+    restore_supply(hes, account, meter)
