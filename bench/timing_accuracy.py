@@ -1,7 +1,7 @@
 """How well a CurrentWatcher times a relay switching, against the digital twin's truth.
 
-Starts the twin in this process (its event loop in a background thread) for a copy of benches/sim.yaml in
-which position 1 has an AC load (chroma63800), opens the bench with rig.bench.Bench, switches the supply on
+Starts the twin in this process (its event loop in a background thread) for a copy of benches/sim.yaml with
+the source and position 1's AC load (chroma63800) only, opens the bench with rig.bench.Bench, switches the supply on
 (240 V) and the load on (CURR 5 A). Then, N times, at a random instant the script opens or closes position 1's
 relay in the twin's model (alternately), while a CurrentWatcher polling the load's MEAS:CURR? every poll period
 detects the crossing of 2.5 A. Each detected time is compared with the truth file's "relay" event (both on
@@ -61,6 +61,10 @@ def bench_with_load(folder: Path) -> Path:
     data = yaml.safe_load(SIM_BENCH.read_text())
     data["lock_dir"] = str(folder / "locks")
     data["twin"]["autostart"] = False
+    data["roles"] = {"source": data["roles"]["source"]}
+    for position in data["positions"]:
+        position.pop("interface", None)
+        position.pop("load", None)
     data["positions"][0]["load"] = {"driver": "chroma63800", "resource": "TCPIP0::127.0.0.1::0::SOCKET"}
     path = folder / "bench.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
