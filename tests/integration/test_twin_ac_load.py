@@ -4,19 +4,17 @@ The twin runs in this process on an event loop in a background thread, so a test
 in the model at an instant of its choosing and compare what the rig detects with the truth file.
 """
 
-import asyncio
 import random
-import threading
 import time
 
 import pytest
 from plan_runner import write_bench
+from twin_thread import TwinOnThread
 
 from rig.bench import Bench
 from rig.config import load_bench
 from rig.errors import InstrumentError
 from rig.sim.truth import read_truth
-from rig.sim.twin import Twin
 from rig.timing import CurrentWatcher
 from rig.transcript import Transcript
 
@@ -27,29 +25,16 @@ def add_load(data):
     data["positions"][0]["load"] = {"driver": "chroma63800", "resource": "TCPIP0::127.0.0.1::0::SOCKET"}
 
 
-class InProcessTwin:
+class InProcessTwin(TwinOnThread):
     """The twin on its own event loop thread; the rig's bench opened against it."""
 
     def __init__(self, folder):
         self.truth_path = folder / "truth.jsonl"
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         bench_file = load_bench(write_bench(folder, edit=add_load))
-        self.twin = Twin(bench_file, self.truth_path, ephemeral_ports=True)
-        self.model = self.twin.model
+        self.start_twin(bench_file, self.truth_path)
         self.transcript = Transcript(folder / "transcript.jsonl")
-        self.bench = Bench(bench_file, self.transcript, self.run(self.twin.start()))
+        self.bench = Bench(bench_file, self.transcript, self.resources)
         self.bench.open()
-
-    def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    def call(self, function, *args):
-        """Run function on the twin's loop (the model's only thread) and return its result."""
-        async def on_loop():
-            return function(*args)
-        return self.run(on_loop())
 
     def truth(self, event):
         return [entry for entry in read_truth(self.truth_path) if entry["event"] == event]
@@ -57,10 +42,7 @@ class InProcessTwin:
     def close(self):
         self.bench.close()
         self.transcript.close()
-        self.run(self.twin.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        self.stop_twin()
 
 
 @pytest.fixture

@@ -4,17 +4,16 @@ The twin runs in this process on an event loop thread, so a test can drive the m
 at the instant it reads the meter; relay switching is judged from the truth file's "relay" events.
 """
 
-import asyncio
 import math
 import os
 import socket
-import threading
 import time
 import tty
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from plan_runner import write_bench
+from twin_thread import TwinOnThread
 
 from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
@@ -22,13 +21,12 @@ from rig.driver import SetpointLimits, driver_class
 from rig.errors import InstrumentError, InstrumentTimeout
 from rig.sim.launcher import TwinProcess
 from rig.sim.truth import read_truth
-from rig.sim.twin import Twin
 from rig.transcript import Transcript
 
 PASSWORD = "12345678"
 
 
-class DlmsTwin:
+class DlmsTwin(TwinOnThread):
     """A twin whose position 1 has a DLMS meter (TCP and HDLC), with the bench opened against it."""
 
     def __init__(self, folder, **meter_settings):
@@ -48,26 +46,12 @@ class DlmsTwin:
         self.bench_file = load_bench(write_bench(folder, only_roles=("source",), edit=edit))
         self.truth_path = folder / "truth.jsonl"
         self.transcript_path = folder / "transcript.jsonl"
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.twin = Twin(self.bench_file, self.truth_path, ephemeral_ports=True)
-        self.model = self.twin.model
-        self.resources = self.run(self.twin.start())
+        self.start_twin(self.bench_file, self.truth_path)
         self.meter = self.twin.instruments["meter@1"]
         self.transcript = Transcript(self.transcript_path)
         self.bench = Bench(self.bench_file, self.transcript, self.resources)
         self.bench.open()
         self.drivers = []
-
-    def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    def call(self, function, *args):
-        """Run function on the twin's loop (the model's only thread)."""
-        async def on_loop():
-            return function(*args)
-        return self.run(on_loop())
 
     def resource(self, transport: str) -> str:
         return f"tcp://127.0.0.1:{self.meter.port}" if transport == "tcp" else self.meter.pty_path
@@ -114,10 +98,7 @@ class DlmsTwin:
             driver.close()
         self.bench.close()
         self.transcript.close()
-        self.run(self.twin.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        self.stop_twin()
 
 
 @pytest.fixture

@@ -4,15 +4,14 @@ The twin runs in this process on an event loop in a background thread, so a test
 registers directly and reads the truth at once. The HES clock starts on a Tuesday at 12:00 (no window).
 """
 
-import asyncio
 import json
-import threading
 import time
 from datetime import datetime
 
 import pytest
 import yaml
 from plan_runner import free_port, write_bench
+from twin_thread import TwinOnThread
 
 from drivers.hes import HesClient, HesHttpError
 from rig.config import RoleConfig, load_bench
@@ -21,7 +20,6 @@ from rig.errors import ConfigError, InstrumentError, SetpointRefused
 from rig.prepaid import POLICY_DIR
 from rig.sim.defects import Defects, load_defects
 from rig.sim.truth import read_truth
-from rig.sim.twin import Twin
 from rig.transcript import Transcript
 
 TARIFF = 10.0  # INR/kWh: 1 kWh is 10 INR of the opening 100 INR
@@ -35,7 +33,7 @@ def policy_data(**changes) -> dict:
     return {**data, **changes}
 
 
-class HesTwin:
+class HesTwin(TwinOnThread):
     """The twin (source and HES roles) on its own event loop thread, and an HesClient opened against it."""
 
     def __init__(self, folder, hes_defects=None, token=None, **settings):
@@ -53,14 +51,8 @@ class HesTwin:
         path = write_bench(folder, only_roles=("source",), edit=edit)
         self.truth_path = folder / "truth.jsonl"
         self.transcript_path = folder / "transcript.jsonl"
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.twin = Twin(load_bench(path), self.truth_path, ephemeral_ports=True,
-                         defects=Defects(hes=hes_defects or {}))
-        self.model = self.twin.model
+        self.start_twin(load_bench(path), self.truth_path, Defects(hes=hes_defects or {}))
         self.hes = self.twin.instruments["hes"]
-        self.resources = self.run(self.twin.start())
         self.transcript = Transcript(self.transcript_path)
         self.client = self.make_client(secrets={"token": token} if token else None)
 
@@ -69,14 +61,6 @@ class HesTwin:
         client = HesClient("hes", config, SetpointLimits(), self.transcript, secrets)
         client.open()
         return client
-
-    def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    def call(self, function, *args):
-        async def on_loop():
-            return function(*args)
-        return self.run(on_loop())
 
     def set_energy_wh(self, position, energy_wh):
         def write():
@@ -111,10 +95,7 @@ class HesTwin:
     def close(self):
         self.client.close()
         self.transcript.close()
-        self.run(self.twin.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        self.stop_twin()
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ The twin runs in this process, on an event loop in a background thread, so a tes
 source and current directly and read its pulses and registers at the instant it reads the instrument.
 """
 
-import asyncio
 import json
 import statistics
 import struct
-import threading
 import time
 
 import pytest
 from plan_runner import free_port, write_bench
 from pymodbus.client import ModbusTcpClient
+from twin_thread import TwinOnThread
 
 from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
@@ -46,7 +45,7 @@ def bench_data(data, counter_settings=None, twin_counter=None, twin_meter1=None)
                                          "settings": {"device_id": 7, "modbus_serial": 12345678}}
 
 
-class InProcessTwin:
+class InProcessTwin(TwinOnThread):
     """The twin on its own event loop thread; the rig's bench opened against it."""
 
     def __init__(self, folder, **edits):
@@ -55,25 +54,11 @@ class InProcessTwin:
         path = write_bench(folder, edit=lambda data: bench_data(data, **edits))
         self.truth_path = folder / "truth.jsonl"
         self.transcript_path = folder / "transcript.jsonl"
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         self.bench_file = load_bench(path)
-        self.twin = Twin(self.bench_file, self.truth_path, ephemeral_ports=True)
-        self.model = self.twin.model
-        self.resources = self.run(self.twin.start())
+        self.start_twin(self.bench_file, self.truth_path)
         self.transcript = Transcript(self.transcript_path)
         self.bench = Bench(self.bench_file, self.transcript, self.resources)
         self.bench.open()
-
-    def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    def call(self, function, *args):
-        """Run function on the twin's loop (the model's only thread) and return its result."""
-        async def on_loop():
-            return function(*args)
-        return self.run(on_loop())
 
     def energize(self, voltage_v=240.0, current_a=10.0, phase_deg=0.0):
         def switch_on():
@@ -113,10 +98,7 @@ class InProcessTwin:
     def close(self):
         self.bench.close()
         self.transcript.close()
-        self.run(self.twin.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        self.stop_twin()
 
 
 @pytest.fixture

@@ -1,0 +1,40 @@
+"""The twin served in the test's own process, on an event loop in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from rig.config import BenchFile
+from rig.sim.defects import Defects
+from rig.sim.twin import Twin
+
+
+class TwinOnThread:
+    """Base of in-process twin helpers: start_twin() serves a bench's simulators on free loopback ports;
+    run() and call() reach the model on the twin's own loop (its only thread)."""
+
+    def start_twin(self, bench_file: BenchFile, truth_path: Path, defects: Defects | None = None) -> dict[str, str]:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.twin = Twin(bench_file, truth_path, ephemeral_ports=True, defects=defects)
+        self.model = self.twin.model
+        self.resources = self.run(self.twin.start())
+        return self.resources
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    def call(self, function, *args):
+        """Run function on the twin's loop and return its result."""
+        async def on_loop():
+            return function(*args)
+        return self.run(on_loop())
+
+    def stop_twin(self) -> None:
+        self.run(self.twin.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
