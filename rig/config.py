@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rig.errors import ConfigError
+from rig.yamlfile import read_yaml, validate, yaml_line
 
 ACCURACY_CLASSES = ("0.2S", "0.5S", "1", "2")
 
@@ -193,60 +193,13 @@ class BenchFile(Strict):
         return self.config.name
 
 
-def yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
-    """Line (1-based) of the YAML node at a pydantic error location, as near as it can be found."""
-    node, line = root, None
-    for key in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-def describe_error(error: dict) -> str:
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown field"
-    elif error["type"] == "missing":
-        message = "field required"
-    return message
-
-
 def load_bench(path: str | os.PathLike, known_drivers: set[str] | None = None) -> BenchFile:
     """Read and validate a bench YAML; raise ConfigError with one line naming file, line and field."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read bench file: {exc.strerror}") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+    data, root = read_yaml(path, "bench file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a bench file must be a mapping with 'name', 'roles' and 'positions'")
-    try:
-        config = BenchConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        loc = tuple(first["loc"])
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        line = yaml_line(root, loc)
-        where = f"{path}:{line}" if line else str(path)
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{where}: {field}: {describe_error(first)}{more}") from None
+    config = validate(BenchConfig, data, str(path), root)
     if known_drivers is not None:
         for role, role_config in bench_roles(config).items():
             if role_config.driver not in known_drivers:

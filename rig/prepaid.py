@@ -15,11 +15,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rig.config import describe_error, yaml_line
 from rig.errors import ConfigError
+from rig.yamlfile import read_yaml, validate
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "testplans" / "prepaid" / "policies"
 LIMITS_FILE = POLICY_DIR.parent / "limits.yaml"
@@ -319,46 +318,22 @@ class LimitsFile(Strict):
     profiles: dict[str, PrepaidLimits]
 
 
-def _read_yaml(path: Path, what: str) -> tuple[Any, yaml.Node | None]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text), yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}{f':{mark.line + 1}' if mark else ''}: YAML syntax error: "
-                          f"{getattr(exc, 'problem', exc)}") from None
-
-
-def _validate(model: type[BaseModel], data: Any, where: str, root: yaml.Node | None = None) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        line = yaml_line(root, loc) if root is not None else None
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        raise ConfigError(f"{where}{f':{line}' if line else ''}: {field}: {describe_error(first)}") from None
-
-
 def load_policy(source: str | Path | dict) -> PrepaidPolicy:
     """A policy from a mapping, a file path, or a name in testplans/prepaid/policies ('uppcl', 'bihar')."""
     if isinstance(source, dict):
-        return _validate(PrepaidPolicy, source, "prepaid policy")
+        return validate(PrepaidPolicy, source, "prepaid policy")
     path = Path(source)
     if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
         path = POLICY_DIR / f"{path}.yaml"
-    data, root = _read_yaml(path, "prepaid policy")
-    return _validate(PrepaidPolicy, data, str(path), root)
+    data, root = read_yaml(path, "prepaid policy")
+    return validate(PrepaidPolicy, data, str(path), root)
 
 
 def load_limits(profile: str = "twin", path: str | Path | None = None) -> PrepaidLimits:
     """One profile of the prepaid limits file (default testplans/prepaid/limits.yaml)."""
     path = Path(path) if path is not None else LIMITS_FILE
-    data, root = _read_yaml(path, "prepaid limits")
-    limits = _validate(LimitsFile, data, str(path), root)
+    data, root = read_yaml(path, "prepaid limits")
+    limits = validate(LimitsFile, data, str(path), root)
     if profile not in limits.profiles:
         raise ConfigError(f"{path}: no profile {profile!r} (profiles: {', '.join(limits.profiles)})")
     return limits.profiles[profile]

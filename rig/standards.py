@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rig.config import MeterPosition
 from rig.errors import ConfigError
+from rig.yamlfile import load_model
 
 PowerFactor = Literal["1", "0.5L", "0.8C"]
 PF_PHASE_DEG = {"1": 0.0, "0.5L": 60.0, "0.8C": -36.86989764584402}  # current lagging voltage is positive
@@ -83,18 +83,7 @@ class LoadPoint:
 
 
 def load_standard(path: Path) -> Standard:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
-    try:
-        return Standard.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{path}: {field}: {first['msg']}") from None
+    return load_model(path, Standard, "limits file")
 
 
 def class_spec(standard: Standard, meter: MeterPosition, where: str) -> ClassSpec:

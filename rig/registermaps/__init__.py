@@ -11,11 +11,10 @@ import struct
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rig.config import describe_error, yaml_line
 from rig.errors import ConfigError
+from rig.yamlfile import describe_error, field_error, read_yaml
 
 MAP_DIR = Path(__file__).resolve().parent
 MAX_READ_REGISTERS = 125  # registers one Modbus read request may return
@@ -211,17 +210,7 @@ def map_path(name: str | os.PathLike) -> Path:
 def load_register_map(name: str | os.PathLike) -> RegisterMap:
     """Read and validate a register map; ConfigError names the file, line and field when it is wrong."""
     path = map_path(name)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read register map: {exc.strerror}") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+    data, root = read_yaml(path, "register map")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a register map must be a mapping with 'name', 'identity' and 'registers'")
     try:
@@ -236,9 +225,5 @@ def load_register_map(name: str | os.PathLike) -> RegisterMap:
         more = len(problems) - 1
     if problems:
         loc, message = problems[0]
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        line = yaml_line(root, loc)
-        where = f"{path}:{line}" if line else str(path)
-        suffix = f" (and {more} more)" if more > 0 else ""
-        raise ConfigError(f"{where}: {field}: {message}{suffix}")
+        raise field_error(str(path), root, loc, message, more)
     return register_map

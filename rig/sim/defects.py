@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rig.errors import ConfigError
+from rig.yamlfile import read_yaml, validate
 
 
 class Strict(BaseModel):
@@ -67,16 +66,5 @@ def load_defects(path: str | Path | None) -> Defects:
     if path is None:
         return Defects()
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read defects file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
-    try:
-        return Defects.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(f"{path}: {field}: {message}") from None
+    data, root = read_yaml(path, "defects file")
+    return validate(Defects, data or {}, str(path), root)

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rig.config import MeterPosition
 from rig.errors import ConfigError
 from rig.roles import AcSource, CurrentSource
 from rig.standards import ClassSpec, LoadPoint, Standard, class_spec, load_standard
+from rig.yamlfile import load_model
 
 
 class Strict(BaseModel):
@@ -83,13 +83,7 @@ class MeterGroup:
 
 
 def load_plan(path: Path) -> AccuracyPlan:
-    try:
-        return AccuracyPlan.model_validate(yaml.safe_load(path.read_text()))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return load_model(path, AccuracyPlan, "accuracy plan")
 
 
 def meter_groups(plan_path: Path, positions: list[MeterPosition]) -> list[MeterGroup]:
