@@ -362,7 +362,7 @@ def test_defect_disconnect_positive_balance(start_hes):
 def test_unknown_hes_defect_is_refused(tmp_path):
     path = tmp_path / "defects.yaml"
     path.write_text("hes:\n  disconnect_delay: 5\n")
-    with pytest.raises(ConfigError, match=r"defects.yaml: hes\.disconnect_delay: unknown field"):
+    with pytest.raises(ConfigError, match=r"defects.yaml:2: hes\.disconnect_delay: unknown field"):
         load_defects(path)
 
 
