@@ -38,7 +38,7 @@ def wait_for_current(watcher: CurrentWatcher, threshold_a: float, timeout_s: flo
 def restore_supply(hes, account: str, meter) -> None:
     """A recharge, so the meter is connected before (and after) the test."""
     if hes.balance(account) <= 0 or not meter.relay_state()["output_state"]:
-        hes.recharge(account, RECHARGE, reference="prepaid plan: restore supply")
+        hes.recharge(account, RECHARGE, reference=f"prepaid plan: restore supply {time.time_ns()}")
         deadline = time.monotonic() + 30
         while not meter.relay_state()["output_state"]:
             if time.monotonic() > deadline:
