@@ -14,7 +14,7 @@ import time
 
 import allure
 import pytest
-from supply import RECHARGE, energy_crossing, wait_for_current
+from supply import energy_crossing, restore_supply, wait_for_current
 
 from rig.prepaid import load_policy
 from rig.timing import CurrentWatcher
@@ -27,18 +27,6 @@ RECHARGE_R = 100.0
 STEP_S = 1.5
 POLL_S = 0.01
 ALERT_POLL_S = 0.05
-
-
-def reconnect(hes, account: str, meter, reference: str) -> None:
-    """A recharge under a reference of its own (the HES refuses a reused one) if the supply is off or the credit
-    is gone; waits for the relay to close."""
-    if hes.balance(account) <= 0 or not meter.relay_state()["output_state"]:
-        hes.recharge(account, RECHARGE, reference=f"{reference} {time.time_ns()}")
-        deadline = time.monotonic() + 30
-        while not meter.relay_state()["output_state"]:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{account}: relay still open 30 s after a recharge")
-            time.sleep(0.1)
 
 
 def wait_for_alert(hes, account: str, after_seq: int, threshold: float, timeout_s: float) -> tuple[dict, float] | None:
@@ -66,7 +54,7 @@ def test_alerts_at_thresholds(position, bench, source, hes, measure, prepaid_lim
     source.set_voltage(position.un_v)
     if not source.output_enabled():
         source.set_output(True)
-    reconnect(hes, account, meter, "alerts plan: supply")
+    restore_supply(hes, account, meter)
     load.set_mode("CURR")
     load.set_level(LOAD_A)
     load.set_input(True)
@@ -111,4 +99,4 @@ def test_alerts_at_thresholds(position, bench, source, hes, measure, prepaid_lim
     logged = [a["threshold_pct"] for a in hes.alerts(account) if a["seq"] > first_seq]
     measure("alert_order", float(logged == thresholds), "", low=1, position=position.position,
             details={"logged": logged, "expected": thresholds})
-    reconnect(hes, account, meter, "alerts plan: restore supply")
+    restore_supply(hes, account, meter)

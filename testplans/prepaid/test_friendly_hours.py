@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 import allure
 import pytest
-from supply import RECHARGE, energy_crossing, wait_for_current
+from supply import energy_crossing, restore_supply, wait_for_current
 
 from rig.prepaid import PrepaidPolicy, load_policy
 from rig.timing import CurrentWatcher
@@ -65,18 +65,6 @@ def pick_case(policy: PrepaidPolicy, after: date, choose) -> tuple[datetime, dat
     raise AssertionError(f"no day within {SEARCH_DAYS} days after {after} suits the case {choose.__name__}")
 
 
-def reconnect(hes, account: str, meter, reference: str) -> None:
-    """A recharge under a reference of its own (the HES refuses a reused one) if the supply is off or the credit
-    is gone; waits for the relay to close."""
-    if hes.balance(account) <= 0 or not meter.relay_state()["output_state"]:
-        hes.recharge(account, RECHARGE, reference=f"{reference} {time.time_ns()}")
-        deadline = time.monotonic() + 30
-        while not meter.relay_state()["output_state"]:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{account}: relay still open 30 s after a recharge")
-            time.sleep(0.1)
-
-
 def hes_to_mono(hes, policy: PrepaidPolicy, moment: datetime) -> tuple[float, float]:
     """The rig's monotonic instant of HES local time `moment`, and its uncertainty (half the clock read)."""
     sent = time.monotonic()
@@ -95,7 +83,7 @@ def test_no_cut_in_friendly_hours(case, position, bench, source, hes, measure, p
     source.set_voltage(position.un_v)
     if not source.output_enabled():
         source.set_output(True)
-    reconnect(hes, account, meter, f"friendly hours plan: restore supply ({case})")
+    restore_supply(hes, account, meter)
     load.set_mode("CURR")
     load.set_level(LOAD_A)
     load.set_input(True)
@@ -128,4 +116,4 @@ def test_no_cut_in_friendly_hours(case, position, bench, source, hes, measure, p
             state = meter.relay_state()
             measure("reported_output_state", float(state["output_state"]), "", low=0, high=0,
                     position=position.position, details=state)
-    reconnect(hes, account, meter, f"friendly hours plan: restore supply ({case})")
+    restore_supply(hes, account, meter)
