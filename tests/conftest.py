@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 from plan_runner import PlanRun, write_bench
+from scripted_peer import ScriptedScpiPeer
+
+from rig.config import RoleConfig
+from rig.driver import SetpointLimits
+from rig.transcript import Transcript
 
 
 @pytest.fixture
@@ -24,3 +29,24 @@ def run_plan(tmp_path):
         if run.process.poll() is None:
             run.process.send_signal(signal.SIGKILL)
             run.process.wait()
+
+
+@pytest.fixture
+def scripted(tmp_path):
+    """scripted(cls, role, steps, limits=None, timeout_s=0.5, settings=None) -> (driver, peer): a driver opened
+    against a loopback peer that expects exactly `steps`; both closed at teardown."""
+    opened = []
+
+    def make(cls, role: str, steps, limits: SetpointLimits | None = None, timeout_s: float = 0.5,
+             settings: dict | None = None):
+        peer = ScriptedScpiPeer(steps)
+        config = RoleConfig(driver=cls.__name__, resource=peer.resource, timeout_s=timeout_s, settings=settings or {})
+        driver = cls(role, config, limits or SetpointLimits(), Transcript(tmp_path / "transcript.jsonl"))
+        opened.append((driver, peer))
+        driver.open()
+        return driver, peer
+
+    yield make
+    for driver, peer in opened:
+        driver.close()
+        peer.close()

@@ -44,3 +44,16 @@ def restore_supply(hes, account: str, meter) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{account}: relay still open 30 s after a recharge")
             time.sleep(0.1)
+
+
+def supply_position(source, hes, account: str, meter, load, voltage_v: float, load_a: float) -> float:
+    """Supply on, the meter connected (recharging if needed), the position's load drawing load_a through the
+    relay; returns the measured supply voltage."""
+    source.set_voltage(voltage_v)
+    if not source.output_enabled():
+        source.set_output(True)
+    restore_supply(hes, account, meter)
+    load.set_mode("CURR")
+    load.set_level(load_a)
+    load.set_input(True)
+    return source.measure_voltage()

@@ -14,7 +14,7 @@ import time
 
 import allure
 import pytest
-from supply import energy_crossing, restore_supply, wait_for_current
+from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
 from rig.prepaid import load_policy
 from rig.timing import CurrentWatcher
@@ -51,14 +51,7 @@ def test_alerts_at_thresholds(position, bench, source, hes, measure, prepaid_lim
     load = bench[f"load@{position.position}"]
     policy = load_policy(POLICY)
     allure.dynamic.parameter("position", f"{position.position} ({account})")
-    source.set_voltage(position.un_v)
-    if not source.output_enabled():
-        source.set_output(True)
-    restore_supply(hes, account, meter)
-    load.set_mode("CURR")
-    load.set_level(LOAD_A)
-    load.set_input(True)
-    voltage_v = source.measure_voltage()
+    voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
     limit_s = prepaid_limits.alert_after_threshold_max_s
     thresholds = policy.alert_thresholds_pct
     first_seq = max((a["seq"] for a in hes.alerts()), default=0)

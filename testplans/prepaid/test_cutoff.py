@@ -15,7 +15,7 @@ import time
 
 import allure
 import pytest
-from supply import energy_crossing, restore_supply, wait_for_current
+from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
 from rig.timing import CurrentWatcher
 
@@ -31,14 +31,7 @@ def test_cutoff_after_credit_exhaustion(position, bench, source, hes, measure, p
     meter = bench[f"meter@{position.position}"]
     load = bench[f"load@{position.position}"]
     allure.dynamic.parameter("position", f"{position.position} ({account})")
-    source.set_voltage(position.un_v)
-    if not source.output_enabled():
-        source.set_output(True)
-    restore_supply(hes, account, meter)
-    load.set_mode("CURR")
-    load.set_level(LOAD_A)
-    load.set_input(True)
-    voltage_v = source.measure_voltage()
+    voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
     limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
     with CurrentWatcher.for_load(load, poll_s=POLL_S) as watcher:
         wait_for_current(watcher, LOAD_A / 2, timeout_s=5)

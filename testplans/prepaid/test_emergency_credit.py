@@ -17,7 +17,7 @@ import time
 
 import allure
 import pytest
-from supply import energy_crossing, restore_supply, wait_for_current
+from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
 from drivers.hes import HesHttpError
 from rig.prepaid import load_policy
@@ -49,14 +49,7 @@ def test_supply_held_by_emergency_credit(position, bench, source, hes, measure, 
     if amount <= 0:
         pytest.skip(f"policy {policy.name} grants no emergency credit")
     allure.dynamic.parameter("position", f"{position.position} ({account})")
-    source.set_voltage(position.un_v)
-    if not source.output_enabled():
-        source.set_output(True)
-    restore_supply(hes, account, meter)
-    load.set_mode("CURR")
-    load.set_level(LOAD_A)
-    load.set_input(True)
-    voltage_v = source.measure_voltage()
+    voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
     limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
     tariff = hes.tariff()
     try:

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 import allure
 import pytest
-from supply import energy_crossing, restore_supply, wait_for_current
+from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
 from rig.prepaid import PrepaidPolicy, load_policy
 from rig.timing import CurrentWatcher
@@ -80,14 +80,7 @@ def test_no_cut_in_friendly_hours(case, position, bench, source, hes, measure, p
     load = bench[f"load@{position.position}"]
     policy = load_policy(POLICY)
     allure.dynamic.parameter("position", f"{position.position} ({account})")
-    source.set_voltage(position.un_v)
-    if not source.output_enabled():
-        source.set_output(True)
-    restore_supply(hes, account, meter)
-    load.set_mode("CURR")
-    load.set_level(LOAD_A)
-    load.set_input(True)
-    voltage_v = source.measure_voltage()
+    voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
     limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
     exhaust_at, resume_at = pick_case(policy, policy.local(hes.clock()).date(), CASES[case])
     details = {"case": case, "exhaustion_hes_time": exhaust_at.isoformat(), "resume_hes_time": resume_at.isoformat()}

@@ -3,40 +3,28 @@
 import time
 
 import pytest
-from scripted_peer import ScriptedScpiPeer, Step
+from scripted_peer import Step
 
 from drivers.ac_load import Chroma63800Load
-from rig.config import RoleConfig
 from rig.driver import SetpointLimits
 from rig.errors import ConfigError, InstrumentError, SetpointRefused
-from rig.transcript import Transcript
 
 OK = '0,"No error"'
 METER = "the rating of meter SIM0001 at position 1 (imax_a)"
 
 
 @pytest.fixture
-def connect(tmp_path):
-    opened = []
-
+def connect(scripted):
     def make(steps, settings=None, power_limit_w=None):
-        peer = ScriptedScpiPeer(steps)
         limits = SetpointLimits()
         for quantity, (low, high) in Chroma63800Load.RATINGS.items():
             limits.add(quantity, low, high, "the rating of the chroma63800 instrument")
         limits.add("current", None, 30.0, METER)
         if power_limit_w is not None:
             limits.add("power", None, power_limit_w, "roles.load@1.limits.power_w in bench.yaml")
-        config = RoleConfig(driver="chroma63800", resource=peer.resource, timeout_s=0.5, settings=settings or {})
-        driver = Chroma63800Load("load@1", config, limits, Transcript(tmp_path / "transcript.jsonl"))
-        driver.open()
-        opened.append((driver, peer))
-        return driver, peer
+        return scripted(Chroma63800Load, "load@1", steps, limits, settings=settings)
 
-    yield make
-    for driver, peer in opened:
-        driver.close()
-        peer.close()
+    return make
 
 
 def nothing_more_sent(peer, expected):

@@ -4,7 +4,7 @@ import json
 import time
 
 import pytest
-from scripted_peer import ScriptedScpiPeer, Step
+from scripted_peer import Step
 
 from drivers.chroma_source import Chroma61500Source
 from rig.config import RoleConfig
@@ -16,24 +16,14 @@ OK = '0,"No error"'
 
 
 @pytest.fixture
-def connect(tmp_path):
-    opened = []
-
+def connect(scripted):
     def make(steps, timeout_s=0.5):
-        peer = ScriptedScpiPeer(steps)
         limits = SetpointLimits()
         limits.add("voltage", 0.0, 300.0, "the rating of the chroma61500 instrument")
         limits.add("voltage", None, 264.0, "roles.source.limits.voltage_v in bench.yaml")
-        config = RoleConfig(driver="chroma61500", resource=peer.resource, timeout_s=timeout_s)
-        driver = Chroma61500Source("source", config, limits, Transcript(tmp_path / "transcript.jsonl"))
-        driver.open()
-        opened.append((driver, peer))
-        return driver, peer
+        return scripted(Chroma61500Source, "source", steps, limits, timeout_s)
 
-    yield make
-    for driver, peer in opened:
-        driver.close()
-        peer.close()
+    return make
 
 
 def test_identify_parses_idn(connect):

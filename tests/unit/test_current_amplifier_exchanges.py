@@ -3,38 +3,26 @@
 import time
 
 import pytest
-from scripted_peer import ScriptedScpiPeer, Step
+from scripted_peer import Step
 
 from drivers.current_amplifier import ScpiCurrentAmplifier
-from rig.config import RoleConfig
 from rig.driver import SetpointLimits
 from rig.errors import InstrumentError, InstrumentTimeout, SetpointRefused
-from rig.transcript import Transcript
 
 OK = '0,"No error"'
 
 
 @pytest.fixture
-def connect(tmp_path):
-    opened = []
-
+def connect(scripted):
     def make(steps, timeout_s=0.5):
-        peer = ScriptedScpiPeer(steps)
         limits = SetpointLimits()
         limits.add("current", 0.0, 120.0, "the rating of the scpi_current_amplifier instrument")
         limits.add("phase", -180.0, 180.0, "the rating of the scpi_current_amplifier instrument")
         limits.add("current", None, 100.0, "roles.current.limits.current_a in bench.yaml")
         limits.add("current", None, 60.0, "the rating of meter SIM0001 at position 1 (imax_a)")
-        config = RoleConfig(driver="scpi_current_amplifier", resource=peer.resource, timeout_s=timeout_s)
-        driver = ScpiCurrentAmplifier("current", config, limits, Transcript(tmp_path / "transcript.jsonl"))
-        driver.open()
-        opened.append((driver, peer))
-        return driver, peer
+        return scripted(ScpiCurrentAmplifier, "current", steps, limits, timeout_s)
 
-    yield make
-    for driver, peer in opened:
-        driver.close()
-        peer.close()
+    return make
 
 
 def test_identify_parses_idn(connect):

@@ -3,35 +3,21 @@
 import time
 
 import pytest
-from scripted_peer import ScriptedScpiPeer, Step
+from scripted_peer import Step
 
 from drivers.reference_meter import ScpiReferenceMeter
-from rig.config import RoleConfig
-from rig.driver import SetpointLimits
 from rig.errors import InstrumentError, InstrumentTimeout
-from rig.transcript import Transcript
 
 OK = '0,"No error"'
 MEASURE = "MEAS:VOLT?;CURR?;POW?;PFAC?"
 
 
 @pytest.fixture
-def connect(tmp_path):
-    opened = []
-
+def connect(scripted):
     def make(steps, timeout_s=0.5, settings=None):
-        peer = ScriptedScpiPeer(steps)
-        config = RoleConfig(driver="scpi_reference_meter", resource=peer.resource, timeout_s=timeout_s,
-                            settings=settings or {})
-        driver = ScpiReferenceMeter("reference", config, SetpointLimits(), Transcript(tmp_path / "transcript.jsonl"))
-        driver.open()
-        opened.append((driver, peer))
-        return driver, peer
+        return scripted(ScpiReferenceMeter, "reference", steps, timeout_s=timeout_s, settings=settings)
 
-    yield make
-    for driver, peer in opened:
-        driver.close()
-        peer.close()
+    return make
 
 
 def test_identify_parses_idn(connect):
