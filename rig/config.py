@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -72,6 +73,20 @@ class RoleLimits(Strict):
     attenuation_db: Range | None = None
 
 
+class Calibration(Strict):
+    """An instrument's calibration: when, under which certificate, and when the next one is due."""
+
+    date: date
+    certificate: str | None = None
+    due: date | None = None
+
+    @model_validator(mode="after")
+    def _due_after_date(self) -> Calibration:
+        if self.due is not None and self.due < self.date:
+            raise ValueError(f"due {self.due} is before the calibration date {self.date}")
+        return self
+
+
 class RoleConfig(Strict):
     driver: str
     resource: str
@@ -82,6 +97,7 @@ class RoleConfig(Strict):
     safe: dict[str, float] = {}
     settings: dict[str, Any] = {}
     secrets: dict[str, SecretRef] = {}
+    calibration: Calibration | None = None  # of the instrument, shown on certificates
 
 
 class MeterPosition(Strict):
@@ -101,6 +117,8 @@ class MeterPosition(Strict):
     max_voltage_factor: Annotated[float, Field(ge=1.0, le=2.0)] = 1.2
     interface: RoleConfig | None = None  # the meter's own communication port (DLMS, Modbus), role "meter@<n>"
     load: RoleConfig | None = None  # a load path of this position's own, through its relay, role "load@<n>"
+    attenuator: RoleConfig | None = None  # RF attenuator in front of this meter's modem, role "attenuator@<n>"
+    modem: RoleConfig | None = None  # AT port of this meter's modem (or a twin modem on the same RF path), "modem@<n>"
 
     @field_validator("accuracy_class", mode="before")
     @classmethod
@@ -138,6 +156,7 @@ class TwinConfig(Strict):
     meter_self_consumption_w: Annotated[float, Field(ge=0)] = 5.0
     current_settle_tau_s: Annotated[float, Field(ge=0)] = 0.05
     instruments: dict[str, dict[str, Any]] = {}
+    link: dict[str, Any] = {}  # the radio link model (rig/sim/link.py LinkSettings): cell RSRP, 4g/2g profiles
 
 
 class BenchConfig(Strict):
@@ -161,12 +180,13 @@ class BenchConfig(Strict):
         return positions
 
 
-POSITION_ROLES = {"interface": "meter", "load": "load"}  # MeterPosition field -> role name prefix
+POSITION_ROLES = {"interface": "meter", "load": "load", "attenuator": "attenuator",
+                  "modem": "modem"}  # MeterPosition field -> role name prefix
 
 
 def bench_roles(config: BenchConfig) -> dict[str, RoleConfig]:
-    """Every role of a bench: the named roles, then each position's meter interface as 'meter@<position>' and
-    its own load as 'load@<position>'."""
+    """Every role of a bench: the named roles, then each position's meter interface as 'meter@<position>', its
+    own load as 'load@<position>', its attenuator and modem as 'attenuator@<position>' and 'modem@<position>'."""
     roles = dict(config.roles)
     for meter in config.positions:
         for field, prefix in POSITION_ROLES.items():
@@ -177,7 +197,7 @@ def bench_roles(config: BenchConfig) -> dict[str, RoleConfig]:
 
 
 def position_of_role(role: str) -> int | None:
-    """3 for 'meter@3' or 'load@3'; None for a bench-wide role."""
+    """3 for 'meter@3', 'load@3', 'attenuator@3' or 'modem@3'; None for a bench-wide role."""
     prefix, _, number = role.partition("@")
     return int(number) if prefix in POSITION_ROLES.values() and number.isdigit() else None
 

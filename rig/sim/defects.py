@@ -52,10 +52,18 @@ class HesDefects(Strict):
     disconnect_positive_balance: bool = False  # group disconnects skip the positive-balance guard
 
 
+class LinkDefects(Strict):
+    """The `link:` section: a radio path that misbehaves (rig/sim/link.py)."""
+
+    extra_latency_s: Annotated[float, Field(ge=0)] = 0.0  # added to every delivery
+    drop_rate: Annotated[float, Field(ge=0, le=1)] = 0.0  # share of deliveries lost, on top of the link's own
+    rsrp_report_offset_db: float = 0.0  # the meter and its modem report the signal this far off
+
+
 class Defects(Strict):
     positions: dict[int, MeterDefects] = {}
     hes: HesDefects = HesDefects()
-    link: dict[str, Any] = {}
+    link: LinkDefects = LinkDefects()
 
     def for_position(self, position: int) -> MeterDefects:
         return self.positions.get(position, MeterDefects())

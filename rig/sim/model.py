@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 from rig.config import BenchConfig
 from rig.sim.defects import Defects, MeterDefects
+from rig.sim.link import LinkSettings, RadioLink
 from rig.sim.truth import TruthLog
+from rig.yamlfile import validate
 
 PF_ANGLE_TOLERANCE_DEG = 5.0
 PF_ANGLES_DEG = {"1": 0.0, "0.5L": 60.0, "0.8C": -math.degrees(math.acos(0.8))}
@@ -123,6 +125,7 @@ class PhysicalModel:
     circuit_energy_wh: float = 0.0  # true active energy through the series current circuit since start
     defects: Defects = field(default_factory=Defects)
     clock: Callable[[], float] = time.monotonic
+    radios: dict[int, RadioLink] = field(default_factory=dict)
     last_t: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -136,7 +139,15 @@ class PhysicalModel:
         model = cls(truth=truth, rng=random.Random(seed), meters=meters, defects=defects)
         if twin is not None:
             model.current.settle_tau_s = twin.current_settle_tau_s
+        link_settings = validate(LinkSettings, twin.link if twin else {}, "twin.link")
+        for meter in meters:
+            model.radios[meter.position] = RadioLink(meter.position, link_settings, defects.link, truth,
+                                                     random.Random(f"{seed}-link-{meter.position}"), model.clock)
         return model
+
+    def radio(self, position: int) -> RadioLink:
+        """The radio path between this position's meter and the head end."""
+        return self.radios[position]
 
     # -- time ----------------------------------------------------------------------------------------------
 
