@@ -136,3 +136,43 @@ class AcLoad(ABC):
 
     @abstractmethod
     def measure_power(self) -> float: ...
+
+
+class Attenuator(ABC):
+    """Programmable RF attenuator in front of a position's modem (role 'attenuator@<n>')."""
+
+    @abstractmethod
+    def set_attenuation(self, attenuation_db: float) -> None:
+        """Set and confirm by read-back; refused before sending beyond the model's range, the role's limits
+        or off the instrument's step."""
+
+    @abstractmethod
+    def attenuation(self) -> float:
+        """The attenuation the instrument holds, dB."""
+
+
+class Modem(ABC):
+    """The AT port of a meter's cellular modem (role 'modem@<n>')."""
+
+    @abstractmethod
+    def signal(self):
+        """Radio conditions as the modem reports them (dBm, dB; None where it reports unknown)."""
+
+    @abstractmethod
+    def registration(self):
+        """Network registration as the modem reports it (AT+CEREG?)."""
+
+    @abstractmethod
+    def enable_registration_urcs(self) -> None:
+        """Ask for unsolicited registration reports; collected by `registration_events()`."""
+
+    @abstractmethod
+    def registration_events(self) -> list:
+        """Unsolicited registration reports received so far, stamped on the rig's monotonic clock."""
+
+    @abstractmethod
+    def technology(self) -> str:
+        """'4g', '2g' or 'auto'."""
+
+    @abstractmethod
+    def set_technology(self, technology: str) -> None: ...

@@ -11,8 +11,9 @@ SETTLE_S = 0.2
 
 
 def test_every_role_identifies(bench):
-    """Each role answered its identity query with maker, model, serial and firmware."""
-    for role in bench.config.roles:
+    """Each role, the positions' meters, loads, attenuators and modems too, answered its identity query with maker,
+    model, serial and firmware."""
+    for role in bench.roles:
         identity = bench.identities[role]
         assert identity.manufacturer and identity.model and identity.serial and identity.firmware, (
             f"{role}: incomplete identity {identity.raw!r}")

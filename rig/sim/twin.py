@@ -17,7 +17,9 @@ from rig.sim.model import PhysicalModel
 from rig.sim.truth import TruthLog
 
 # driver name -> simulated instrument answering that driver's protocol; each declares its transport:
-# "scpi" (lines over a raw TCP socket, served here) or "modbus" (Modbus TCP, served by the simulator itself)
+# "scpi" (lines over a raw TCP socket, served here), "pty" (a pseudo-terminal the simulator opens: its slave path
+# is advertised as the role's resource) or any other (served by the simulator itself on a loopback port). A
+# simulator with `transports` serves the one its role's resource names ('http://...' or 'telnet://...').
 SIMULATORS: dict[str, str] = {
     "chroma61500": "rig.sim.chroma_source:ChromaSourceSim",
     "chroma63800": "rig.sim.ac_load:ChromaLoadSim",
@@ -27,26 +29,31 @@ SIMULATORS: dict[str, str] = {
     "sdm630": "rig.sim.modbus_meter:ModbusMeterSim",
     "dlms_meter": "rig.sim.dlms_meter:DlmsMeterSim",
     "hes_http": "rig.sim.hes:HesSim",
+    "rcdat": "rig.sim.attenuator:RcdatSim",
+    "at_modem": "rig.sim.modem:ModemSim",
 }
 
 
 def simulator_class(driver: str) -> type:
     module, _, name = SIMULATORS[driver].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+SCHEMES = ("tcp://", "http://", "telnet://")
 
 
 def parse_resource(resource: str, role: str) -> tuple[str, int]:
-    """'TCPIP0::127.0.0.1::5025::SOCKET', 'tcp://127.0.0.1:502' or 'http://127.0.0.1:8080/api' -> (host, port);
-    the twin serves loopback only."""
-    scheme = next((prefix for prefix in ("tcp://", "http://") if resource.startswith(prefix)), None)
+    """'TCPIP0::127.0.0.1::5025::SOCKET', 'tcp://127.0.0.1:502', 'http://127.0.0.1:8080/api' or
+    'telnet://127.0.0.1:2323' -> (host, port); the twin serves loopback only."""
+    scheme = next((prefix for prefix in SCHEMES if resource.startswith(prefix)), None)
     if scheme is not None:
         host, _, port = resource.removeprefix(scheme).split("/")[0].partition(":")
     else:
         parts = resource.split("::")
         if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET":
-            raise ConfigError(f"{role}: the twin serves 'TCPIP0::127.0.0.1::<port>::SOCKET' or "
-                              f"'tcp://127.0.0.1:<port>', got {resource!r}")
+            raise ConfigError(f"{role}: the twin serves 'TCPIP0::127.0.0.1::<port>::SOCKET', "
+                              f"'tcp://127.0.0.1:<port>', 'http://...' or 'telnet://...', got {resource!r}")
         host, port = parts[1], parts[2]
     if host not in LOOPBACK_HOSTS:
         raise ConfigError(f"{role}: the twin serves loopback only, got host {host!r}")
@@ -59,7 +66,23 @@ def parse_resource(resource: str, role: str) -> tuple[str, int]:
 def format_resource(transport: str, port: int) -> str:
     if transport == "scpi":
         return f"TCPIP0::127.0.0.1::{port}::SOCKET"
-    return f"{'http' if transport == 'http' else 'tcp'}://127.0.0.1:{port}"
+    return f"{transport if transport in ('http', 'telnet') else 'tcp'}://127.0.0.1:{port}"
+
+
+def is_serial_device(resource: str) -> bool:
+    """'/dev/ttyUSB0', 'COM3' or 'ASRL/dev/ttyUSB0::INSTR': a serial line, which the twin serves on a pty."""
+    upper = resource.upper()
+    return resource.startswith("/") or upper.startswith("COM") or (upper.startswith("ASRL") and
+                                                                   upper.endswith("::INSTR"))
+
+
+def resource_transport(resource: str, role: str, transports: tuple[str, ...]) -> str:
+    """Which of a simulator's transports a role's resource names: 'telnet' for 'telnet://...'."""
+    for transport in transports:
+        if resource.startswith(f"{transport}://"):
+            return transport
+    raise ConfigError(f"{role}: the twin serves this instrument at "
+                      f"{' or '.join(f'{t}://127.0.0.1:<port>' for t in transports)}, got {resource!r}")
 
 
 def simulated_roles(bench: BenchConfig) -> dict[str, RoleConfig]:
@@ -95,6 +118,16 @@ class Twin:
 
     async def start(self) -> dict[str, str]:
         for role, instrument in self.instruments.items():
+            if instrument.transport == "pty":
+                self.resources[role] = await instrument.start_pty()
+                continue
+            if instrument.transport == "dlms" and is_serial_device(self.roles[role].resource):
+                instrument.hdlc = True  # the meter's optical port: HDLC on a pty, advertised instead of the path
+                await instrument.start("127.0.0.1", 0)
+                self.resources[role] = instrument.pty_path
+                continue
+            if hasattr(instrument, "transports"):
+                instrument.transport = resource_transport(self.roles[role].resource, role, instrument.transports)
             _host, port = parse_resource(self.roles[role].resource, role)
             port = 0 if self.ephemeral_ports else port
             if instrument.transport == "scpi":

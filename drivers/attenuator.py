@@ -1,0 +1,244 @@
+"""Mini-Circuits RCDAT programmable RF attenuators over HTTP (httpx) or Telnet (a raw TCP line protocol).
+
+Resources: 'http://host[:port]' (GET /SETATT=<dB>, /ATT?, /MN?, /SN?, /FIRMWARE?) or 'telnet://host[:port]'
+(lines ':SETATT=<dB>', ':ATT?', ':MN?', ':SN?', ':FIRMWARE?' ending in CR LF; port 23 by default).
+SETATT answers 1 (done), 0 (refused: invalid value) or 2 (above the model's range: the unit set its maximum).
+The model name ends in the model's maximum (RCDAT-6000-110: 0-110 dB); steps are 0.25 dB.
+
+Public methods (role interface `rig.roles.Attenuator`): `identify()` -> Identity("Mini-Circuits", model, serial,
+firmware or "-"), `set_attenuation(db)` (refused before sending beyond the model's range, the role's
+`limits.attenuation_db` or off the 0.25 dB step; confirmed by read-back), `attenuation()` -> dB, `max_db`,
+`make_safe()` (sets the role's required `safe: {attenuation_db: N}`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import threading
+import time
+
+import httpx
+
+from rig.driver import Driver, Identity
+from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
+from rig.roles import Attenuator
+
+STEP_DB = 0.25
+TELNET_PORT = 23
+MODEL_MAX = re.compile(r"^RC\w*DAT-\d+-(\d+(?:\.\d+)?)$", re.IGNORECASE)
+SET_REPLIES = {"1": None, "0": "refused the value (invalid attenuation)",
+               "2": "answered 2: the value is above its range and it set its maximum instead"}
+# Telnet commands (RFC 854) a server may send before its text: IAC WILL/WONT/DO/DONT <option>, IAC SB ... IAC SE
+TELNET_COMMAND = re.compile(rb"\xff[\xfb-\xfe].|\xff\xfa.*?\xff\xf0|\xff[\xf0-\xfa\xff]", re.DOTALL)
+
+
+def parse_resource(resource: str, role: str) -> tuple[str, str, int]:
+    """('http', base URL, 0) or ('telnet', host, port)."""
+    if resource.startswith(("http://", "https://")):
+        return "http", resource.rstrip("/"), 0
+    if resource.startswith("telnet://"):
+        host, _, port = resource.removeprefix("telnet://").split("/")[0].rpartition(":")
+        if not host:
+            host, port = port, str(TELNET_PORT)
+        try:
+            return "telnet", host.strip("[]"), int(port)
+        except ValueError:
+            raise ConfigError(f"roles.{role}.resource: port {port!r} in {resource!r} is not a number") from None
+    raise ConfigError(f"roles.{role}.resource: an RCDAT attenuator is reached at 'http://host[:port]' or "
+                      f"'telnet://host[:port]', got {resource!r}")
+
+
+def max_of_model(model: str) -> float | None:
+    """110.0 for 'RCDAT-6000-110'; None if the name does not end in a range."""
+    match = MODEL_MAX.match(model.strip())
+    return float(match.group(1)) if match else None
+
+
+class RcdatAttenuator(Driver, Attenuator):
+    """A Mini-Circuits RCDAT attenuator playing 'attenuator@<n>'. Exchanges are serialised by a lock."""
+
+    SAFE_KEYS = frozenset({"attenuation_db"})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "attenuation_db" not in self.config.safe:
+            raise ConfigError(f"roles.{self.role}.safe.attenuation_db: required for an attenuator (the value "
+                              f"it is set to on every exit path)")
+        self.kind, self.host, self.port = parse_resource(self.address, self.role)
+        self.model = ""
+        self.max_db: float | None = None
+        self._client: httpx.Client | None = None
+        self._socket: socket.socket | None = None
+        self._buffer = b""
+        self._interrupted = False
+        self._exchange_lock = threading.RLock()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.kind == "http":
+            self._client = httpx.Client(base_url=self.host, timeout=self.config.timeout_s)
+        else:
+            try:
+                self._socket = socket.create_connection((self.host, self.port), timeout=self.config.timeout_s)
+            except OSError as exc:
+                raise InstrumentError(f"{self._where()}: cannot connect: {exc.strerror or exc}") from None
+        self.transcript.record(self.role, None, None, note=f"opened {self.address}")
+        self.model = self._value("MN?", "MN")
+        self.max_db = max_of_model(self.model)
+        if self.max_db is None:
+            raise InstrumentError(f"{self._where()}: model {self.model!r} does not name its range "
+                                  f"(expected e.g. 'RCDAT-6000-110')")
+        self.limits.add("attenuation", 0.0, self.max_db, f"the range of the {self.model}")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def make_safe(self) -> list[str]:
+        value = self.config.safe["attenuation_db"]
+        self.set_attenuation(value)
+        return [f"attenuation {value:g} dB (confirmed by ATT?)"]
+
+    # -- role interface -------------------------------------------------------------------------------------
+
+    def identify(self) -> Identity:
+        model = self._value("MN?", "MN")
+        serial = self._value("SN?", "SN")
+        firmware_reply = self.exchange("FIRMWARE?")
+        firmware = firmware_reply.partition("=")[2] if firmware_reply.startswith("FIRMWARE=") else "-"
+        return Identity("Mini-Circuits", model, serial, firmware or "-",
+                        raw=f"MN={model} SN={serial} FIRMWARE={firmware}")
+
+    def set_attenuation(self, attenuation_db: float) -> None:
+        value = float(attenuation_db)
+        if not math.isfinite(value):
+            raise SetpointRefused(f"{self._where()}: attenuation {attenuation_db!r} dB refused: not a number")
+        self.check_setpoint("attenuation", value, "dB")
+        if abs(value / STEP_DB - round(value / STEP_DB)) > 1e-9:
+            raise SetpointRefused(f"{self._where()}: attenuation {value:g} dB refused: not on the {STEP_DB:g} dB "
+                                  f"step of the {self.model or 'RCDAT'}")
+        command = f"SETATT={value:g}"
+        reply = self.exchange(command)
+        if reply not in SET_REPLIES:
+            raise InstrumentError(f"{self._where()}: sent {self._shown(command)!r}, expected 0, 1 or 2, "
+                                  f"got {reply!r}")
+        if SET_REPLIES[reply] is not None:
+            raise InstrumentError(f"{self._where()}: {self._shown(command)!r}: the unit {SET_REPLIES[reply]}")
+        held = self.attenuation()
+        if abs(held - value) > 1e-6:
+            raise InstrumentError(f"{self._where()}: set {value:g} dB but ATT? reads back {held:g} dB")
+
+    def attenuation(self) -> float:
+        reply = self.exchange("ATT?")
+        try:
+            return float(reply)
+        except ValueError:
+            raise InstrumentError(f"{self._where()}: sent {self._shown('ATT?')!r}, expected a number of dB, "
+                                  f"got {reply!r}") from None
+
+    # -- exchanges ------------------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{self.role} ({self.address})"
+
+    def _shown(self, command: str) -> str:
+        return f"GET /{command}" if self.kind == "http" else f":{command}"
+
+    def _value(self, query: str, key: str) -> str:
+        """'RCDAT-6000-110' from 'MN=RCDAT-6000-110'."""
+        reply = self.exchange(query)
+        name, equals, value = reply.partition("=")
+        if not equals or name.strip().upper() != key or not value.strip():
+            raise InstrumentError(f"{self._where()}: sent {self._shown(query)!r}, expected '{key}=...', "
+                                  f"got {reply!r}")
+        return value.strip()
+
+    def exchange(self, command: str) -> str:
+        """Send one command ('ATT?', 'SETATT=30') on the resource's transport; the reply text, stripped."""
+        with self._exchange_lock:
+            if self.kind == "http":
+                return self._http(command)
+            return self._telnet(command)
+
+    def _http(self, command: str) -> str:
+        if self._client is None:
+            raise InstrumentError(f"{self._where()}: not open")
+        sent = f"GET /{command}"
+        t_sent = time.monotonic()
+        try:
+            response = self._client.get(f"/{command}")
+        except httpx.TimeoutException:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")
+            raise InstrumentTimeout(f"{self._where()}: no answer within {self.config.timeout_s:g} s "
+                                    f"to {sent!r}") from None
+        except httpx.HTTPError as exc:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
+            raise InstrumentError(f"{self._where()}: {sent!r} failed: {exc}") from None
+        text = response.text.strip()
+        self.transcript.record(self.role, sent, f"{response.status_code} {text}", t_mono=t_sent)
+        if response.status_code != 200:
+            raise InstrumentError(f"{self._where()}: {sent!r} answered {response.status_code}: {text[:200]!r}")
+        return text
+
+    def _telnet(self, command: str) -> str:
+        if self._socket is None:
+            raise InstrumentError(f"{self._where()}: not open")
+        sent = f":{command}"
+        if self._interrupted:
+            self._discard_late_replies()
+        t_sent = time.monotonic()
+        self._interrupted = True
+        try:
+            self._socket.sendall(sent.encode("ascii") + b"\r\n")
+            reply = self._read_line(t_sent + self.config.timeout_s)
+        except TimeoutError:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")
+            raise InstrumentTimeout(f"{self._where()}: no answer within {self.config.timeout_s:g} s "
+                                    f"to {sent!r}") from None
+        except OSError as exc:
+            self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
+            raise InstrumentError(f"{self._where()}: {sent!r} failed: {exc.strerror or exc}") from None
+        self._interrupted = False
+        self.transcript.record(self.role, sent, reply, t_mono=t_sent)
+        return reply
+
+    def _read_line(self, deadline: float) -> str:
+        """The next non-empty text line, Telnet negotiation removed."""
+        while True:
+            self._buffer = TELNET_COMMAND.sub(b"", self._buffer)
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                text = line.decode("ascii", errors="replace").strip()
+                if text:
+                    return text
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self._socket.settimeout(remaining)
+            chunk = self._socket.recv(4096)
+            if not chunk:
+                raise ConnectionError(0, "connection closed by the attenuator")
+            self._buffer += chunk
+
+    def _discard_late_replies(self) -> None:
+        """After an unanswered command, drop a late reply so the next command reads its own answer."""
+        self._socket.settimeout(0.05)
+        try:
+            while chunk := self._socket.recv(4096):
+                self._buffer += chunk
+        except (TimeoutError, BlockingIOError):
+            pass
+        finally:
+            self._socket.settimeout(self.config.timeout_s)
+        if self._buffer.strip():
+            self.transcript.record(self.role, None, self._buffer.decode("ascii", errors="replace"),
+                                   note="discarded late reply")
+        self._buffer = b""
+        self._interrupted = False

@@ -1,0 +1,298 @@
+"""Exact exchanges of the Mini-Circuits RCDAT driver against scripted loopback peers: HTTP and Telnet."""
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from scripted_peer import Step
+
+from drivers.attenuator import RcdatAttenuator, max_of_model
+from rig.config import RoleConfig
+from rig.driver import SetpointLimits
+from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
+from rig.transcript import Transcript
+
+ROLE_LIMIT = "roles.attenuator@1.limits.attenuation_db in bench.yaml"
+MODEL = Step("MN?", "MN=RCDAT-6000-110")
+
+
+class ScriptedPeer:
+    received: list[str]
+    mismatches: list[str]
+    steps: list[Step]
+
+    def answer(self, line: str) -> str | None:
+        self.received.append(line)
+        if not self.steps:
+            self.mismatches.append(f"unexpected {line!r}")
+            return None
+        step = self.steps.pop(0)
+        if line != step.expect:
+            self.mismatches.append(f"expected {step.expect!r}, got {line!r}")
+            return None
+        if step.delay_s:
+            time.sleep(step.delay_s)
+        return step.reply
+
+    def assert_complete(self) -> None:
+        assert self.mismatches == []
+        assert [step.expect for step in self.steps] == [], "expected exchanges never happened"
+
+
+class ScriptedHttpPeer(ScriptedPeer):
+    """Answers GET /<command> with the scripted text; records each request's path without its '/'."""
+
+    def __init__(self, steps):
+        self.steps, self.received, self.mismatches = list(steps), [], []
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the library's name
+                reply = peer.answer(self.path.removeprefix("/"))
+                body = (reply or "").encode()
+                self.send_response(200 if reply is not None else 404)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.resource = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScriptedTelnetPeer(ScriptedPeer):
+    """One Telnet connection: opens with option negotiation, then expects CR LF lines and answers with CR LF."""
+
+    GREETING = bytes([255, 251, 1, 255, 253, 3, 255, 250, 24, 1, 255, 240])  # WILL ECHO, DO SGA, SB TTYPE SE
+
+    def __init__(self, steps):
+        self.steps, self.received, self.mismatches = list(steps), [], []
+        self.bad_endings: list[str] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.resource = f"telnet://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        self._server.settimeout(10)
+        try:
+            conn, _ = self._server.accept()
+        except OSError:
+            return
+        with conn:
+            conn.sendall(self.GREETING)
+            buffer = b""
+            while chunk := conn.recv(4096):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.endswith(b"\r"):
+                        self.bad_endings.append(line.decode())
+                    reply = self.answer(line.decode().removesuffix("\r"))
+                    if reply is not None:
+                        conn.sendall(reply.encode() + b"\r\n")
+
+    def close(self):
+        self._server.close()
+
+
+@pytest.fixture
+def connect(tmp_path):
+    opened = []
+
+    def make(kind, steps, role_max_db=None, safe=0.0, timeout_s=0.5):
+        peer = (ScriptedHttpPeer if kind == "http" else ScriptedTelnetPeer)(steps)
+        limits = SetpointLimits()
+        if role_max_db is not None:
+            limits.add("attenuation", 0.0, role_max_db, ROLE_LIMIT)
+        config = RoleConfig(driver="rcdat", resource=peer.resource, timeout_s=timeout_s,
+                            safe={"attenuation_db": safe})
+        driver = RcdatAttenuator("attenuator@1", config, limits, Transcript(tmp_path / "transcript.jsonl"))
+        opened.append((driver, peer))
+        driver.open()
+        return driver, peer
+
+    yield make
+    for driver, peer in opened:
+        driver.close()
+        peer.close()
+
+
+def shown(kind, command):
+    return f"GET /{command}" if kind == "http" else f":{command}"
+
+
+def as_sent(kind, steps):
+    """The scripted steps with each command as it goes on the wire of that transport ('ATT?' or ':ATT?')."""
+    return [Step(step.expect if kind == "http" else f":{step.expect}", step.reply, step.delay_s) for step in steps]
+
+
+def nothing_more_sent(peer, expected):
+    time.sleep(0.05)
+    assert peer.received == expected
+
+
+KINDS = ["http", "telnet"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_identify_reads_model_serial_and_firmware(connect, kind):
+    driver, peer = connect(kind, as_sent(kind, [MODEL, Step("MN?", "MN=RCDAT-6000-110"),
+                                                Step("SN?", "SN=11604210008"), Step("FIRMWARE?", "FIRMWARE=C9")]))
+    identity = driver.identify()
+    assert (identity.manufacturer, identity.model, identity.serial, identity.firmware) == (
+        "Mini-Circuits", "RCDAT-6000-110", "11604210008", "C9")
+    assert driver.max_db == 110.0
+    peer.assert_complete()
+
+
+def test_a_unit_without_a_firmware_query_identifies_with_a_dash(connect):
+    driver, peer = connect("http", [MODEL, Step("MN?", "MN=RCDAT-6000-110"), Step("SN?", "SN=11604210008"),
+                                    Step("FIRMWARE?", "-99 Unrecognized Command. MN:RCDAT-6000-110")])
+    assert driver.identify().firmware == "-"
+    peer.assert_complete()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("value", "sent", "held"), [(30.0, "SETATT=30", "30.00"), (30.25, "SETATT=30.25", "30.25"),
+                                                     (0.0, "SETATT=0", "0.00"), (110.0, "SETATT=110", "110.00")])
+def test_set_attenuation_sends_the_value_and_confirms_it(connect, kind, value, sent, held):
+    driver, peer = connect(kind, as_sent(kind, [MODEL, Step(sent, "1"), Step("ATT?", held)]))
+    driver.set_attenuation(value)
+    peer.assert_complete()
+    assert peer.received[1] == ("" if kind == "http" else ":") + sent
+    if kind == "telnet":
+        assert peer.bad_endings == []  # every line ended in CR LF
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_attenuation_beyond_the_models_range_is_refused_before_sending(connect, kind):
+    driver, peer = connect(kind, as_sent(kind, [MODEL]))
+    with pytest.raises(SetpointRefused) as refused:
+        driver.set_attenuation(110.25)
+    assert str(refused.value) == (f"attenuator@1 ({peer.resource}): attenuation 110.25 dB refused: above 110 dB, "
+                                  f"the range of the RCDAT-6000-110")
+    with pytest.raises(SetpointRefused, match=r"attenuation -0.25 dB refused: below 0 dB"):
+        driver.set_attenuation(-0.25)
+    nothing_more_sent(peer, [shown(kind, "MN?").removeprefix("GET /")])
+
+
+def test_the_range_follows_the_model_name(connect):
+    driver, peer = connect("http", [Step("MN?", "MN=RCDAT-8000-30")])
+    with pytest.raises(SetpointRefused, match=r"attenuation 30.5 dB refused: above 30 dB, the range of the "
+                                              r"RCDAT-8000-30"):
+        driver.set_attenuation(30.5)
+    nothing_more_sent(peer, ["MN?"])
+    assert (max_of_model("RCDAT-6000-95"), max_of_model("RC4DAT-6G-95"), max_of_model("ZX76-31R5")) == (95.0, None,
+                                                                                                         None)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_attenuation_beyond_the_roles_limit_is_refused_before_sending(connect, kind):
+    driver, peer = connect(kind, as_sent(kind, [MODEL]), role_max_db=60.0)
+    with pytest.raises(SetpointRefused) as refused:
+        driver.set_attenuation(60.25)
+    assert str(refused.value) == (f"attenuator@1 ({peer.resource}): attenuation 60.25 dB refused: above 60 dB, "
+                                  f"{ROLE_LIMIT}")
+    nothing_more_sent(peer, peer.received[:1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("value", [30.1, 0.125, float("nan")])
+def test_attenuation_off_the_step_is_refused_before_sending(connect, kind, value):
+    driver, peer = connect(kind, as_sent(kind, [MODEL]))
+    with pytest.raises(SetpointRefused, match=r"attenuator@1 \(.*\): attenuation nan dB refused: not a number"
+                       if value != value else rf"attenuation {value:g} dB refused: not on the 0.25 dB step of the "
+                                              rf"RCDAT-6000-110"):
+        driver.set_attenuation(value)
+    nothing_more_sent(peer, peer.received[:1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("reply", "message"), [
+    ("0", r"'{sent}': the unit refused the value \(invalid attenuation\)"),
+    ("2", r"'{sent}': the unit answered 2: the value is above its range and it set its maximum instead"),
+    ("OK", r"sent '{sent}', expected 0, 1 or 2, got 'OK'")])
+def test_a_refusal_or_garbage_answer_to_setatt_is_an_instrument_error(connect, kind, reply, message):
+    driver, peer = connect(kind, as_sent(kind, [MODEL, Step("SETATT=40", reply)]))
+    with pytest.raises(InstrumentError, match=message.format(sent=shown(kind, "SETATT=40"))):
+        driver.set_attenuation(40)
+    peer.assert_complete()
+
+
+def test_a_read_back_that_disagrees_is_an_instrument_error(connect):
+    driver, peer = connect("http", [MODEL, Step("SETATT=40", "1"), Step("ATT?", "39.75")])
+    with pytest.raises(InstrumentError, match=r"set 40 dB but ATT\? reads back 39.75 dB"):
+        driver.set_attenuation(40)
+    peer.assert_complete()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reading_that_is_not_a_number_is_quoted(connect, kind):
+    driver, peer = connect(kind, as_sent(kind, [MODEL, Step("ATT?", "ATT=abc")]))
+    with pytest.raises(InstrumentError, match=rf"sent '{shown(kind, 'ATT')}\?', expected a number of dB, "
+                                              rf"got 'ATT=abc'"):
+        driver.attenuation()
+    peer.assert_complete()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_make_safe_sets_the_roles_safe_value(connect, kind):
+    driver, peer = connect(kind, as_sent(kind, [MODEL, Step("SETATT=20", "1"), Step("ATT?", "20.00")]), safe=20.0)
+    assert driver.make_safe() == ["attenuation 20 dB (confirmed by ATT?)"]
+    peer.assert_complete()
+
+
+def test_a_model_name_without_a_range_fails_at_open(connect):
+    with pytest.raises(InstrumentError, match=r"model 'ZX76-31R5' does not name its range"):
+        connect("http", [Step("MN?", "MN=ZX76-31R5")])
+
+
+def test_telnet_timeout_then_the_late_reply_is_discarded(connect):
+    driver, peer = connect("telnet", [Step(":MN?", "MN=RCDAT-6000-110"), Step(":ATT?", "12.00", delay_s=0.4),
+                                      Step(":ATT?", "13.00")], timeout_s=0.2)
+    with pytest.raises(InstrumentTimeout, match=r"attenuator@1 \(telnet://.*\): no answer within 0.2 s to ':ATT\?'"):
+        driver.attenuation()
+    time.sleep(0.3)
+    assert driver.attenuation() == 13.0
+    peer.assert_complete()
+
+
+def test_every_exchange_is_transcripted(connect, tmp_path):
+    driver, _peer = connect("http", [MODEL, Step("ATT?", "5.50")])
+    driver.attenuation()
+    driver.transcript.close()
+    lines = (tmp_path / "transcript.jsonl").read_text()
+    assert '"sent": "GET /MN?", "received": "200 MN=RCDAT-6000-110"' in lines
+    assert '"sent": "GET /ATT?", "received": "200 5.50"' in lines
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"resource": "http://127.0.0.1:1"}, r"roles.attenuator@1.safe.attenuation_db: required for an attenuator"),
+    ({"resource": "TCPIP0::1.2.3.4::23::SOCKET", "safe": {"attenuation_db": 0}},
+     r"roles.attenuator@1.resource: an RCDAT attenuator is reached at 'http://host\[:port\]' or "
+     r"'telnet://host\[:port\]', got 'TCPIP0::1.2.3.4::23::SOCKET'"),
+    ({"resource": "telnet://127.0.0.1:x", "safe": {"attenuation_db": 0}}, r"port 'x' in 'telnet://127.0.0.1:x'"),
+])
+def test_bad_configuration_names_the_role(tmp_path, config, message):
+    with pytest.raises(ConfigError, match=message):
+        RcdatAttenuator("attenuator@1", RoleConfig(driver="rcdat", **config), SetpointLimits(), Transcript(None))
+
+
+def test_an_unreachable_telnet_unit_names_role_and_address():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = RoleConfig(driver="rcdat", resource=f"telnet://127.0.0.1:{port}", safe={"attenuation_db": 0})
+    driver = RcdatAttenuator("attenuator@1", config, SetpointLimits(), Transcript(None))
+    with pytest.raises(InstrumentError, match=rf"attenuator@1 \(telnet://127.0.0.1:{port}\): cannot connect"):
+        driver.open()
