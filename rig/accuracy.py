@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rig import progress
 from rig.errors import InstrumentError, RigError
 from rig.roles import PulseCounter, ReferenceMeter
 
@@ -248,7 +249,6 @@ class GatedMeasurement:
     quantisation_fraction: float = 0.1
     max_duration_s: float = 600.0
     counter_name: str = "counter"
-    progress: Callable[[str], None] | None = None
 
     def target_window_s(self, half_widths_s: float) -> float:
         return max(self.min_window_s, required_window_s(half_widths_s, self.limit_pct, self.quantisation_fraction))
@@ -260,6 +260,22 @@ class GatedMeasurement:
             if window.window_s < self.target_window_s(window.start_half_width_s + window.end_half_width_s):
                 return False
         return True
+
+    def _report_progress(self, windows: dict[int, PositionWindow]) -> None:
+        """Pulses counted of needed at the position furthest from done, and the time it still needs."""
+        if self.power_w <= 0:
+            return
+        slowest = None
+        for position, window in windows.items():
+            end_half_width_s = window.end_half_width_s if window.end_s is not None else window.start_half_width_s
+            needed = pulses_needed(self.target_window_s(window.start_half_width_s + end_half_width_s),
+                                   window.constant_imp_per_kwh, self.power_w, self.min_pulses)
+            left_s = max(0, needed - window.pulses) * pulse_period_s(window.constant_imp_per_kwh, self.power_w)
+            if slowest is None or left_s > slowest[3]:
+                slowest = (position, window.pulses, needed, left_s)
+        if slowest is not None:
+            position, pulses, needed, left_s = slowest
+            progress.update(f"position {position}", pulses, needed, "pulses", left_s)
 
     def run(self) -> dict[int, PositionWindow]:
         if not self.reference.integration_running():
@@ -282,10 +298,9 @@ class GatedMeasurement:
                     short = sorted(p for p, w in windows.items() if w.end_s is None or w.pulses < self.min_pulses)
                     raise InstrumentError(f"{self.counter_name}: no complete pulse window within "
                                           f"{self.max_duration_s:g} s at position(s) {short}")
-                if self.progress is not None:
-                    pulses = min(w.pulses for w in windows.values())
-                    self.progress(f"{pulses} pulses, {time.monotonic() - started:.1f} s")
+                self._report_progress(windows)
         finally:
+            progress.done()
             count_samples = counts.stop()
             energy_samples = energy.stop()
         tracker.feed(count_samples[seen:])

@@ -20,6 +20,7 @@ import allure
 import pytest
 from meter_groups import Energiser, MeterGroup, pulse_constants
 
+from rig import progress
 from rig.accuracy import GatedMeasurement, creep_minimum_time_s, error_pct, pulse_period_s, wait_until_settled
 from rig.standards import LoadPoint, limit_for
 
@@ -75,7 +76,7 @@ def test_starting_current(group: MeterGroup, energiser: Energiser, counter, meas
     periods = {m.position: pulse_period_s(m.test_output_constant, power_w) for m in group.positions}
     window_s = max(periods.values()) * (config.pulses * config.time_allowance + 1)
     before = counter.read_counts()
-    time.sleep(window_s)
+    progress.wait(window_s, "starting current")
     after = counter.read_counts()
     for position in group.numbers:
         measure("pulses_at_starting_current", after[position] - before[position], "pulses", low=config.pulses,
@@ -98,7 +99,7 @@ def test_no_load_creep(group: MeterGroup, energiser: Energiser, counter, measure
     energiser.apply(voltage_v, meter.fn_hz, None)
     time.sleep(energiser.settle_s())
     before = counter.read_counts()
-    time.sleep(duration_s)
+    progress.wait(duration_s, "no-load creep")
     after = counter.read_counts()
     for position in group.numbers:
         measure("creep_pulses", after[position] - before[position], "pulses", low=0, high=config.max_pulses,
