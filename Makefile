@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Allure 3 (npm package `allure`, pinned in package.json/package-lock.json) builds the HTML report, no Java
+NODE_STAMP := node_modules/.installed
+NODE_FOR_TESTS := $(if $(shell command -v npm),$(NODE_STAMP))
 
-.PHONY: run test lint schema clean
+.PHONY: run report test lint schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +16,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/rig run
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
-test: $(STAMP)
+# The plans, then the report of that run (also when plans fail); the plans' exit status is kept.
+run: $(STAMP) $(NODE_STAMP)
+	@before=$$(readlink results/latest 2>/dev/null); \
+	$(BIN)/rig run; status=$$?; \
+	after=$$(readlink results/latest 2>/dev/null); \
+	if [ -n "$$after" ] && [ "$$after" != "$$before" ]; then \
+		$(BIN)/rig report "results/$$after" || { [ $$status -ne 0 ] || status=1; }; \
+	else \
+		echo "no new run folder in results/: no report" >&2; \
+	fi; \
+	exit $$status
+
+report: $(STAMP) $(NODE_STAMP)
+	$(BIN)/rig report
+
+test: $(STAMP) $(NODE_FOR_TESTS)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -26,4 +45,4 @@ schema: $(STAMP)
 	$(BIN)/rig schema -o benches/bench.schema.json
 
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results node_modules

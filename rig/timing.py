@@ -92,6 +92,7 @@ class CurrentWatcher:
         self.unit = unit
         self.clock = clock
         self.samples: list[Sample] = []
+        self.crossings: list[PhysicalEvent] = []  # every event wait_for returned, for the trace
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self._cursor = 0
@@ -107,6 +108,15 @@ class CurrentWatcher:
 
     def start(self) -> CurrentWatcher:
         self.started_at = self.clock()
+        self._thread.start()
+        return self
+
+    def resume(self) -> CurrentWatcher:
+        """Sample again after a stop, appending to the same readings (a trace through a later reconnect)."""
+        if self._thread.is_alive():
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{self.name}", daemon=True)
         self._thread.start()
         return self
 
@@ -164,6 +174,7 @@ class CurrentWatcher:
                 found = find_crossing(self.samples, condition, threshold_a, scan_from, self.sample_latency_s)
                 if found is not None:
                     event, self._cursor = found
+                    self.crossings.append(event)
                     return event
                 scan_from = max(self._cursor, len(self.samples) - 1)
                 if self.error is not None:
@@ -189,3 +200,49 @@ class CurrentWatcher:
                 f"{seen[-1].t_mono - seen[0].t_mono:.3f} s (poll every {self.poll_s * 1000:g} ms, waiting since "
                 f"{waited_from - now:+.3f} s); min {min(values):.4g} {self.unit}, max {max(values):.4g} {self.unit}; "
                 f"last readings: {last}")
+
+
+CROSSING_LABELS = {"falls_below": "cut", "rises_above": "restore"}
+RESTORE_WAIT_S = 5.0
+TRACE_TAIL_S = 0.3
+
+
+def attach_trace(watcher: CurrentWatcher, events: dict[str, float | PhysicalEvent | None] | None = None, *,
+                 recharge: Callable[[], object] | None = None, name: str | None = None) -> None:
+    """Attach the watcher's readings to the running test's Allure result: a current-against-time plot with
+    the events marked, and the readings and events as CSV.
+
+    events: label -> monotonic instant or PhysicalEvent (None entries are left out); every crossing that
+    `wait_for` returned is marked as well ('cut' when the current fell, 'restore' when it rose).
+    recharge: a call that recharges the account and so reconnects the supply (e.g. the plan's restore). The
+    watcher samples again through it; its start is marked 'recharge' and the current rising back above the
+    last crossing's threshold (waited for up to RESTORE_WAIT_S after the call, then sampled TRACE_TAIL_S more)
+    'restore'. The trace is attached even if the call raises; its error is raised after.
+    """
+    from rig.report.attach import attach_csv, attach_png
+    from rig.report.plots import TraceEvent, current_trace, events_csv, trace_csv
+
+    marks = [TraceEvent(label, *((value.t_mono, value.uncertainty_s) if isinstance(value, PhysicalEvent)
+                                 else (float(value), 0.0)))
+             for label, value in (events or {}).items() if value is not None]
+    try:
+        if recharge is not None:
+            watcher.resume()
+            marks.append(TraceEvent("recharge", watcher.clock()))
+            recharge()
+            if watcher.crossings:
+                last = watcher.crossings[-1]
+                try:
+                    watcher.wait_for("rises_above", last.threshold, RESTORE_WAIT_S)
+                    time.sleep(TRACE_TAIL_S)  # the current after the restore, for the picture
+                except EventTimeout:
+                    pass  # no restore seen: the trace shows it
+    finally:
+        watcher.stop(raise_error=False)
+        marks += [TraceEvent(CROSSING_LABELS[e.condition], e.t_mono, e.uncertainty_s) for e in watcher.crossings]
+        samples = watcher.series()
+        title = name or f"{watcher.name} against time"
+        if samples:
+            attach_png(title, current_trace(samples, marks, unit=watcher.unit, title=title))
+            attach_csv(f"{title} (readings)", trace_csv(samples, watcher.unit))
+        attach_csv(f"{title} (events)", events_csv(marks))
