@@ -36,7 +36,8 @@ report: $(STAMP) $(NODE_STAMP)
 	$(BIN)/rig report
 
 test: $(STAMP) $(NODE_FOR_TESTS)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadgroup -m 'not serial'
+	$(BIN)/pytest -m serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@ from rig.errors import RigError
 
 DEFAULT_BENCH = "benches/sim.yaml"
 DEFAULT_PLANS = "testplans"
+DEFAULT_HISTORY = "results/history.sqlite"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -80,6 +81,65 @@ def _print_table(header: tuple, rows: list[tuple]) -> None:
             print("  ".join("-" * width for width in widths))
 
 
+def cmd_certificate(args: argparse.Namespace) -> int:
+    from rig.certificate import write_certificates
+
+    folder = Path(args.run_folder).resolve()  # results/latest is a link: name the run itself
+    written = write_certificates(folder)
+    if not written:
+        print(f"rig: {folder}: no accuracy measurements, no certificate", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from rig import history
+
+    if args.add:
+        database, run_id = history.append_run_folder(Path(args.add).resolve(), Path(args.db) if args.db else None)
+        print(f"history: {database}: run {run_id} from {Path(args.add).resolve()}")
+        return 0
+    database = Path(args.db or DEFAULT_HISTORY)
+    filters = {"meter": args.meter, "plan": args.plan, "name": args.measurement, "point": args.point, "pf": args.pf}
+    if not any(value is not None for value in filters.values()):
+        _print_table(("run", "started", "bench", "revision", "passed", "failed", "error", "skipped", "meters"),
+                     [(r["id"], (r["started"] or "-")[:19], r["bench"], r["git_revision"] or "-", r["passed"],
+                       r["failed"], r["error"], r["skipped"], r["meters"] or "-") for r in history.runs(database)])
+        return 0
+    rows = history.trends(database, **filters)
+    if not rows:
+        chosen = ", ".join(f"{key} {value!r}" for key, value in filters.items() if value is not None)
+        print(f"rig: {database}: no measurements for {chosen}", file=sys.stderr)
+        return 1
+    print("\n".join(history.format_trends(rows)).rstrip())
+    if args.plot:
+        title = ", ".join(f"{key} {value}" for key, value in filters.items() if value is not None)
+        history.plot_trends(rows, Path(args.plot), f"History: {title}")
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def add_certificate_and_history(sub) -> None:
+    certificate = sub.add_parser("certificate", help="write accuracy certificates (HTML, PDF) of a run's meters")
+    certificate.add_argument("run_folder", help="run folder, e.g. results/latest")
+    certificate.set_defaults(func=cmd_certificate)
+
+    history = sub.add_parser("history", help="list runs, or a meter's or plan's measurements across runs",
+                             description="Without filters: the runs in the history database. With --meter or "
+                                         "--plan (and optional filters): each measurement's values across runs.")
+    history.add_argument("--db", help=f"history database (default: {DEFAULT_HISTORY}; with --add: beside the run)")
+    history.add_argument("--add", metavar="RUN_FOLDER", help="append (or replace) a run folder in the database")
+    history.add_argument("--meter", metavar="SERIAL", help="only this meter's measurements")
+    history.add_argument("--plan", help="only this plan's measurements (e.g. accuracy, prepaid)")
+    history.add_argument("--measurement", metavar="NAME", help="only this measurement (e.g. error)")
+    history.add_argument("--point", help="only this load point (e.g. Ib, '0.5 Imax'; spaces ignored)")
+    history.add_argument("--pf", help="only this power factor (1, 0.5L, 0.8C)")
+    history.add_argument("--plot", metavar="FILE.png", help="also draw the trends into this image")
+    history.set_defaults(func=cmd_history)
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from rig.config import load_bench
     from rig.sim.twin import serve
@@ -99,6 +159,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rig.report.browser import find_chromium, view_report
+    from rig.report.html import build_html
+
+    folder = Path(args.run_folder).resolve()  # results/latest is a link: name the run itself
+    index = build_html(folder, Path(args.output) if args.output else None)
+    print(f"report: {index}")
+    if args.no_screenshot:
+        return 0
+    if find_chromium() is None:
+        print("screenshot: none (no chromium; apt-get install chromium)")
+        return 0
+    try:  # the report is built; a screenshot that fails is told, not fatal
+        view = view_report(index, index.parent / "screenshot.png", test_names=("test_error_at_load_point", ""))
+        print(f"screenshot: {view.screenshot} ({view.test})")
+    except RigError as exc:
+        print(f"screenshot: none ({exc})", file=sys.stderr)
     return 0
 
 
@@ -126,9 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--defects", help="defect profile YAML: make chosen meters, the HES or the link misbehave")
     sim.set_defaults(func=cmd_sim)
 
+    report = sub.add_parser("report", help="build a run's offline HTML report (Allure 3, one file)")
+    report.add_argument("run_folder", nargs="?", default="results/latest", help="run folder (default: results/latest)")
+    report.add_argument("-o", "--output", help="report folder (default: RUN_FOLDER/report)")
+    report.add_argument("--no-screenshot", action="store_true", help="skip the screenshot in headless Chromium")
+    report.set_defaults(func=cmd_report)
+
     schema = sub.add_parser("schema", help="print the bench description's JSON Schema")
     schema.add_argument("-o", "--output")
     schema.set_defaults(func=cmd_schema)
+
+    add_certificate_and_history(sub)
     return parser
 
 

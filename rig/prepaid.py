@@ -312,6 +312,8 @@ class PrepaidLimits(Strict):
     group_command_max_s: Annotated[float, Field(gt=0)]
     on_demand_read_max_s: Annotated[float, Field(gt=0)]
     commands_executed_min_pct: Annotated[float, Field(ge=0, le=100)] = 100.0
+    limiter_trip_tolerance_s: Annotated[float, Field(ge=0)]  # beyond min_over_threshold_duration
+    power_cycle_hold_s: Annotated[float, Field(gt=0)]  # watched after power returns for a spurious reconnect
 
 
 class LimitsFile(Strict):

@@ -34,6 +34,14 @@ class MeterDefects(Strict):
     starting_current_a: Annotated[float, Field(gt=0)] | None = None
     creep_pulses_per_hour: Annotated[float, Field(ge=0)] = 0.0
     register_error_pct: float = 0.0
+    relay_open_delay_s: Annotated[float, Field(ge=0)] = 0.0  # the relay opens this long after the meter decides to
+    relay_stuck: Literal["closed", "open"] | None = None  # the physical relay never leaves this state
+    relay_state_inverted: bool = False  # disconnect control output_state reports the opposite of the relay
+    load_limit_ignored: bool = False  # the limiter never trips
+    relay_state_volatile: bool = False  # the relay and control state are lost at power loss: connected at power-up
+    reconnect_extra_delay_s: Annotated[float, Field(ge=0)] = 0.0  # the relay closes this late after a reconnect
+    loses_queued_commands: bool = False  # a command that waited out a link outage is acknowledged, never executed
+    duplicate_execution: bool = False  # a command that waited out a link outage runs again after the next command
 
     def error_pct_at(self, current_a: float, pf: str | None) -> float:
         for band in self.error_pct:
@@ -50,6 +58,7 @@ class HesDefects(Strict):
     ignore_friendly_hours: bool = False  # disconnects inside the policy's no-disconnection windows
     skip_alerts: list[float] = []  # thresholds (%) whose alerts are never sent
     disconnect_positive_balance: bool = False  # group disconnects skip the positive-balance guard
+    ignore_emergency_credit: bool = False  # disconnects at zero balance while emergency credit is active
 
 
 class LinkDefects(Strict):

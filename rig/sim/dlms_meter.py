@@ -7,6 +7,14 @@ IEC 62056-46 HDLC on a pty whose path is `pty_path`. Only LN referencing, unciph
 Disconnect control follows the Blue Book state machine of class 70 for the configured control mode (default 5,
 see DEFAULT_CONTROL_MODE); the limiter (class 71) monitors the position's active power and opens the relay
 through the local disconnection when it stays above threshold_active for min_over_threshold_duration.
+
+With `powered_by_source` the meter lives on the source's voltage. Without it, and for `boot_s` after it
+returns, its communication module is dead: the head end's commands get no answer (NoAnswer) and the limiter does
+not run. Its own data port keeps answering from the meter's battery as if powered (the power-off reading Indian
+smart meters offer; (unverified) as a requirement of IS 16444), unless `battery_reading: false`: then the port is
+silent too, and a connection opened before a power loss is closed at its first request after it. The relay and
+the control state are kept in non-volatile memory across a power loss (unless the relay_state_volatile defect
+says otherwise).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ STATE_NAMES = {DISCONNECTED: "disconnected", CONNECTED: "connected", READY_FOR_R
 DIRECT_RECONNECT_MODES = (1, 3, 5)
 
 LIMITER_PERIOD_S = 0.05
+DUPLICATE_AFTER_S = 0.5  # duplicate_execution: a repeated command runs this long after the next one
 SERVER_MAX_PDU = 1024
 HDLC_MAX_INFO = 128
 IST_OFFSET_MIN = 330
@@ -90,6 +99,10 @@ UNITS = {"W": 27, "Wh": 30, "A": 33, "V": 35, "Hz": 44, "dBm": 70, "none": 255}
 
 class DataError(ValueError):
     """A-XDR data that cannot be decoded."""
+
+
+class NoAnswer(ConnectionError):
+    """The meter did not answer (no supply voltage, or still booting)."""
 
 
 # -- A-XDR ------------------------------------------------------------------------------------------------------
@@ -380,16 +393,22 @@ def exception_response(state_error: int, service_error: int) -> bytes:
 class DlmsMeterSim:
     """The DLMS/COSEM server of a position's meter (role 'meter@<position>').
 
-    Settings: `lls_password` (default "12345678"), `control_mode` (0..6, default 5), `signal_dbm` (default -85),
+    Settings: `lls_password` (default "12345678"), `control_mode` (0..6, default 5),
     `utc_offset_min` (the meter's time zone, default 330: IST), `logical_device_name`, `manufacturer`,
     `firmware`, `limiter_threshold_w` (default 100000), `limiter_duration_s` (default 30), `hdlc` (also serve
-    HDLC on a pty), `latency_s` (added before every answer).
+    HDLC on a pty), `latency_s` (added before every answer), `boot_s` (silent after power returns, default 0.5),
+    `powered_by_source` (the meter is down without the source's voltage, default false: always up),
+    `battery_reading` (the data port answers without supply voltage, default true).
 
     The public client reads the identity objects, the clock and the energy register; the reader reads every
     object, sets the clock and the limiter and invokes the disconnect control. Anything else is answered with
     read-write-denied; unknown objects and attributes with object-undefined, a wrong class with
     object-class-inconsistent. Truth events: dlms.association, dlms.release, clock.set, limiter.set,
-    limiter.trip, disconnect_control, and the model's relay switching.
+    limiter.trip, limiter.ignored, disconnect_control, meter.power, dlms.unanswered, and the model's relay
+    switching; with the command defects relay.closing, dlms.command_dropped, dlms.command_repeated.
+
+    The signal strength object 0.1.96.12.5.255 (class 3, integer, scaler 0, dBm) reports the RSRP the modem
+    measures on the position's radio link (rig/sim/link.py), rounded to whole dBm.
     """
 
     transport = "dlms"
@@ -409,7 +428,6 @@ class DlmsMeterSim:
         self.control_mode = int(settings.get("control_mode", DEFAULT_CONTROL_MODE))
         if not 0 <= self.control_mode <= 6:
             raise ConfigError(f"{role}: control_mode {self.control_mode} is outside 0..6")
-        self.signal_dbm = int(settings.get("signal_dbm", -85))
         self.energy_scaler = int(settings.get("energy_scaler", 0))  # 1.0.1.8.0.255 in 10**scaler Wh
         self.utc_offset_min = int(settings.get("utc_offset_min", IST_OFFSET_MIN))
         self.logical_device_name = str(settings.get("logical_device_name", f"RIG{self.meter.serial}"))
@@ -417,8 +435,15 @@ class DlmsMeterSim:
         self.firmware = str(settings.get("firmware", "1.0.0"))
         self.hdlc = bool(settings.get("hdlc", False))
         self.latency_s = float(settings.get("latency_s", 0.0))
+        self.boot_s = float(settings.get("boot_s", 0.5))
+        self.battery_reading = bool(settings.get("battery_reading", True))
+        self.powered_by_source = bool(settings.get("powered_by_source", False))
         self.clock_offset_s = 0.0
-        self.control_state = CONNECTED if self.meter.relay_closed or self.control_mode == 0 else DISCONNECTED
+        self.control_state = CONNECTED if self.meter.relay_commanded or self.control_mode == 0 else DISCONNECTED
+        self.powered = model.supply_voltage_v() > 0
+        self.up_at = model.clock()  # answers from this instant on while powered
+        self.power_epoch = 0  # counts power losses: a connection from an earlier epoch died with the modem
+        self.trip_ignored = False
         self.threshold_normal = int(settings.get("limiter_threshold_w", 100_000))
         self.threshold_active = self.threshold_normal
         self.threshold_emergency = self.threshold_normal
@@ -432,6 +457,8 @@ class DlmsMeterSim:
         self._pty_fds: tuple[int, int] | None = None
         self._hdlc_link: HdlcLink | None = None
         self._limiter_task: asyncio.Task | None = None
+        self._relay_closing: asyncio.TimerHandle | None = None  # a reconnect under reconnect_extra_delay_s
+        self._replay: str | None = None  # a command to execute once more after the next (duplicate_execution)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- objects ----------------------------------------------------------------------------------------------
@@ -462,7 +489,7 @@ class DlmsMeterSim:
                            0, "W"),
             self._register("1.0.13.7.0.255", LONG, self._power_factor, -3, "none"),
             self._register("1.0.14.7.0.255", LONG_UNSIGNED, self._frequency, -2, "Hz"),
-            self._register("0.1.96.12.5.255", INTEGER, lambda: self.signal_dbm, 0, "dBm"),
+            self._register("0.1.96.12.5.255", INTEGER, self._signal_dbm, 0, "dBm"),
             self._disconnect_control(),
             self._limiter(),
         ]
@@ -481,11 +508,11 @@ class DlmsMeterSim:
         return CosemObject(8, obis("0.0.1.0.0.255"), getters, {2: self._set_time}, writers=READER)
 
     def _disconnect_control(self) -> CosemObject:
-        getters = {2: lambda: encode_bool(self.meter.relay_closed),
+        getters = {2: lambda: encode_bool(self.reported_output_state()),
                    3: lambda: encode_int(ENUM, self.control_state),
                    4: lambda: encode_int(ENUM, self.control_mode)}
-        methods = {1: lambda data, by: self._remote(data, by, "remote_disconnect"),
-                   2: lambda data, by: self._remote(data, by, "remote_reconnect")}
+        methods = {1: lambda data, by: self._remote_command(data, by, "remote_disconnect"),
+                   2: lambda data, by: self._remote_command(data, by, "remote_reconnect")}
         return CosemObject(70, obis("0.0.96.3.10.255"), getters, methods=methods, readers=READER, writers=READER)
 
     def _limiter(self) -> CosemObject:
@@ -519,6 +546,10 @@ class DlmsMeterSim:
         self.model.now()
         unit = 10.0 ** self.energy_scaler
         return math.floor(self.meter.register_energy_wh / unit + 1e-9) * unit
+
+    def _signal_dbm(self) -> float:
+        """RSRP as the modem reports it to the meter (whole dBm: the register's scaler is 0)."""
+        return self.model.radio(self.position).reported_signal().rsrp_dbm
 
     def _power_factor(self) -> float:
         apparent = self.model.supply_voltage_v() * self.model.position_current_a(self.position)
@@ -567,6 +598,39 @@ class DlmsMeterSim:
                                value=value, by=by)
         return SUCCESS
 
+    def reported_output_state(self) -> bool:
+        """Attribute 2: the relay as the meter reports it (the relay_state_inverted defect reports the opposite)."""
+        return self.meter.relay_closed != self.meter.defects.relay_state_inverted
+
+    def answering(self) -> bool:
+        """Follow the supply voltage: True while the meter is powered and booted and so answers at all."""
+        if not self.powered_by_source:
+            return True
+        now = self.model.clock()
+        powered = self.model.supply_voltage_v() > 0
+        if powered != self.powered:
+            self.powered = powered
+            if powered:
+                self.up_at = now + self.boot_s
+                self.model.truth.event("meter.power", role=self.role, position=self.position, on=True,
+                                       answering_from_mono=self.up_at, control_state=STATE_NAMES[self.control_state])
+                if self.meter.defects.relay_state_volatile and self.control_state != CONNECTED:
+                    self._change_state("power_up", ("volatile", CONNECTED), by=f"{self.role} power-up "
+                                       f"(defect relay_state_volatile)")
+            else:
+                self.power_epoch += 1
+                self.over_since = None
+                if self._hdlc_link is not None and not self.battery_reading:
+                    self._hdlc_link.reset(connected=False)
+                self.model.truth.event("meter.power", role=self.role, position=self.position, on=False,
+                                       control_state=STATE_NAMES[self.control_state],
+                                       relay_closed=self.meter.relay_closed)
+        return powered and now >= self.up_at
+
+    def port_answering(self) -> bool:
+        """The meter's data port answers: while the meter is up, or always with battery reading."""
+        return self.answering() or self.battery_reading
+
     def _remote(self, data: tuple[int, object] | None, by: str, method: str) -> int:
         if data is not None and data[0] not in INTEGER_FORMATS:
             return TYPE_UNMATCHED
@@ -592,15 +656,69 @@ class DlmsMeterSim:
                                control_state=STATE_NAMES[self.control_state], previous=STATE_NAMES[before],
                                control_mode=self.control_mode, by=by)
         if transition is not None:
-            self.model.set_relay(self.position, self.control_state == CONNECTED, by=f"{self.role} {trigger}")
+            self._switch_relay(self.control_state == CONNECTED, trigger)
+
+    def _switch_relay(self, closed: bool, trigger: str) -> None:
+        """Drive the relay as the control state says; with reconnect_extra_delay_s a remote reconnect closes it
+        that much later (a later change of state cancels the closing)."""
+        if self._relay_closing is not None:
+            self._relay_closing.cancel()
+            self._relay_closing = None
+        delay_s = self.meter.defects.reconnect_extra_delay_s
+        by = f"{self.role} {trigger}"
+        if closed and trigger == "remote_reconnect" and delay_s > 0 and self._loop is not None:
+            self.model.truth.event("relay.closing", role=self.role, position=self.position, delay_s=delay_s,
+                                   defect="reconnect_extra_delay_s", by=by)
+
+            def close() -> None:
+                self._relay_closing = None
+                self.model.set_relay(self.position, True, by=f"{by} (defect reconnect_extra_delay_s)")
+
+            self._relay_closing = self._loop.call_later(delay_s, close)
+            return
+        self.model.set_relay(self.position, closed, by=by)
+
+    def _remote_command(self, data: tuple[int, object] | None, by: str, method: str) -> int:
+        """A client's remote disconnect or reconnect. The command-execution defects act on commands that reached
+        the meter over the radio after waiting out an outage (the link's delivery in progress says so):
+        loses_queued_commands acknowledges and drops them, duplicate_execution executes them once more after
+        the next command."""
+        delivery = self.model.radio(self.position).carrying
+        after_outage = delivery is not None and delivery.waited_for_registration
+        defects = self.meter.defects
+        if after_outage and defects.loses_queued_commands:
+            self.model.truth.event("dlms.command_dropped", role=self.role, position=self.position, method=method,
+                                   defect="loses_queued_commands", by=by)
+            return SUCCESS
+        result = self._remote(data, by, method)
+        if self._replay is not None and self._loop is not None:
+            replay, self._replay = self._replay, None
+            self._loop.call_later(DUPLICATE_AFTER_S, self._execute_again, replay, by)
+        if after_outage and defects.duplicate_execution and result == SUCCESS:
+            self._replay = method
+        return result
+
+    def _execute_again(self, method: str, by: str) -> None:
+        self.model.truth.event("dlms.command_repeated", role=self.role, position=self.position, method=method,
+                               defect="duplicate_execution", by=by)
+        self._remote(None, f"{by} (executed again: defect duplicate_execution)", method)
 
     def remote_disconnect(self, by: str) -> int:
-        """Method 1 of the disconnect control, as a client invoking it would."""
+        """Method 1 of the disconnect control, as a client invoking it would; NoAnswer while the meter is down."""
+        self._require_answering("remote_disconnect", by)
         return self._remote(None, by, "remote_disconnect")
 
     def remote_reconnect(self, by: str) -> int:
-        """Method 2 of the disconnect control, as a client invoking it would."""
+        """Method 2 of the disconnect control, as a client invoking it would; NoAnswer while the meter is down."""
+        self._require_answering("remote_reconnect", by)
         return self._remote(None, by, "remote_reconnect")
+
+    def _require_answering(self, method: str, by: str) -> None:
+        if not self.answering():
+            why = "has no supply voltage" if not self.powered else "is still booting"
+            self.model.truth.event("dlms.unanswered", role=self.role, position=self.position, method=method,
+                                   reason=why, by=by)
+            raise NoAnswer(f"{self.role}: no answer to {method}: the meter {why}")
 
     def check_limiter(self, now: float | None = None) -> None:
         """Trip (local disconnection, transition g) once power has stayed above threshold_active long enough."""
@@ -611,7 +729,15 @@ class DlmsMeterSim:
             return
         if self.over_since is None:
             self.over_since = now
+            self.trip_ignored = False
         if now - self.over_since < self.min_over_s:
+            return
+        if self.meter.defects.load_limit_ignored:
+            if not self.trip_ignored:
+                self.trip_ignored = True
+                self.model.truth.event("limiter.ignored", role=self.role, position=self.position, power_w=power_w,
+                                       threshold_w=self.threshold_active, over_s=now - self.over_since,
+                                       defect="load_limit_ignored")
             return
         self.model.truth.event("limiter.trip", role=self.role, position=self.position, power_w=power_w,
                                threshold_w=self.threshold_active, over_s=now - self.over_since,
@@ -623,7 +749,8 @@ class DlmsMeterSim:
     async def _watch_limiter(self) -> None:
         while True:
             await asyncio.sleep(LIMITER_PERIOD_S)
-            self.check_limiter()
+            if self.answering():
+                self.check_limiter()
 
     # -- application layer ------------------------------------------------------------------------------------
 
@@ -800,10 +927,15 @@ class DlmsMeterSim:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = Link("tcp")
+        epoch = self.power_epoch
         try:
             while True:
                 version, source, destination, length = struct.unpack(">HHHH", await reader.readexactly(8))
                 apdu = await reader.readexactly(length)
+                if not self.port_answering():
+                    continue  # no supply and no battery reading: nothing answers
+                if epoch != self.power_epoch and not self.battery_reading:
+                    break  # this connection died at a power loss
                 if version != 1:
                     break
                 if destination != SERVER_SAP:
@@ -836,6 +968,8 @@ class DlmsMeterSim:
             return
         except OSError:
             return
+        if not self.port_answering():
+            return  # no supply and no battery reading: the port is dead
         frames = self._hdlc_link.feed(data)
         if not frames:
             return

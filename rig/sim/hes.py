@@ -5,6 +5,10 @@ register through a `MeterLink`, charges the energy at the tariff, sends the aler
 sends the disconnect when the credit is exhausted and no window, grace period or emergency credit forbids it;
 a recharge reconnects. Every change of state is a truth event ("hes.<kind>") and an entry in the HES's own
 event log. The API is the one drivers/hes.py speaks (routes in `HesSim.routes`).
+
+By default (`meter_link: dlms`) the HES reaches each twin DLMS meter as a DLMS/COSEM client over the position's
+radio link (rig/sim/dlms_link.py): a command stays 'queued' while the link cannot carry it, is 'sent' when it
+does and 'executed' when the meter has answered. Each account is read by its own task.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
@@ -21,24 +26,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rig.config import position_of_role
 from rig.errors import ConfigError
-from rig.prepaid import CALENDAR_BLOCKERS, AccountState, Blocker, PrepaidPolicy, load_policy
+from rig.prepaid import CALENDAR_BLOCKERS, AccountState, Blocker, PrepaidPolicy, emergency_credit_left, load_policy
+from rig.sim.dlms_link import DlmsMeterLink
+from rig.sim.dlms_meter import DlmsMeterSim
 from rig.sim.model import PhysicalModel
 
 
 class MeterLink(Protocol):
-    """How the HES reaches a position's meter: energy register reads and the remote disconnect/reconnect."""
+    """How the HES reaches a position's meter: energy register reads and the remote disconnect/reconnect.
+    A command calls `on_sent()` when it leaves the head end (the link carried it), then returns once the meter
+    has executed it; it raises when the meter does not answer or refuses."""
 
     async def read_energy_wh(self, position: int) -> float: ...
 
-    async def disconnect(self, position: int) -> None: ...
+    async def disconnect(self, position: int, on_sent: Callable[[], None] | None = None) -> None: ...
 
-    async def reconnect(self, position: int) -> None: ...
+    async def reconnect(self, position: int, on_sent: Callable[[], None] | None = None) -> None: ...
 
 
 class ModelMeterLink:
     """Reaches the meters inside the twin, after `latency_s`: through a position's simulated meter (its disconnect
-    control state machine) where the bench has one, else on the model directly. The DLMS/COSEM link over the
-    meter's own port replaces it when it is plugged in."""
+    control state machine) where the bench has one, else on the model directly; no radio link, no protocol
+    (HES setting `meter_link: model`, and the stand-in for positions without a twin DLMS meter)."""
 
     def __init__(self, model: PhysicalModel, by: str = "hes", latency_s: float = 0.0):
         self.model = model
@@ -55,14 +64,18 @@ class ModelMeterLink:
         self.model.now()
         return self.model.meter(position).register_energy_wh
 
-    async def disconnect(self, position: int) -> None:
+    async def disconnect(self, position: int, on_sent: Callable[[], None] | None = None) -> None:
+        if on_sent is not None:
+            on_sent()
         await self._exchange()
         if position in self.meters:
             self.meters[position].remote_disconnect(by=f"{self.by} remote disconnect")
         else:
             self.model.set_relay(position, False, by=f"{self.by} remote disconnect")
 
-    async def reconnect(self, position: int) -> None:
+    async def reconnect(self, position: int, on_sent: Callable[[], None] | None = None) -> None:
+        if on_sent is not None:
+            on_sent()
         await self._exchange()
         if position in self.meters:
             self.meters[position].remote_reconnect(by=f"{self.by} remote reconnect")
@@ -91,7 +104,10 @@ class HesSettings(BaseModel):
     latency_s: Annotated[float, Field(ge=0)] = 0.0  # added before every HTTP answer
     command_delay_s: Annotated[float, Field(ge=0)] = 0.0  # queued -> sent
     link_latency_s: Annotated[float, Field(ge=0)] = 0.0  # one exchange with a meter
-    meter_link: Literal["model"] = "model"  # how the HES reaches the meters (ModelMeterLink); DLMS to come
+    command_attempts: Annotated[int, Field(ge=1)] = 10  # a command the meter does not answer is tried this often
+    command_retry_s: Annotated[float, Field(gt=0)] = 1.0  # wait after an unanswered attempt
+    meter_link: Literal["dlms", "model"] = "dlms"  # DLMS/COSEM over the radio link (DlmsMeterLink) or the model
+    dlms_deadline_s: Annotated[float, Field(gt=0)] = 5.0  # one DLMS exchange with a meter, once the radio carried it
     token: str | None = None  # bearer token the API demands, if set
     log_requests: bool = False  # every HTTP request as a 'hes.request' truth event
     manufacturer: str = "Rig twin"
@@ -116,11 +132,13 @@ class Command:
     group: str | None = None
     status: str = "queued"
     error: str | None = None
+    attempts: int = 0
     history: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"id": self.id, "account": self.account, "action": self.action, "origin": self.origin,
-                "group": self.group, "status": self.status, "error": self.error, "history": self.history}
+                "group": self.group, "status": self.status, "error": self.error, "attempts": self.attempts,
+                "history": self.history}
 
 
 @dataclass
@@ -161,7 +179,10 @@ class HesSim:
         self.policy: PrepaidPolicy = load_policy(self.settings.policy)
         self.tariff_per_kwh = self.policy.tariff_per_kwh
         self.read_interval_s = self.settings.read_interval_s or self.policy.meter_read_interval_s
-        self.link: MeterLink = ModelMeterLink(model, by=role, latency_s=self.settings.link_latency_s)
+        self.model_link = ModelMeterLink(model, by=role, latency_s=self.settings.link_latency_s)
+        self.link: MeterLink = self.model_link
+        if self.settings.meter_link == "dlms":
+            self.link = DlmsMeterLink(model, self.model_link, by=role, deadline_s=self.settings.dlms_deadline_s)
         serials = {meter.serial for meter in model.meters}
         unknown = set(self.settings.accounts) - serials
         if unknown:
@@ -191,11 +212,17 @@ class HesSim:
 
 
     def attach(self, instruments: dict[str, Any]) -> None:
-        """Route disconnects and reconnects through the positions' simulated meters, where the twin has them."""
+        """Reach the positions' simulated meters where the twin has them: over DLMS and the radio link (meter_link
+        dlms, DLMS meters), else through their disconnect control state machine."""
         for role, instrument in instruments.items():
             position = position_of_role(role)
-            if position is not None and role.startswith("meter@") and hasattr(instrument, "remote_disconnect"):
-                self.link.meters[position] = instrument
+            if position is None or not role.startswith("meter@"):
+                continue
+            if isinstance(self.link, DlmsMeterLink) and isinstance(instrument, DlmsMeterSim):
+                self.link.add_meter(position, instrument)
+            elif hasattr(instrument, "remote_disconnect"):
+                self.model_link.meters[position] = instrument
+
     def local_now(self) -> datetime:
         """The HES clock: aware, in the policy's UTC offset."""
         elapsed = self.model.clock() - self._mono_origin + self.offset_s
@@ -273,7 +300,15 @@ class HesSim:
             blockers = [b for b in blockers if b.kind not in CALENDAR_BLOCKERS]
         if group and self.defects.disconnect_positive_balance:
             blockers = [b for b in blockers if b.kind != "balance"]
+        if self.defects.ignore_emergency_credit:
+            blockers = [b for b in blockers if b.kind != "emergency_credit"]
         return blockers
+
+    def exhausted(self, state: AccountState) -> bool:
+        """The credit is used up, as this HES sees it (ignore_emergency_credit: the balance alone counts)."""
+        if self.defects.ignore_emergency_credit:
+            return state.balance <= 0
+        return self.policy.credit_exhausted(state)
 
     def evaluate(self, account: Account) -> None:
         """Send due alerts; send the disconnect or reconnect the balance calls for."""
@@ -289,7 +324,7 @@ class HesSim:
                      "balance": state.balance, "local_time": self._iso(self.local_now())}
             self.alerts.append(alert)
             self._event("alert", account=account_id, threshold_pct=threshold, balance=state.balance)
-        if not self.policy.credit_exhausted(state):
+        if not self.exhausted(state):
             account.exhausted_at = account.deferred = None
             if account.supply == "disconnected" and account.disconnected_by == "prepaid" and not account.in_flight:
                 self.queue(account, "connect", "prepaid")
@@ -313,6 +348,9 @@ class HesSim:
                 self._event("disconnect_deferred", account=account_id, reason=reason)
             return
         account.deferred = None
+        if not self.policy.credit_exhausted(state):
+            self._event("emergency_credit_ignored", truth_only=True, account=account_id, balance=state.balance,
+                        emergency_credit_left=emergency_credit_left(state), defect="ignore_emergency_credit")
         self.queue(account, "disconnect", "prepaid")
 
     def evaluate_all(self) -> None:
@@ -320,13 +358,18 @@ class HesSim:
             self.evaluate(account)
 
     async def _read_loop(self) -> None:
+        """One reader per account, so a meter out of reach (its reads queued on the link) delays no other."""
+        await asyncio.gather(*(self._read_account_loop(account) for account in self.accounts.values()))
+
+    async def _read_account_loop(self, account: Account) -> None:
+        """Read every read interval; a read due while a command is pending is skipped (commands go first)."""
         loop = asyncio.get_running_loop()
         next_read = loop.time()
         while True:
             try:
-                for account in self.accounts.values():
+                if not account.in_flight:
                     await self.read_account(account)
-                    self.evaluate(account)
+                self.evaluate(account)
             except Exception as exc:  # noqa: BLE001 - the engine keeps running; the truth says what broke
                 self._event("error", truth_only=True, error=repr(exc))
             next_read = max(next_read + self.read_interval_s, loop.time())  # a slow link skips, never bunches
@@ -347,32 +390,51 @@ class HesSim:
 
     def _set_status(self, command: Command, status: str, error: str | None = None) -> None:
         command.status, command.error = status, error
-        command.history.append({"status": status, "local_time": self._iso(self.local_now())})
+        command.history.append({"status": status, "local_time": self._iso(self.local_now()),
+                                **({"attempt": command.attempts, "error": error} if error else {})})
         self._event("command", command=command.id, account=command.account, action=command.action,
-                    origin=command.origin, group=command.group, status=status, error=error)
+                    origin=command.origin, group=command.group, status=status, error=error,
+                    attempt=command.attempts)
 
     async def _execute(self, command: Command, account: Account) -> None:
+        """Send the command; one the meter does not answer is sent again after command_retry_s, at most
+        command_attempts times in all ('retrying' in between, then 'failed')."""
         if self.settings.command_delay_s:
             await asyncio.sleep(self.settings.command_delay_s)
-        self._set_status(command, "sent")
-        kind = "disconnect_sent" if command.action == "disconnect" else "reconnect_sent"
-        self._event(kind, account=command.account, position=command.position, command=command.id,
-                    origin=command.origin, group=command.group, balance=account.state.balance)
+        executed = False
         try:
-            if command.action == "disconnect":
-                await self.link.disconnect(command.position)
-            else:
-                await self.link.reconnect(command.position)
-        except Exception as exc:  # noqa: BLE001 - a failed command is a status, not a crash
-            self._set_status(command, "failed", str(exc) or type(exc).__name__)
-        else:
-            account.supply = "disconnected" if command.action == "disconnect" else "connected"
-            account.disconnected_by = command.origin if command.action == "disconnect" else None
-            self._set_status(command, "executed")
+            while True:
+                command.attempts += 1
+
+                def sent() -> None:  # the link carried it (after waiting out an outage, say)
+                    self._set_status(command, "sent")
+                    kind = "disconnect_sent" if command.action == "disconnect" else "reconnect_sent"
+                    self._event(kind, account=command.account, position=command.position, command=command.id,
+                                origin=command.origin, group=command.group, balance=account.state.balance,
+                                attempt=command.attempts)
+                try:
+                    if command.action == "disconnect":
+                        await self.link.disconnect(command.position, on_sent=sent)
+                    else:
+                        await self.link.reconnect(command.position, on_sent=sent)
+                except Exception as exc:  # noqa: BLE001 - a failed command is a status, not a crash
+                    error = str(exc) or type(exc).__name__
+                    if command.attempts >= self.settings.command_attempts:
+                        self._set_status(command, "failed", error)
+                        break
+                    self._set_status(command, "retrying", error)
+                    await asyncio.sleep(self.settings.command_retry_s)
+                    continue
+                account.supply = "disconnected" if command.action == "disconnect" else "connected"
+                account.disconnected_by = command.origin if command.action == "disconnect" else None
+                self._set_status(command, "executed")
+                executed = True
+                break
         finally:
             if account.in_flight == command.id:
                 account.in_flight = None
-        self.evaluate(account)
+        if executed:
+            self.evaluate(account)  # after a failure the read loop evaluates again at its next read
 
     # -- HTTP ----------------------------------------------------------------------------------------------
 
@@ -423,8 +485,10 @@ class HesSim:
             self._runner = None
             raise ConfigError(f"{self.role}: cannot serve HTTP on {host}:{port}: {exc.strerror}") from None
         bound = self._runner.addresses[0][1]
+        reaches = getattr(self.link, "reaches", lambda _position: "model")
         self._event("start", truth_only=True, policy=self.policy.name, read_interval_s=self.read_interval_s,
                     tariff_per_kwh=self.tariff_per_kwh, defects=self.defects.model_dump(),
+                    meter_link={a.position: reaches(a.position) for a in self.accounts.values()},
                     accounts={a.state.account_id: a.state.balance for a in self.accounts.values()})
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
         return bound
@@ -435,6 +499,8 @@ class HesSim:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._reader = None
+        if isinstance(self.link, DlmsMeterLink):
+            await self.link.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

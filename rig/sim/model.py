@@ -10,6 +10,7 @@ exactly the energy that flowed until then.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -64,11 +65,17 @@ class SimMeter:
     self_consumption_w: float
     test_output_imp_per_kwh: float
     defects: MeterDefects = field(default_factory=MeterDefects)
-    relay_closed: bool = True
+    relay_closed: bool = True  # the physical contacts
+    relay_commanded: bool = True  # what the meter's disconnect control last decided (closed: True)
+    relay_opens_at: float | None = None  # a decided opening still under way (the relay_open_delay_s defect)
     load: LoadState = field(default_factory=LoadState)
     pulse_energy_wh: float = 0.0  # what the test output has counted, in Wh of pulses (pulses = Wh * K / 1000)
     register_energy_wh: float = 0.0
     true_energy_wh: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.defects.relay_stuck is not None:
+            self.relay_closed = self.defects.relay_stuck == "closed"
 
     @property
     def start_threshold_a(self) -> float:
@@ -158,6 +165,23 @@ class PhysicalModel:
         return t
 
     def advance_to(self, t: float) -> None:
+        """Advance to t, opening each delayed relay at its own instant on the way."""
+        while True:
+            due = [m for m in self.meters if m.relay_opens_at is not None and m.relay_opens_at <= t]
+            if not due:
+                break
+            at = min(m.relay_opens_at for m in due)
+            self._integrate_to(at)
+            for meter in due:
+                if meter.relay_opens_at == at:
+                    meter.relay_opens_at = None
+                    meter.relay_closed = False
+                    self.truth.event("relay", position=meter.position, closed=False, by="relay_open_delay_s",
+                                     at_mono=at, defect="relay_open_delay_s",
+                                     delay_s=meter.defects.relay_open_delay_s)
+        self._integrate_to(t)
+
+    def _integrate_to(self, t: float) -> None:
         dt = t - self.last_t
         if dt <= 0:
             return
@@ -262,12 +286,36 @@ class PhysicalModel:
                          output_on=self.current.output_on, by=by)
 
     def set_relay(self, position: int, closed: bool, by: str) -> None:
-        """Switch a meter's load relay; the truth records the physical change and when it happened."""
+        """The meter decides to switch its load relay; the truth records the physical change and when it happened.
+        A stuck relay stays as it is; with relay_open_delay_s the contacts open that long after the decision."""
         self.now()
         meter = self.meter(position)
+        meter.relay_commanded = closed
+        defects = meter.defects
+        if defects.relay_stuck is not None:
+            if meter.relay_closed != closed:
+                self.truth.event("relay.stuck", position=position, commanded_closed=closed,
+                                 closed=meter.relay_closed, defect="relay_stuck", by=by)
+            return
+        if not closed and meter.relay_closed and defects.relay_open_delay_s > 0:
+            if meter.relay_opens_at is None:
+                meter.relay_opens_at = self.clock() + defects.relay_open_delay_s
+                self.truth.event("relay.opening", position=position, opens_at_mono=meter.relay_opens_at,
+                                 delay_s=defects.relay_open_delay_s, defect="relay_open_delay_s", by=by)
+                self._wake_at(defects.relay_open_delay_s)
+            return
+        meter.relay_opens_at = None  # a decision to close cancels an opening under way
         if meter.relay_closed != closed:
             meter.relay_closed = closed
             self.truth.event("relay", position=position, closed=closed, by=by)
+
+    def _wake_at(self, delay_s: float) -> None:
+        """Advance the model after delay_s on the running event loop (none in a unit test: the next read does)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(delay_s, self.now)
 
     def set_load(self, position: int, by: str, *, on: bool | None = None, mode: str | None = None,
                  setpoint: float | None = None) -> None:
@@ -288,4 +336,5 @@ class PhysicalModel:
                 "circuit_energy_wh": self.circuit_energy_wh,
                 "meters": {m.position: {"pulses": m.pulses(), "register_energy_wh": m.register_energy_wh,
                                         "true_energy_wh": m.true_energy_wh, "relay_closed": m.relay_closed,
+                                        "relay_commanded": m.relay_commanded,
                                         "load": vars(m.load).copy()} for m in self.meters}}

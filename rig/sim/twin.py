@@ -104,6 +104,7 @@ class Twin:
         self.roles = simulated_roles(bench.config)
         self.resources: dict[str, str] = {}
         self._servers: list[asyncio.AbstractServer] = []
+        self._links: list[Path] = []  # device-path symlinks to ptys, removed at stop
         twin_settings = bench.config.twin.instruments if bench.config.twin else {}
         for role, config in self.roles.items():
             cls = simulator_class(config.driver)
@@ -120,6 +121,8 @@ class Twin:
         for role, instrument in self.instruments.items():
             if instrument.transport == "pty":
                 self.resources[role] = await instrument.start_pty()
+                if not self.ephemeral_ports:
+                    self._link_pty(role, self.resources[role])
                 continue
             if instrument.transport == "dlms" and is_serial_device(self.roles[role].resource):
                 instrument.hdlc = True  # the meter's optical port: HDLC on a pty, advertised instead of the path
@@ -143,6 +146,20 @@ class Twin:
                          defects_file=str(self.defects_path) if self.defects_path else None,
                          state=self.model.snapshot())
         return self.resources
+
+    def _link_pty(self, role: str, pty_path: str) -> None:
+        """Serving on the bench's own addresses: the device path the bench names becomes a symlink to the pty
+        (as socat's `link=`), so a rig started separately finds the instrument there."""
+        link = Path(self.roles[role].resource)
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            raise ConfigError(f"{role}: {link} exists and is not a symlink; the twin will not replace it")
+        try:
+            link.symlink_to(pty_path)
+        except OSError as exc:
+            raise ConfigError(f"{role}: cannot link {link} to the twin's pty {pty_path}: {exc.strerror}") from None
+        self._links.append(link)
 
     async def _serve_scpi(self, instrument, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -168,6 +185,8 @@ class Twin:
         for instrument in self.instruments.values():
             if instrument.transport != "scpi":
                 await instrument.stop()
+        for link in self._links:
+            link.unlink(missing_ok=True)
         self.truth.event("twin.stop", state=self.model.snapshot())
         self.truth.close()
 

@@ -7,6 +7,7 @@ import time
 from rig.timing import CurrentWatcher, EventTimeout, Sample
 
 RECHARGE = 500.0
+DISCONNECTED, CONNECTED, READY_FOR_RECONNECTION = 0, 1, 2  # disconnect control_state (class 70, attribute 3)
 
 
 def energy_crossing(samples: list[Sample], voltage_v: float, start_s: float, energy_j: float) -> tuple[float, float]:
@@ -36,14 +37,33 @@ def wait_for_current(watcher: CurrentWatcher, threshold_a: float, timeout_s: flo
 
 
 def restore_supply(hes, account: str, meter) -> None:
-    """A recharge, so the meter is connected before (and after) the test."""
-    if hes.balance(account) <= 0 or not meter.relay_state()["output_state"]:
+    """A recharge, so the meter's disconnect control is connected before (and after) the test; after a local
+    disconnection (a limiter trip leaves it ready for reconnection) a remote disconnect and reconnect (transitions
+    b and d). Judged by the control state: the physics is each plan's to judge, and a meter misreporting its
+    relay's output state must not stall the bench."""
+    if meter.relay_state()["control_state"] == READY_FOR_RECONNECTION:
+        meter.remote_disconnect()
+        meter.remote_reconnect()
+    if hes.balance(account) <= 0 or meter.relay_state()["control_state"] != CONNECTED:
         hes.recharge(account, RECHARGE, reference=f"prepaid plan: restore supply {time.time_ns()}")
         deadline = time.monotonic() + 30
-        while not meter.relay_state()["output_state"]:
+        while meter.relay_state()["control_state"] != CONNECTED:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{account}: relay still open 30 s after a recharge")
+                raise AssertionError(f"{account}: meter still not connected 30 s after a recharge")
             time.sleep(0.1)
+
+
+def current_flows(watcher: CurrentWatcher, measure, position: int, load_a: float, meter,
+                  timeout_s: float = 5.0) -> bool:
+    """Measure that current reaches half of load_a within timeout_s while the meter is connected (source on,
+    credit left): a relay that does not deliver the supply is the meter's failure. True when it flows."""
+    try:
+        wait_for_current(watcher, load_a / 2, timeout_s)
+    except EventTimeout:
+        pass
+    value = watcher.samples[-1].value if watcher.samples else 0.0
+    return measure("current_with_meter_connected", value, "A", low=load_a / 2, position=position,
+                   details=meter.relay_state()).verdict != "fail"
 
 
 def supply_position(source, hes, account: str, meter, load, voltage_v: float, load_a: float) -> float:

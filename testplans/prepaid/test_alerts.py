@@ -16,12 +16,10 @@ import allure
 import pytest
 from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
-from rig.prepaid import load_policy
 from rig.timing import CurrentWatcher
 
 pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Alerts")]
 
-POLICY = "uppcl"
 LOAD_A = 5.0
 RECHARGE_R = 100.0
 STEP_S = 1.5
@@ -45,11 +43,11 @@ def wait_for_alert(hes, account: str, after_seq: int, threshold: float, timeout_
         time.sleep(ALERT_POLL_S)
 
 
-def test_alerts_at_thresholds(position, bench, source, hes, measure, prepaid_limits):
+def test_alerts_at_thresholds(position, bench, source, hes, measure, prepaid_limits, prepaid_policy):
     account = position.serial
     meter = bench[f"meter@{position.position}"]
     load = bench[f"load@{position.position}"]
-    policy = load_policy(POLICY)
+    policy = prepaid_policy
     allure.dynamic.parameter("position", f"{position.position} ({account})")
     voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
     limit_s = prepaid_limits.alert_after_threshold_max_s

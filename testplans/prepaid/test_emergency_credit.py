@@ -20,12 +20,10 @@ import pytest
 from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
 from drivers.hes import HesHttpError
-from rig.prepaid import load_policy
-from rig.timing import CurrentWatcher
+from rig.timing import CurrentWatcher, attach_trace
 
 pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Emergency credit")]
 
-POLICY = "uppcl"
 LOAD_A = 5.0
 CREDIT_S = 2.0
 EC_S = 4.0
@@ -40,11 +38,11 @@ def _credit_left(account: dict) -> float:
     return max(left, 0.0)
 
 
-def test_supply_held_by_emergency_credit(position, bench, source, hes, measure, prepaid_limits):
+def test_supply_held_by_emergency_credit(position, bench, source, hes, measure, prepaid_limits, prepaid_policy):
     account = position.serial
     meter = bench[f"meter@{position.position}"]
     load = bench[f"load@{position.position}"]
-    policy = load_policy(POLICY)
+    policy = prepaid_policy
     amount = policy.emergency_credit.amount
     if amount <= 0:
         pytest.skip(f"policy {policy.name} grants no emergency credit")
@@ -82,6 +80,7 @@ def test_supply_held_by_emergency_credit(position, bench, source, hes, measure, 
             used_at = exhausted_at + emergency_j / (voltage_v * LOAD_A)
         held_until = (used_up_at if used_up_at is not None else used_at) - MARGIN_S
         held = [s.value for s in samples if exhausted_at <= s.t_mono <= held_until]
+        attach_trace(watcher, {"exhaustion": exhausted_at, "emergency credit used up": used_up_at})
         details = {"credit": credit, "emergency_credit": amount, "tariff_per_kwh": new_tariff, "load_a": LOAD_A,
                    "voltage_v": voltage_v, "exhausted_at_mono": exhausted_at, "used_up_at_mono": used_up_at,
                    "cut_at_mono": cut.t_mono, "readings": len(held)}

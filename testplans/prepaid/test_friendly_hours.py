@@ -17,12 +17,11 @@ import allure
 import pytest
 from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
-from rig.prepaid import PrepaidPolicy, load_policy
-from rig.timing import CurrentWatcher
+from rig.prepaid import PrepaidPolicy
+from rig.timing import CurrentWatcher, attach_trace
 
 pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Friendly hours")]
 
-POLICY = "uppcl"
 LOAD_A = 5.0
 CREDIT_S = 4.0
 LEAD_S = 2.0
@@ -74,11 +73,11 @@ def hes_to_mono(hes, policy: PrepaidPolicy, moment: datetime) -> tuple[float, fl
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_no_cut_in_friendly_hours(case, position, bench, source, hes, measure, prepaid_limits):
+def test_no_cut_in_friendly_hours(case, position, bench, source, hes, measure, prepaid_limits, prepaid_policy):
     account = position.serial
     meter = bench[f"meter@{position.position}"]
     load = bench[f"load@{position.position}"]
-    policy = load_policy(POLICY)
+    policy = prepaid_policy
     allure.dynamic.parameter("position", f"{position.position} ({account})")
     voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
     limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
@@ -109,4 +108,4 @@ def test_no_cut_in_friendly_hours(case, position, bench, source, hes, measure, p
             state = meter.relay_state()
             measure("reported_output_state", float(state["output_state"]), "", low=0, high=0,
                     position=position.position, details=state)
-    restore_supply(hes, account, meter)
+    attach_trace(watcher, {"exhaustion": exhausted_at}, recharge=lambda: restore_supply(hes, account, meter))

@@ -20,12 +20,10 @@ import pytest
 from supply import restore_supply, wait_for_current
 
 from fixtures.plugin import rig_session
-from rig.prepaid import load_policy
 from rig.timing import CurrentWatcher
 
 pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Positive-balance guard")]
 
-POLICY = "uppcl"
 LOAD_A = 5.0
 POLL_S = 0.02
 HOLD_S = 3.0
@@ -42,11 +40,12 @@ def _in_window(hes, policy) -> datetime:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_group_disconnect_spares_guarded_accounts(case, request, bench, source, hes, measure, prepaid_limits):
+def test_group_disconnect_spares_guarded_accounts(case, request, bench, source, hes, measure, prepaid_limits,
+                                                  prepaid_policy):
     positions = [p for p in rig_session(request.config).bench_file.config.positions
                  if p.interface is not None and p.load is not None]
     assert positions, "the bench has no position with a meter interface and a load"
-    policy = load_policy(POLICY)
+    policy = prepaid_policy
     accounts = [p.serial for p in positions]
     meters = {p.position: bench[f"meter@{p.position}"] for p in positions}
     loads = {p.position: bench[f"load@{p.position}"] for p in positions}

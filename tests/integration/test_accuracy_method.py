@@ -15,6 +15,9 @@ from rig.sim.launcher import TwinProcess
 from rig.sim.truth import read_truth
 from rig.transcript import Transcript
 
+# timing-sensitive: `make test` runs these alone, after the tests that share the cores
+pytestmark = pytest.mark.serial
+
 K = 1e6  # the twin's test-output constant
 
 

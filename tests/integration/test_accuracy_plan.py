@@ -9,6 +9,9 @@ from plan_runner import PLANS, write_bench
 
 from rig.sim.truth import read_truth
 
+# timing-sensitive: `make test` runs these alone, after the tests that share the cores
+pytestmark = pytest.mark.serial
+
 ACCURACY = PLANS / "accuracy"
 
 

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from plan_runner import ROOT, free_port, source_output_events, write_bench
 
 
@@ -110,6 +111,7 @@ def test_unknown_driver_names_the_role_and_known_drivers(run_plan, tmp_path):
     assert "chroma61500" in run.output.split("known: ")[1]
 
 
+@pytest.mark.xdist_group("sim-bench-ports")  # serves or expects the sim bench's own ports
 def test_unreachable_instrument_makes_every_test_an_error_naming_the_address(run_plan, tmp_path):
     port = free_port()
     run = run_plan("""

@@ -62,6 +62,7 @@ def test_signal_during_a_test_leaves_source_off(run_plan, signal_number):
     assert record["safe_state"][-1]["actions"][0]["status"] == "ok"
 
 
+@pytest.mark.xdist_group("sim-bench-ports")  # serves or expects the sim bench's own ports
 def test_crash_of_a_plan_process_is_made_safe_by_the_next_run(tmp_path):
     """A killed run cannot clean up; the next run drives the bench safe before its first test."""
     port = free_port()

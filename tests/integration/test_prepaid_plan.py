@@ -27,6 +27,8 @@ def test_cutoff_plan_fails_on_an_hes_that_waits_too_long(run_plan, tmp_path):
     run = run_plan(CUTOFF, write_bench(tmp_path), "-k", "position1", f"--twin-defects={defects}",
                    f"--prepaid-limits={limits_path}:quick")
     assert run.wait(timeout_s=300) == 1, run.output
-    assert "cutoff_delay at position 1 (SIM0001) = 5." in run.output
+    assert "cutoff_delay at position 1 (SIM0001) = " in run.output
     delay = next(m for m in run.measurements() if m["name"] == "cutoff_delay")
-    assert delay["verdict"] == "fail" and 5.0 <= delay["value"] <= 6.0
+    # the 5 s defect; the HES sees the exhaustion and the end of the delay on reads, each up to a read interval
+    # (0.5 s) plus the read's radio delivery (0.1 s) late; then the disconnect's delivery (0.1 s)
+    assert delay["verdict"] == "fail" and 5.0 <= delay["value"] <= 7.0

@@ -13,6 +13,9 @@ from plan_runner import PLANS
 from rig.report.browser import WINDOW, find_chromium, view_report
 from rig.report.html import build_html
 
+# timing-sensitive: `make test` runs these alone, after the tests that share the cores
+pytestmark = pytest.mark.serial
+
 POINT = "test_error_at_load_point[class1-10-60A-240V-Ib-PF1]"
 DEFECTS = """
 positions:

@@ -297,20 +297,24 @@ def test_a_group_connect_is_executed_and_its_status_followed(hes):
     assert (command["status"], command["group"]) == ("executed", answer["id"])
 
 
-def test_a_failing_meter_link_fails_the_command(hes):
+def test_a_failing_meter_link_fails_the_command_after_its_retries(start_hes):
+    hes = start_hes(command_attempts=3, command_retry_s=0.2)
+
     class DeadLink:
         async def read_energy_wh(self, position):
             return 10_000.0
 
-        async def disconnect(self, position):
+        async def disconnect(self, position, on_sent=None):
             raise TimeoutError("no answer from the meter")
 
-        async def reconnect(self, position):
+        async def reconnect(self, position, on_sent=None):
             raise TimeoutError("no answer from the meter")
 
     hes.call(lambda: setattr(hes.hes, "link", DeadLink()))
     failed = hes.wait_for(lambda e: e["event"] == "hes.command" and e["status"] == "failed", "a failed command")
     assert failed["error"] == "no answer from the meter" and failed["action"] == "disconnect"
+    statuses = [e["status"] for e in hes.truth("hes.command") if e["command"] == failed["command"]]
+    assert statuses == ["queued", "retrying", "retrying", "failed"]  # the dead link never carries it ("sent")
     assert hes.relay_events() == []
 
 

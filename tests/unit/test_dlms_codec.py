@@ -19,6 +19,8 @@ from rig.config import RoleConfig
 from rig.driver import SetpointLimits, driver_class
 from rig.errors import ConfigError
 from rig.sim import dlms_meter as sim
+from rig.sim.defects import LinkDefects
+from rig.sim.link import LinkSettings, RadioLink
 from rig.sim.model import PhysicalModel, SimMeter
 from rig.sim.truth import TruthLog, read_truth
 from rig.transcript import Transcript
@@ -64,6 +66,7 @@ def make_model(truth_path=None, clock=None) -> PhysicalModel:
     if clock is not None:
         model.clock = clock
         model.last_t = clock()
+    model.radios[1] = RadioLink(1, LinkSettings(), LinkDefects(), model.truth, random.Random(2), model.clock)
     return model
 
 
