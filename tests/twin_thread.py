@@ -6,9 +6,14 @@ import asyncio
 import threading
 from pathlib import Path
 
-from rig.config import BenchFile
+from plan_runner import write_bench
+
+from rig.bench import Bench
+from rig.config import BenchFile, load_bench
 from rig.sim.defects import Defects
+from rig.sim.truth import read_truth
 from rig.sim.twin import Twin
+from rig.transcript import Transcript
 
 
 class TwinOnThread:
@@ -38,3 +43,24 @@ class TwinOnThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+class OpenBenchOnTwin(TwinOnThread):
+    """A copy of the sim bench (write_bench's only_roles and edit) served in process, and the rig's bench opened on
+    it: `bench[role]` are the real drivers, `truth(event)` the twin's record of that event."""
+
+    def __init__(self, folder: Path, only_roles: tuple[str, ...] | None = None, edit=None):
+        self.truth_path = folder / "truth.jsonl"
+        self.bench_file = load_bench(write_bench(folder, only_roles=only_roles, edit=edit))
+        self.start_twin(self.bench_file, self.truth_path)
+        self.transcript = Transcript(folder / "transcript.jsonl")
+        self.bench = Bench(self.bench_file, self.transcript, self.resources)
+        self.bench.open()
+
+    def truth(self, event: str) -> list[dict]:
+        return [entry for entry in read_truth(self.truth_path) if entry["event"] == event]
+
+    def close(self) -> None:
+        self.bench.close()
+        self.transcript.close()
+        self.stop_twin()

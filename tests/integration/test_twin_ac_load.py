@@ -8,15 +8,11 @@ import random
 import time
 
 import pytest
-from plan_runner import write_bench
-from twin_thread import TwinOnThread
+from twin_thread import OpenBenchOnTwin
 
-from rig.bench import Bench
-from rig.config import load_bench
 from rig.errors import InstrumentError
 from rig.sim.truth import read_truth
 from rig.timing import CurrentWatcher
-from rig.transcript import Transcript
 
 NOISE_A = 0.02  # a few sigma of the simulated load's current noise (0.002 A)
 
@@ -25,24 +21,12 @@ def add_load(data):
     data["positions"][0]["load"] = {"driver": "chroma63800", "resource": "TCPIP0::127.0.0.1::0::SOCKET"}
 
 
-class InProcessTwin(TwinOnThread):
+class InProcessTwin(OpenBenchOnTwin):
     """The twin on its own event loop thread; the rig's bench opened against it."""
 
     def __init__(self, folder):
-        self.truth_path = folder / "truth.jsonl"
-        bench_file = load_bench(write_bench(folder, edit=add_load))
-        self.start_twin(bench_file, self.truth_path)
-        self.transcript = Transcript(folder / "transcript.jsonl")
-        self.bench = Bench(bench_file, self.transcript, self.resources)
-        self.bench.open()
+        super().__init__(folder, edit=add_load)
 
-    def truth(self, event):
-        return [entry for entry in read_truth(self.truth_path) if entry["event"] == event]
-
-    def close(self):
-        self.bench.close()
-        self.transcript.close()
-        self.stop_twin()
 
 
 @pytest.fixture

@@ -2,14 +2,10 @@
 in the model and the twin's truth as the judge."""
 
 import pytest
-from plan_runner import write_bench
-from twin_thread import TwinOnThread
+from twin_thread import OpenBenchOnTwin
 
-from rig.bench import Bench
-from rig.config import load_bench
 from rig.errors import SetpointRefused
 from rig.sim.truth import read_truth
-from rig.transcript import Transcript
 
 ROLES = {"attenuator@1": 1, "attenuator@2": 2}
 
@@ -23,14 +19,9 @@ def with_attenuators(data):
             **({"limits": {"attenuation_db": {"min": 0, "max": 100}}} if position == 1 else {})}
 
 
-class AttenuatorTwin(TwinOnThread):
+class AttenuatorTwin(OpenBenchOnTwin):
     def __init__(self, folder):
-        self.truth_path = folder / "truth.jsonl"
-        bench_file = load_bench(write_bench(folder, only_roles=("source",), edit=with_attenuators))
-        self.start_twin(bench_file, self.truth_path)
-        self.transcript = Transcript(folder / "transcript.jsonl")
-        self.bench = Bench(bench_file, self.transcript, self.resources)
-        self.bench.open()
+        super().__init__(folder, only_roles=("source",), edit=with_attenuators)
 
     def attenuation_events(self, position):
         return [(e["attenuation_db"], e["by"]) for e in read_truth(self.truth_path)
@@ -40,10 +31,6 @@ class AttenuatorTwin(TwinOnThread):
         return self.call(lambda: (self.model.radio(position).attenuation_db,
                                   self.model.radio(position).signal().rsrp_dbm))
 
-    def close(self):
-        self.bench.close()
-        self.transcript.close()
-        self.stop_twin()
 
 
 @pytest.fixture

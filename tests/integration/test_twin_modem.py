@@ -8,14 +8,11 @@ import sys
 import time
 
 import pytest
-from plan_runner import write_bench
-from twin_thread import TwinOnThread
+from twin_thread import OpenBenchOnTwin
 
 from drivers.modem import ModemSignal
 from rig.bench import Bench
-from rig.config import load_bench
 from rig.errors import InstrumentError
-from rig.sim.truth import read_truth
 from rig.transcript import Transcript
 
 CELL_RSRP_DBM = -70.0
@@ -28,22 +25,10 @@ def with_modem(data):
     position["modem"] = {"driver": "at_modem", "resource": "/dev/ttyTWIN-MODEM-1"}
 
 
-class ModemTwin(TwinOnThread):
+class ModemTwin(OpenBenchOnTwin):
     def __init__(self, folder):
-        self.truth_path = folder / "truth.jsonl"
-        self.bench_file = load_bench(write_bench(folder, only_roles=("source",), edit=with_modem))
-        self.start_twin(self.bench_file, self.truth_path)
-        self.transcript = Transcript(folder / "transcript.jsonl")
-        self.bench = Bench(self.bench_file, self.transcript, self.resources)
-        self.bench.open()
+        super().__init__(folder, only_roles=("source",), edit=with_modem)
 
-    def truth(self, event):
-        return [e for e in read_truth(self.truth_path) if e["event"] == event]
-
-    def close(self):
-        self.bench.close()
-        self.transcript.close()
-        self.stop_twin()
 
 
 @pytest.fixture
