@@ -35,6 +35,7 @@ class LinkLimits(Strict):
     """What the link plans judge by, per kind of bench (testplans/link/limits.yaml)."""
 
     reconnect_max_s: Annotated[float, Field(gt=0)]  # one meter, recharge accepted -> current flows, on 4G
+    group_reconnect_max_s: Annotated[float, Field(gt=0)]  # every position, first recharge accepted -> last flows
     reconnect_2g_max_s: Annotated[float, Field(gt=0)]  # the lab's expectation of the same on 2G
     min_2g_over_4g_ratio: Annotated[float, Field(gt=0)]  # 2G median latency / 4G median at the same step, at least
     trial_timeout_s: Annotated[float, Field(gt=0)]  # a step of a trial (cut, reconnect) waited at most this long

@@ -77,6 +77,43 @@ def test_reconnect_latency_fails_on_a_link_that_drops_deliveries(run_plan, tmp_p
     assert len(lost) >= 5
 
 
+# -- group reconnect ----------------------------------------------------------------------------------------
+
+
+def test_group_reconnect_passes_on_the_good_twin(run_plan, tmp_path):
+    # 60 dB puts every modem at -130 dBm, beyond registration loss: the deepest usable step is 45 dB
+    run, code = run_link_plan(run_plan, tmp_path, "test_group_reconnect.py", "--link-sweep", "0,60,45")
+    assert code == 0, run.output
+    trials = named(run, "group_reconnect_latency")
+    assert [(m["details"]["attenuation_db"], m["verdict"], m["high"]) for m in trials] == [
+        (0.0, "pass", 15.0), (45.0, "pass", 15.0)]
+    for trial in trials:
+        rows = trial["details"]["positions"]
+        assert [row["position"] for row in rows] == [1, 2, 3] and all(row["reconnected"] for row in rows)
+        # the group ends with its last position: its own latency plus how much later its recharge was accepted
+        assert trial["value"] == pytest.approx(max(r["latency_s"] + r["recharge_accepted_after_first_s"]
+                                                   for r in rows), abs=1e-6)
+        assert 0 < trial["uncertainty"] < 0.1
+    assert all(0.09 <= row["latency_s"] <= 0.35 for row in trials[0]["details"]["positions"])
+    assert all(0.35 <= row["latency_s"] <= 1.0 for row in trials[1]["details"]["positions"])
+    reconnects = [e for e in run.truth() if e["event"] == "hes.reconnect_sent"]
+    assert sorted(e["position"] for e in reconnects) == [1, 1, 2, 2, 3, 3]
+    assert {e["origin"] for e in reconnects} == {"recharge"}
+
+
+def test_group_reconnect_fails_when_one_meter_reconnects_late(run_plan, tmp_path):
+    run, code = run_link_plan(run_plan, tmp_path, "test_group_reconnect.py", "--link-sweep", "0",
+                              defects={"positions": {2: {"reconnect_extra_delay_s": 20}}})
+    assert code == 1, run.output
+    (trial,) = named(run, "group_reconnect_latency")
+    assert [m["name"] for m in run.measurements() if m["verdict"] == "fail"] == ["group_reconnect_latency"]
+    assert "group_reconnect_latency = 20." in run.output
+    assert trial["details"]["all_reconnected"] and trial["details"]["last_position"] == 2
+    latency = {row["position"]: row["latency_s"] for row in trial["details"]["positions"]}
+    assert latency[2] >= 20.0 and latency[1] < 1.0 and latency[3] < 1.0
+    assert 20.0 <= trial["value"] <= 21.0
+
+
 # -- link loss and recovery ---------------------------------------------------------------------------------
 
 

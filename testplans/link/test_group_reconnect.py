@@ -1,0 +1,210 @@
+"""Group reconnect over the 4G link: every position cut for lack of credit, all recharged together, and the time
+until the last of them has supply again, against the group SLA.
+
+Once for the whole bench (every position with a meter interface, a load and an RF attenuator): each position's
+load draws current through its meter's relay; every account's credit is used up, so the HES disconnects each
+meter (judged by each load's current falling and the HES recording the disconnect as executed); then every
+account is recharged, one request right after the other, as a vending system posts a batch. A prepaid head end
+restores supply by the reconnect each recharge queues (its group connect command is the operator's tool after a
+group disconnect, and refuses accounts whose reconnect is already pending), so the plan times that path. The
+group latency runs from the instant the HES accepted the first recharge (+- half that request's round trip) to
+the instant the last position's load current rises again (a CurrentWatcher per load, with its uncertainty); it is
+judged against `group_reconnect_max_s`, and each position's own latency (from its own recharge) is recorded in
+the details. The trial runs at 0 dB and at the deepest step of --link-sweep at which every position's modem stays
+registered on 4G (from AT+CEREG where the position has a modem, else from the RSRP its meter reports). A trial
+waits `group_reconnect_max_s + trial_timeout_s` for the last position, so a late one is measured, not just
+missed. Attenuation 0, 4G and every position's supply are restored at the end, also after a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import allure
+import pytest
+from radio import LOAD_A, POLL_S, RECHARGE, BenchSetupError, RadioPath, supply_position, wait_for_flow, wait_until
+
+from fixtures.plugin import rig_session
+from rig.timing import CurrentWatcher, EventTimeout
+
+pytestmark = [pytest.mark.link, allure.epic("4G link"), allure.feature("Group reconnect")]
+
+
+@dataclass
+class Member:
+    """One position of the group: its meter, load, RF path and the watcher on its load's current."""
+
+    position: object
+    meter: object
+    load: object
+    radio_path: RadioPath
+    watcher: CurrentWatcher | None = None
+
+    @property
+    def account(self) -> str:
+        return self.position.serial
+
+    @property
+    def number(self) -> int:
+        return self.position.position
+
+
+def unregistered(group: list[Member], link_limits) -> list[int]:
+    """The positions without 4G registration, waiting up to registration_wait_s in all: from each modem's
+    AT+CEREG, else from the RSRP the position's meter reports."""
+    deadline = time.monotonic() + link_limits.registration_wait_s
+    lost = []
+    for member in group:
+        if member.radio_path.modem is not None:
+            if not member.radio_path.wait_registration(True, max(0.0, deadline - time.monotonic())):
+                lost.append(member.number)
+        elif member.meter.read_signal_dbm() < link_limits.registration_loss_dbm:
+            lost.append(member.number)
+    return lost
+
+
+def set_group_attenuation(group: list[Member], attenuation_db: float) -> float:
+    """Every position's attenuator to this step; the attenuation they hold (the first position's read back)."""
+    held = [member.radio_path.set_attenuation(attenuation_db) for member in group]
+    return held[0]
+
+
+def deepest_registered_step(group: list[Member], link_limits, sweep: list[float]) -> float | None:
+    """The deepest step of the sweep beyond 0 dB at which every position stays registered; None if there is none
+    (the attenuators are left at the step found, or at the last one tried)."""
+    for attenuation_db in sorted({step for step in sweep if step > 0}, reverse=True):
+        held_db = set_group_attenuation(group, attenuation_db)
+        lost = unregistered(group, link_limits)
+        if not lost:
+            return held_db
+        allure.attach(f"positions {lost} not registered at {held_db:g} dB", name=f"no registration at {held_db:g} dB")
+    return None
+
+
+def cut_group(hes, group: list[Member], timeout_s: float) -> None:
+    """Use up every account's credit; every load's current stops and the HES records each disconnect executed."""
+    for member in group:
+        hes.adjust_balance(member.account, -hes.balance(member.account), reason="link plan: group credit used up")
+    for member in group:
+        member.watcher.wait_for("falls_below", LOAD_A / 2, timeout_s=timeout_s)
+    for member in group:
+        wait_until(lambda a=member.account: (lambda s: s["supply"] == "disconnected" and not s["pending_command"])(
+            hes.account(a)), timeout_s, f"the HES to record account {member.account} disconnected")
+
+
+@dataclass(frozen=True)
+class GroupTrial:
+    """One group reconnect: latency (s) from the first recharge accepted to the last position's current flowing
+    (the time waited if a position did not reconnect), its uncertainty, and each position's own record."""
+
+    latency_s: float
+    uncertainty_s: float
+    reconnected: bool
+    last_position: int | None
+    positions: list[dict]
+
+
+def group_trial(hes, group: list[Member], timeout_s: float, note: str) -> GroupTrial:
+    """Recharge every account, one right after the other, and time the return of each load's current; a position
+    whose current has not risen timeout_s after the first acceptance is recorded as not reconnected."""
+    accepted = {}
+    for member in group:
+        sent = time.monotonic()
+        answer = hes.recharge(member.account, RECHARGE, reference=f"link plan: {note} {time.time_ns()}")
+        answered = time.monotonic()
+        accepted[member.number] = ((sent + answered) / 2, (answered - sent) / 2,
+                                   (answer.get("reconnect") or {}).get("id"))
+    first_at, first_half, _ = min(accepted.values())
+    deadline = first_at + timeout_s
+    rows, rises = [], []
+    for member in group:
+        at, half, command = accepted[member.number]
+        row = {"position": member.number, "account": member.account, "command": command,
+               "recharge_accepted_after_first_s": at - first_at}
+        try:
+            rise = member.watcher.wait_for("rises_above", LOAD_A / 2, timeout_s=max(0.0, deadline - time.monotonic()))
+        except EventTimeout:
+            row.update(reconnected=False, latency_s=None, waited_s=time.monotonic() - at)
+        else:
+            rises.append((rise, member.number))
+            row.update(reconnected=True, latency_s=rise.t_mono - at, uncertainty_s=rise.uncertainty_s + half)
+        rows.append(row)
+    if len(rises) < len(group):
+        return GroupTrial(time.monotonic() - first_at, first_half, False, None, rows)
+    last, last_position = max(rises, key=lambda item: item[0].t_mono)
+    return GroupTrial(last.t_mono - first_at, last.uncertainty_s + first_half, True, last_position, rows)
+
+
+@pytest.fixture
+def group(request: pytest.FixtureRequest, bench, source, hes, link_limits) -> list[Member]:
+    """Every position with a meter interface, a load and an attenuator; afterwards each at attenuation 0 on 4G,
+    and supplied again (credit, meter connected)."""
+    positions = [p for p in rig_session(request.config).bench_file.config.positions
+                 if p.interface is not None and p.load is not None and p.attenuator is not None]
+    if not positions:
+        raise BenchSetupError("the bench has no position with a meter interface, a load and an attenuator")
+    members = [Member(p, bench[f"meter@{p.position}"], bench[f"load@{p.position}"],
+                      RadioPath(bench[f"attenuator@{p.position}"],
+                                bench[f"modem@{p.position}"] if p.modem is not None else None))
+               for p in positions]
+    yield members
+    problems = []
+    for member in members:
+        try:
+            member.radio_path.restore()
+        except Exception as exc:  # noqa: BLE001 - every position is restored; the failures are raised together
+            problems.append(f"position {member.number} RF path: {exc}")
+    for member in members:
+        try:
+            supply_position(source, member.load, hes, member.account, member.meter, member.position.un_v,
+                            link_limits.trial_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - as above
+            problems.append(f"position {member.number} supply: {exc}")
+    if problems:
+        raise BenchSetupError("group reconnect plan could not restore the bench: " + "; ".join(problems))
+
+
+def test_group_reconnects_within_the_group_sla(group, source, hes, measure, link_limits, link_sweep):
+    allure.dynamic.parameter("positions", ", ".join(f"{m.number} ({m.account})" for m in group))
+    timeout_s = link_limits.group_reconnect_max_s + link_limits.trial_timeout_s
+    for member in group:
+        if member.radio_path.modem is not None:
+            member.radio_path.modem.set_technology("4g")
+        supply_position(source, member.load, hes, member.account, member.meter, member.position.un_v,
+                        link_limits.trial_timeout_s)
+    with ExitStack() as stack:
+        for member in group:
+            member.watcher = stack.enter_context(
+                CurrentWatcher.for_load(member.load, poll_s=POLL_S, name=f"load@{member.number} current"))
+        for member in group:
+            wait_for_flow(member.watcher, link_limits.trial_timeout_s)
+        held_db = set_group_attenuation(group, 0.0)
+        lost = unregistered(group, link_limits)
+        if lost:
+            raise BenchSetupError(f"positions {lost}: no 4G registration at {held_db:g} dB")
+        if not timed_group_trial(group, hes, measure, link_limits, held_db, timeout_s):
+            return
+        deep_db = deepest_registered_step(group, link_limits, link_sweep)
+        if deep_db is None:
+            allure.attach("no step of --link-sweep beyond 0 dB keeps every position registered",
+                          name="group reconnect: 0 dB only")
+            return
+        timed_group_trial(group, hes, measure, link_limits, deep_db, timeout_s)
+
+
+def timed_group_trial(group: list[Member], hes, measure, link_limits, attenuation_db: float,
+                      timeout_s: float) -> bool:
+    """Cut the group, recharge it and measure the group latency at this attenuation; True if every position
+    reconnected (and its current flows again)."""
+    cut_group(hes, group, link_limits.trial_timeout_s)
+    trial = group_trial(hes, group, timeout_s, f"group at {attenuation_db:g} dB")
+    details = {"attenuation_db": attenuation_db, "positions": trial.positions, "all_reconnected": trial.reconnected,
+               "last_position": trial.last_position, "waited_up_to_s": timeout_s}
+    measure("group_reconnect_latency", trial.latency_s, "s", low=0.0, high=link_limits.group_reconnect_max_s,
+            uncertainty=trial.uncertainty_s, details=details)
+    if trial.reconnected:
+        for member in group:
+            wait_for_flow(member.watcher, link_limits.trial_timeout_s)
+    return trial.reconnected
