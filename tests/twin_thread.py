@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from pathlib import Path
 
@@ -64,3 +65,21 @@ class OpenBenchOnTwin(TwinOnThread):
         self.bench.close()
         self.transcript.close()
         self.stop_twin()
+
+
+@contextlib.contextmanager
+def twin_starter(twin_class, folder: Path):
+    """start(*args, **options) -> a new twin_class(folder / 'twinN', *args, **options); every twin started is closed
+    when the block ends (a test's fixture: `with twin_starter(MyTwin, tmp_path) as start: yield start`)."""
+    twins = []
+
+    def start(*args, **options):
+        twin = twin_class(folder / f"twin{len(twins)}", *args, **options)
+        twins.append(twin)
+        return twin
+
+    try:
+        yield start
+    finally:
+        for twin in twins:
+            twin.close()

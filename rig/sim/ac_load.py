@@ -9,8 +9,6 @@ of its own path (not the phantom-load loop) with a small noise. Protections swit
 
 from __future__ import annotations
 
-from rig.config import position_of_role
-from rig.errors import ConfigError
 from rig.sim.model import PhysicalModel
 from rig.sim.scpi import (
     ILLEGAL_PARAMETER,
@@ -36,10 +34,7 @@ class ChromaLoadSim:
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
         self.role = role
         self.model = model
-        position = position_of_role(role)
-        if position is None or not any(meter.position == position for meter in model.meters):
-            raise ConfigError(f"{role}: an AC load sits on a meter position's load path (role 'load@<position>' "
-                              f"of a position the bench has)")
+        position = model.position_of(role, "load", "an AC load on a position's own load path")
         self.position = position
         self.idn = settings.get("idn", f"Chroma ATE,63803,SIM63803-{position:04d},1.20")
         self.current_noise_a = float(settings.get("current_noise_a", 0.002))

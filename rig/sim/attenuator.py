@@ -18,7 +18,6 @@ import math
 
 from aiohttp import web
 
-from rig.config import position_of_role
 from rig.errors import ConfigError
 from rig.sim.model import PhysicalModel
 
@@ -32,13 +31,8 @@ class RcdatSim:
     transports = ("http", "telnet")
 
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
-        position = position_of_role(role)
-        if position is None or not role.startswith("attenuator@"):
-            raise ConfigError(f"{role}: the RCDAT twin serves a position's attenuator (role 'attenuator@<n>')")
-        try:
-            self.link = model.radio(position)
-        except KeyError:
-            raise ConfigError(f"{role}: no meter at position {position}") from None
+        position = model.position_of(role, "attenuator", "the RCDAT twin")
+        self.link = model.radio(position)
         self.role = role
         self.position = position
         self.model_name = str(settings.get("model", "RCDAT-6000-110"))

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
-from rig.config import position_of_role
 from rig.errors import ConfigError
 from rig.sim.model import PhysicalModel
 
@@ -414,13 +413,8 @@ class DlmsMeterSim:
     transport = "dlms"
 
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
-        position = position_of_role(role)
-        if position is None or not role.startswith("meter@"):
-            raise ConfigError(f"{role}: the DLMS meter twin serves a position's meter interface (role 'meter@<n>')")
-        try:
-            self.meter = model.meter(position)
-        except StopIteration:
-            raise ConfigError(f"{role}: no meter at position {position}") from None
+        position = model.position_of(role, "meter", "the DLMS meter twin")
+        self.meter = model.meter(position)
         self.role = role
         self.model = model
         self.position = position

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from rig.config import position_of_role
-from rig.errors import ConfigError
 from rig.sim.modbus import ModbusSim
 from rig.sim.model import PhysicalModel
 
@@ -18,14 +16,8 @@ class ModbusMeterSim(ModbusSim):
 
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
         super().__init__(role, model, settings)
-        position = position_of_role(role)
-        if position is None:
-            raise ConfigError(f"{role}: the {self.map.name} twin serves a position's meter interface "
-                              f"(role 'meter@<position>')")
-        try:
-            self.meter = model.meter(position)
-        except StopIteration:
-            raise ConfigError(f"{role}: no meter at position {position}") from None
+        position = model.position_of(role, "meter", f"the {self.map.name} twin of a meter's data port")
+        self.meter = model.meter(position)
         if "serial_number" in self.map.registers:
             self.fixed["serial_number"] = int(settings.get("modbus_serial", 10_000_000 + position))
         live = {"voltage_v": model.supply_voltage_v, "current_a": lambda: model.position_current_a(position),

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rig.config import BenchConfig
+from rig.config import BenchConfig, position_of_role
+from rig.errors import ConfigError
 from rig.sim.defects import Defects, MeterDefects
 from rig.sim.link import LinkSettings, RadioLink
 from rig.sim.truth import TruthLog
@@ -251,6 +252,15 @@ class PhysicalModel:
 
     def meter(self, position: int) -> SimMeter:
         return next(m for m in self.meters if m.position == position)
+
+    def position_of(self, role: str, prefix: str, what: str) -> int:
+        """N of a role '<prefix>@N' naming a position the bench has; ConfigError naming the role otherwise."""
+        position = position_of_role(role)
+        if position is None or not role.startswith(f"{prefix}@"):
+            raise ConfigError(f"{role}: {what} serves a meter position (role '{prefix}@<n>')")
+        if not any(meter.position == position for meter in self.meters):
+            raise ConfigError(f"{role}: no meter at position {position}")
+        return position
 
     # -- changes ------------------------------------------------------------------------------------------
 

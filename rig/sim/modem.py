@@ -28,8 +28,6 @@ import os
 import re
 import tty
 
-from rig.config import position_of_role
-from rig.errors import ConfigError
 from rig.sim.link import RadioLink
 from rig.sim.model import PhysicalModel
 
@@ -49,13 +47,8 @@ class ModemSim:
     transport = "pty"
 
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
-        position = position_of_role(role)
-        if position is None or not role.startswith("modem@"):
-            raise ConfigError(f"{role}: the modem twin serves a position's modem (role 'modem@<n>')")
-        try:
-            self.link: RadioLink = model.radio(position)
-        except KeyError:
-            raise ConfigError(f"{role}: no meter at position {position}") from None
+        position = model.position_of(role, "modem", "the modem twin")
+        self.link: RadioLink = model.radio(position)
         self.role = role
         self.model = model
         self.position = position

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from plan_runner import write_bench
-from twin_thread import TwinOnThread
+from twin_thread import TwinOnThread, twin_starter
 
 from drivers.hes import HesClient
 from rig.config import RoleConfig, load_bench
@@ -78,16 +78,8 @@ class LinkTwin(TwinOnThread):
 
 @pytest.fixture
 def start_twin(tmp_path):
-    twins = []
-
-    def start(defects: Defects | None = None, **hes_settings) -> LinkTwin:
-        twin = LinkTwin(tmp_path / f"twin{len(twins)}", defects, **hes_settings)
-        twins.append(twin)
-        return twin
-
-    yield start
-    for twin in twins:
-        twin.close()
+    with twin_starter(LinkTwin, tmp_path) as start:
+        yield start
 
 
 def exhaust(twin: LinkTwin, account: str) -> None:

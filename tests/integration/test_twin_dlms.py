@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from plan_runner import write_bench
-from twin_thread import TwinOnThread
+from twin_thread import TwinOnThread, twin_starter
 
 from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
@@ -103,16 +103,8 @@ class DlmsTwin(TwinOnThread):
 
 @pytest.fixture
 def start_twin(tmp_path):
-    twins = []
-
-    def start(**meter_settings):
-        twin = DlmsTwin(tmp_path / f"twin{len(twins)}", **meter_settings)
-        twins.append(twin)
-        return twin
-
-    yield start
-    for twin in twins:
-        twin.close()
+    with twin_starter(DlmsTwin, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

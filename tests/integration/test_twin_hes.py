@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 import yaml
 from plan_runner import free_port, write_bench
-from twin_thread import TwinOnThread
+from twin_thread import TwinOnThread, twin_starter
 
 from drivers.hes import HesClient, HesHttpError
 from rig.config import RoleConfig, load_bench
@@ -100,16 +100,8 @@ class HesTwin(TwinOnThread):
 
 @pytest.fixture
 def start_hes(tmp_path):
-    twins = []
-
-    def start(**options):
-        twin = HesTwin(tmp_path / f"twin{len(twins)}", **options)
-        twins.append(twin)
-        return twin
-
-    yield start
-    for twin in twins:
-        twin.close()
+    with twin_starter(HesTwin, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 import pytest
 from plan_runner import free_port, write_bench
 from pymodbus.client import ModbusTcpClient
-from twin_thread import TwinOnThread
+from twin_thread import TwinOnThread, twin_starter
 
 from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
@@ -103,16 +103,8 @@ class InProcessTwin(TwinOnThread):
 
 @pytest.fixture
 def start_twin(tmp_path):
-    twins = []
-
-    def start(**edits):
-        twin = InProcessTwin(tmp_path / f"twin{len(twins)}", **edits)
-        twins.append(twin)
-        return twin
-
-    yield start
-    for twin in twins:
-        twin.close()
+    with twin_starter(InProcessTwin, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture
