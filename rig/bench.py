@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -87,6 +89,7 @@ class Bench:
         self.drivers: dict[str, Driver] = {}
         self.identities: dict[str, Identity] = {}
         self.broken: str | None = None
+        self.safe_after_latch = False  # a safe-state attempt was made while the bench was latched broken
         self._lock = threading.RLock()
 
     def role_config(self, role: str) -> RoleConfig:
@@ -96,29 +99,49 @@ class Bench:
         return config
 
     def open_role(self, role: str) -> Identity:
-        """Open one role's driver and read its identity."""
+        """Open one role's driver and read its identity. A driver whose open() succeeded is kept, so it is made
+        safe, even if it then fails to identify itself; any failure is raised as a RigError naming the role."""
         config = self.role_config(role)
-        cls = driver_class(config.driver)
-        secrets = {name: ref.resolve(f"roles.{role}.secrets.{name} in {self.file.path.name}", self.file.path.parent)
-                   for name, ref in config.secrets.items()}
-        for value in secrets.values():
-            self.transcript.add_secret(value)
-        driver = cls(role, config, setpoint_limits(self.file, role, cls), self.transcript, secrets)
+        try:
+            cls = driver_class(config.driver)
+            secrets = {name: ref.resolve(f"roles.{role}.secrets.{name} in {self.file.path.name}",
+                                         self.file.path.parent)
+                       for name, ref in config.secrets.items()}
+            for value in secrets.values():
+                self.transcript.add_secret(value)
+            driver = cls(role, config, setpoint_limits(self.file, role, cls), self.transcript, secrets)
+        except RigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a driver's own bug or a bad setting, named by role
+            raise ConfigError(f"{role} ({config.resource}): driver {config.driver} refused its configuration: "
+                              f"{type(exc).__name__}: {exc}") from None
+        try:
+            driver.open()
+        except Exception as exc:  # noqa: BLE001
+            with contextlib.suppress(Exception):
+                driver.close()
+            raise _as_rig_error(role, config.resource, "cannot open", exc) from None
         self.drivers[role] = driver
-        driver.open()
-        identity = driver.identify()
+        try:
+            identity = driver.identify()
+        except Exception as exc:  # noqa: BLE001
+            raise _as_rig_error(role, config.resource, "cannot identify", exc) from None
         self.identities[role] = identity
         return identity
 
     def open(self) -> None:
-        """Open every role, then drive the whole bench safe (a killed earlier run may have left it live)."""
+        """Open every role, then drive the whole bench safe (a killed earlier run may have left it live).
+
+        A role that cannot be opened does not stop the others: each one that opens is made safe, then the bench
+        is latched broken naming every role that failed."""
+        failures = []
         for role in self.roles:
             try:
                 self.open_role(role)
             except RigError as exc:
-                self.latch(str(exc))
-                self.make_safe("open failed")
-                raise
+                failures.append(str(exc))
+        if failures:
+            self.latch("; ".join(failures))
         self.make_safe("start of run")
         if self.broken:
             raise BenchBroken(f"bench broken: {self.broken}")
@@ -139,7 +162,8 @@ class Bench:
             self.transcript.record("bench", None, None, note=f"bench broken: {cause}")
 
     def make_safe(self, reason: str) -> list[dict]:
-        """Drive every opened role to its safe state, each under its own timeout; record what was done."""
+        """Drive every opened role to its safe state, each under its own timeout; record what was done.
+        Recording can fail (a full disk): that never stops the next role from being made safe."""
         actions: list[dict] = []
         with self._lock, signals_deferred():
             for role in reversed(list(self.drivers)):
@@ -158,19 +182,28 @@ class Bench:
                     self.latch(f"{role} ({driver.address}): safe state failed: {action['error']}")
                 actions.append(action)
                 self.transcript.record(role, None, None, note=f"safe state ({reason}): {status}")
+            self.safe_after_latch = self.broken is not None
         if self.on_safe_state is not None:
-            self.on_safe_state(reason, actions)
+            try:
+                self.on_safe_state(reason, actions)
+            except Exception as exc:  # noqa: BLE001 - the safe state is done; its record is reported
+                print(f"rig: safe state ({reason}) done but not recorded: {exc!r}", file=sys.stderr)
         return actions
 
     def close(self, reason: str = "end of run") -> list[dict]:
         actions = self.make_safe(reason)
         for driver in reversed(list(self.drivers.values())):
-            try:
+            with contextlib.suppress(Exception):
                 driver.close()
-            except (RigError, OSError):
-                pass
         self.drivers.clear()
         return actions
+
+
+def _as_rig_error(role: str, address: str, what: str, exc: Exception) -> RigError:
+    """exc as a RigError naming the role and address (a bare ValueError or UnicodeDecodeError names neither)."""
+    if isinstance(exc, RigError):
+        return exc
+    return InstrumentError(f"{role} ({address}): {what}: {type(exc).__name__}: {exc}")
 
 
 def is_driver_fault(exc: BaseException) -> bool:

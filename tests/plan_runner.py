@@ -58,11 +58,12 @@ def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = Tru
 class PlanRun:
     """A test plan run by pytest in its own process, as `rig run` runs it."""
 
-    def __init__(self, folder: Path, plan: str | Path, bench: Path, extra: tuple[str, ...] = ()):
-        """plan: the source of a plan module, or the path of a plan in testplans/."""
+    def __init__(self, folder: Path, plan: str | Path, bench: Path, extra: tuple[str, ...] = (),
+                 results: Path | None = None, **popen_options):
+        """plan: the source of a plan module, or the path of a plan in testplans/; popen_options go to Popen."""
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.results = folder / "results"
+        self.results = results or folder / "results"
         if isinstance(plan, Path):
             plan_path = plan
         else:
@@ -71,7 +72,7 @@ class PlanRun:
         self.args = [sys.executable, "-m", "pytest", str(plan_path), f"--bench={bench}",
                      f"--results={self.results}", "-p", "no:cacheprovider", "-q", *extra]
         self.process = subprocess.Popen(self.args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True)
+                                        text=True, **popen_options)
         self.output = ""
 
     def wait(self, timeout_s: float = 60) -> int:

@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+
+import allure_commons
+from allure_commons import hookimpl
+from allure_commons.logger import AllureFileLogger
 
 CATEGORIES = [
     {"name": "Meter out of limits", "matchedStatuses": ["failed"],
@@ -75,3 +80,51 @@ def write_categories(allure_dir: Path) -> Path:
     path = allure_dir / "categories.json"
     path.write_text(json.dumps(CATEGORIES, indent=2) + "\n")
     return path
+
+
+class GuardedFileLogger(AllureFileLogger):
+    """Allure's file logger whose failures to write (a full disk) are reported through on_error instead of raised
+    into pytest, where they become an INTERNALERROR that ends the run; the run and its safe state go on."""
+
+    def __init__(self, report_dir: Path, on_error: Callable[[str], None]):
+        super().__init__(report_dir)
+        self.folder = report_dir
+        self.on_error = on_error
+
+    def _guarded(self, write: Callable[..., None], *args) -> None:
+        try:
+            write(*args)
+        except OSError as exc:
+            self.on_error(f"{self.folder}: Allure results not written: {exc.strerror or exc}")
+
+    @hookimpl
+    def report_result(self, result):
+        self._guarded(super().report_result, result)
+
+    @hookimpl
+    def report_container(self, container):
+        self._guarded(super().report_container, container)
+
+    @hookimpl
+    def report_attached_file(self, source, file_name):
+        self._guarded(super().report_attached_file, source, file_name)
+
+    @hookimpl
+    def report_attached_data(self, body, file_name):
+        self._guarded(super().report_attached_data, body, file_name)
+
+
+def guard_result_files(config, on_error: Callable[[str], None]) -> None:
+    """Put a GuardedFileLogger in place of allure-pytest's file logger for this session; the original is back in
+    place when the session is cleaned up (allure-pytest's own clean-up unregisters it)."""
+    for plugin in allure_commons.plugin_manager.get_plugins():
+        if type(plugin) is AllureFileLogger:
+            guarded = GuardedFileLogger(plugin._report_dir, on_error)
+            allure_commons.plugin_manager.unregister(plugin)
+            allure_commons.plugin_manager.register(guarded)
+
+            def restore(original=plugin, guarded=guarded) -> None:
+                allure_commons.plugin_manager.unregister(guarded)
+                allure_commons.plugin_manager.register(original)
+
+            config.add_cleanup(restore)
