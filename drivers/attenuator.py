@@ -9,6 +9,10 @@ Public methods (role interface `rig.roles.Attenuator`): `identify()` -> Identity
 firmware or "-"), `set_attenuation(db)` (refused before sending beyond the model's range, the role's
 `limits.attenuation_db` or off the 0.25 dB step; confirmed by read-back), `attenuation()` -> dB, `max_db`,
 `make_safe()` (sets the role's required `safe: {attenuation_db: N}`).
+
+Each HTTP exchange ends within the role's timeout_s however the unit answers (one deadline, see http_deadline).
+After an exchange that went unanswered or garbled, the next one reconnects first, so a late reply to an earlier
+command is never read as the answer to a later one.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 
 import httpx
 
+from drivers.http_deadline import DeadlineTransport, deadline
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
 from rig.roles import Attenuator
@@ -32,6 +37,8 @@ SET_REPLIES = {"1": None, "0": "refused the value (invalid attenuation)",
                "2": "answered 2: the value is above its range and it set its maximum instead"}
 # Telnet commands (RFC 854) a server may send before its text: IAC WILL/WONT/DO/DONT <option>, IAC SB ... IAC SE
 TELNET_COMMAND = re.compile(rb"\xff[\xfb-\xfe].|\xff\xfa.*?\xff\xf0|\xff[\xf0-\xfa\xff]", re.DOTALL)
+MAX_LINE_BYTES = 4096  # more without a line end is noise, not a reply
+QUOTED_BYTES = 64  # of a garbled reply, in messages and the transcript
 
 
 def parse_resource(resource: str, role: str) -> tuple[str, str, int]:
@@ -72,19 +79,13 @@ class RcdatAttenuator(Driver, Attenuator):
         self._client: httpx.Client | None = None
         self._socket: socket.socket | None = None
         self._buffer = b""
-        self._interrupted = False
+        self._resync = False  # the last exchange went unanswered or garbled: reconnect before the next
         self._exchange_lock = threading.RLock()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     def open(self) -> None:
-        if self.kind == "http":
-            self._client = httpx.Client(base_url=self.host, timeout=self.config.timeout_s)
-        else:
-            try:
-                self._socket = socket.create_connection((self.host, self.port), timeout=self.config.timeout_s)
-            except OSError as exc:
-                raise InstrumentError(f"{self._where()}: cannot connect: {exc.strerror or exc}") from None
+        self._connect()
         self.transcript.record(self.role, None, None, note=f"opened {self.address}")
         self.model = self._value("MN?", "MN")
         self.max_db = max_of_model(self.model)
@@ -94,12 +95,35 @@ class RcdatAttenuator(Driver, Attenuator):
         self.limits.add("attenuation", 0.0, self.max_db, f"the range of the {self.model}")
 
     def close(self) -> None:
+        self._resync = False
+        self._disconnect()
+
+    def _connect(self) -> None:
+        if self.kind == "http":
+            self._client = httpx.Client(base_url=self.host, timeout=self.config.timeout_s,
+                                        transport=DeadlineTransport())
+            return
+        self._buffer = b""
+        try:
+            self._socket = socket.create_connection((self.host, self.port), timeout=self.config.timeout_s)
+        except OSError as exc:
+            raise InstrumentError(f"{self._where()}: cannot connect: {exc.strerror or exc}") from None
+
+    def _disconnect(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+    def _reconnect(self) -> None:
+        """A fresh connection: whatever the unit still sends on the old one is never read."""
+        self._disconnect()
+        self._connect()
+        self._resync = False
+        self.transcript.record(self.role, None, None,
+                               note=f"reconnected to {self.address} after an unanswered or garbled exchange")
 
     def make_safe(self) -> list[str]:
         value = self.config.safe["attenuation_db"]
@@ -127,8 +151,7 @@ class RcdatAttenuator(Driver, Attenuator):
         command = f"SETATT={value:g}"
         reply = self.exchange(command)
         if reply not in SET_REPLIES:
-            raise InstrumentError(f"{self._where()}: sent {self._shown(command)!r}, expected 0, 1 or 2, "
-                                  f"got {reply!r}")
+            raise self._unexpected(command, "0, 1 or 2", reply)
         if SET_REPLIES[reply] is not None:
             raise InstrumentError(f"{self._where()}: {self._shown(command)!r}: the unit {SET_REPLIES[reply]}")
         held = self.attenuation()
@@ -140,8 +163,7 @@ class RcdatAttenuator(Driver, Attenuator):
         try:
             return float(reply)
         except ValueError:
-            raise InstrumentError(f"{self._where()}: sent {self._shown('ATT?')!r}, expected a number of dB, "
-                                  f"got {reply!r}") from None
+            raise self._unexpected("ATT?", "a number of dB", reply) from None
 
     # -- exchanges ------------------------------------------------------------------------------------------
 
@@ -156,16 +178,39 @@ class RcdatAttenuator(Driver, Attenuator):
         reply = self.exchange(query)
         name, equals, value = reply.partition("=")
         if not equals or name.strip().upper() != key or not value.strip():
-            raise InstrumentError(f"{self._where()}: sent {self._shown(query)!r}, expected '{key}=...', "
-                                  f"got {reply!r}")
+            raise self._unexpected(query, f"'{key}=...'", reply)
         return value.strip()
+
+    def _unexpected(self, command: str, expected: str, reply: str) -> InstrumentError:
+        """The error for a reply of the wrong form; the next exchange reconnects, as the reply may be a late one."""
+        self._resync = True
+        return InstrumentError(f"{self._where()}: sent {self._shown(command)!r}, expected {expected}, "
+                               f"got {reply[:200]!r}")
+
+    def _garbled(self, sent: str, raw: bytes, t_sent: float, what: str) -> InstrumentError:
+        """The error for a reply that is not a line of text; transcripted (quoted) with note 'garbled'."""
+        quoted = raw[:QUOTED_BYTES]
+        self.transcript.record(self.role, sent, quoted.decode("ascii", errors="backslashreplace"), t_mono=t_sent,
+                               note="garbled")
+        return InstrumentError(f"{self._where()}: answered {sent!r} {what}: {quoted!r}"
+                               + ("..." if len(raw) > QUOTED_BYTES else ""))
+
+    def _text(self, sent: str, raw: bytes, t_sent: float) -> str:
+        """raw as text, or InstrumentError if it holds anything but printable ASCII."""
+        text = raw.decode("ascii", errors="replace")
+        if not (text.isascii() and text.isprintable()):
+            raise self._garbled(sent, raw, t_sent, "with bytes that are not text")
+        return text
 
     def exchange(self, command: str) -> str:
         """Send one command ('ATT?', 'SETATT=30') on the resource's transport; the reply text, stripped."""
         with self._exchange_lock:
-            if self.kind == "http":
-                return self._http(command)
-            return self._telnet(command)
+            if self._resync:
+                self._reconnect()
+            self._resync = True  # until the reply is read: a timeout, an error or an interrupt leave it set
+            reply = self._http(command) if self.kind == "http" else self._telnet(command)
+            self._resync = False
+            return reply
 
     def _http(self, command: str) -> str:
         if self._client is None:
@@ -173,7 +218,8 @@ class RcdatAttenuator(Driver, Attenuator):
         sent = f"GET /{command}"
         t_sent = time.monotonic()
         try:
-            response = self._client.get(f"/{command}")
+            with deadline(self.config.timeout_s):
+                response = self._client.get(f"/{command}")
         except httpx.TimeoutException:
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")
             raise InstrumentTimeout(f"{self._where()}: no answer within {self.config.timeout_s:g} s "
@@ -181,7 +227,7 @@ class RcdatAttenuator(Driver, Attenuator):
         except httpx.HTTPError as exc:
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
             raise InstrumentError(f"{self._where()}: {sent!r} failed: {exc}") from None
-        text = response.text.strip()
+        text = self._text(sent, response.content.strip(), t_sent)
         self.transcript.record(self.role, sent, f"{response.status_code} {text}", t_mono=t_sent)
         if response.status_code != 200:
             raise InstrumentError(f"{self._where()}: {sent!r} answered {response.status_code}: {text[:200]!r}")
@@ -191,13 +237,10 @@ class RcdatAttenuator(Driver, Attenuator):
         if self._socket is None:
             raise InstrumentError(f"{self._where()}: not open")
         sent = f":{command}"
-        if self._interrupted:
-            self._discard_late_replies()
         t_sent = time.monotonic()
-        self._interrupted = True
         try:
             self._socket.sendall(sent.encode("ascii") + b"\r\n")
-            reply = self._read_line(t_sent + self.config.timeout_s)
+            line = self._read_line(t_sent + self.config.timeout_s)
         except TimeoutError:
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")
             raise InstrumentTimeout(f"{self._where()}: no answer within {self.config.timeout_s:g} s "
@@ -205,19 +248,22 @@ class RcdatAttenuator(Driver, Attenuator):
         except OSError as exc:
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
             raise InstrumentError(f"{self._where()}: {sent!r} failed: {exc.strerror or exc}") from None
-        self._interrupted = False
+        if line is None:
+            raise self._garbled(sent, self._buffer, t_sent, f"with no line end within {MAX_LINE_BYTES} bytes")
+        reply = self._text(sent, line, t_sent)
         self.transcript.record(self.role, sent, reply, t_mono=t_sent)
         return reply
 
-    def _read_line(self, deadline: float) -> str:
-        """The next non-empty text line, Telnet negotiation removed."""
+    def _read_line(self, deadline: float) -> bytes | None:
+        """The next non-empty line, stripped, Telnet negotiation removed; None after MAX_LINE_BYTES without one."""
         while True:
             self._buffer = TELNET_COMMAND.sub(b"", self._buffer)
             while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
-                text = line.decode("ascii", errors="replace").strip()
-                if text:
-                    return text
+                if line.strip():
+                    return line.strip()
+            if len(self._buffer) > MAX_LINE_BYTES:
+                return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
@@ -226,19 +272,3 @@ class RcdatAttenuator(Driver, Attenuator):
             if not chunk:
                 raise ConnectionError(0, "connection closed by the attenuator")
             self._buffer += chunk
-
-    def _discard_late_replies(self) -> None:
-        """After an unanswered command, drop a late reply so the next command reads its own answer."""
-        self._socket.settimeout(0.05)
-        try:
-            while chunk := self._socket.recv(4096):
-                self._buffer += chunk
-        except (TimeoutError, BlockingIOError):
-            pass
-        finally:
-            self._socket.settimeout(self.config.timeout_s)
-        if self._buffer.strip():
-            self.transcript.record(self.role, None, self._buffer.decode("ascii", errors="replace"),
-                                   note="discarded late reply")
-        self._buffer = b""
-        self._interrupted = False

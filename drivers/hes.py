@@ -5,6 +5,9 @@ API (resource = base URL, e.g. http://127.0.0.1:8080 or https://hes.example/api/
 POST /accounts/{id}/read, /recharge, /adjustment, /emergency-credit, /disconnect, /connect; POST /group-commands,
 GET /group-commands/{id}, /commands, /commands/{id}, /alerts, /events. An API token (secret `token`) is sent
 as a bearer header and never transcripted.
+
+Each request ends within the role's timeout_s however the HES answers (one deadline, see http_deadline); after a
+request that went unanswered or garbled, the next one opens a fresh connection.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from drivers.http_deadline import DeadlineTransport, deadline
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
 
@@ -48,18 +52,32 @@ class HesClient(Driver):
         if self.token:
             self.transcript.add_secret(self.token)
         self.client: httpx.Client | None = None
+        self._resync = False  # the last request went unanswered or garbled: reconnect before the next
 
     def open(self) -> None:
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self.client = httpx.Client(base_url=self.address, headers=headers, timeout=self.config.timeout_s)
+        self.client = self._new_client()
+        self._resync = False
         self.transcript.record(self.role, None, None, note=f"opened {self.address}")
 
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+    def _new_client(self) -> httpx.Client:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return httpx.Client(base_url=self.address, headers=headers, timeout=self.config.timeout_s,
+                            transport=DeadlineTransport())
+
+    def _reconnect(self) -> None:
+        """A fresh client and connection: whatever the HES still sends on the old one is never read."""
+        self.close()
+        self.client = self._new_client()
+        self._resync = False
+        self.transcript.record(self.role, None, None,
+                               note=f"reconnected to {self.address} after an unanswered or garbled exchange")
 
     def make_safe(self) -> list[str]:
         return ["hes: nothing physical to switch"]
@@ -70,17 +88,22 @@ class HesClient(Driver):
         """One request; the decoded JSON answer, or InstrumentError naming role, address and what was sent."""
         if self.client is None:
             raise InstrumentError(f"{self.role} ({self.address}): not open")
+        if self._resync:
+            self._reconnect()
         query = {k: v for k, v in (params or {}).items() if v is not None}
         target = path + (f"?{httpx.QueryParams(query)}" if query else "")
         sent = f"{method} {target}" + (f" {json.dumps(body, separators=(',', ':'))}" if body is not None else "")
         t_sent = time.monotonic()
         try:
-            response = self.client.request(method, path, json=body, params=query or None)
+            with deadline(self.config.timeout_s):
+                response = self.client.request(method, path, json=body, params=query or None)
         except httpx.TimeoutException:
+            self._resync = True
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")
             raise InstrumentTimeout(f"{self.role} ({self.address}): no answer within {self.config.timeout_s:g} s "
                                     f"to {sent!r}") from None
         except httpx.HTTPError as exc:
+            self._resync = True
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
             raise InstrumentError(f"{self.role} ({self.address}): {sent!r} failed: {exc}") from None
         text = response.text
@@ -91,6 +114,7 @@ class HesClient(Driver):
         try:
             return response.json()
         except ValueError:
+            self._resync = True
             raise InstrumentError(f"{self.role} ({self.address}): {sent!r} answered {response.status_code} "
                                   f"with a body that is not JSON: {text[:200]!r}") from None
 

@@ -1,5 +1,7 @@
 """Exact exchanges of the Mini-Circuits RCDAT driver against scripted loopback peers: HTTP and Telnet."""
 
+import contextlib
+import json
 import socket
 import threading
 import time
@@ -71,35 +73,97 @@ class ScriptedHttpPeer(ScriptedPeer):
 
 
 class ScriptedTelnetPeer(ScriptedPeer):
-    """One Telnet connection: opens with option negotiation, then expects CR LF lines and answers with CR LF."""
+    """Telnet connections, each opening with option negotiation, then expecting CR LF lines and answering with CR LF;
+    the script runs on across connections."""
 
     GREETING = bytes([255, 251, 1, 255, 253, 3, 255, 250, 24, 1, 255, 240])  # WILL ECHO, DO SGA, SB TTYPE SE
 
     def __init__(self, steps):
         self.steps, self.received, self.mismatches = list(steps), [], []
         self.bad_endings: list[str] = []
+        self.connections = 0
         self._server = socket.create_server(("127.0.0.1", 0))
         self.resource = f"telnet://127.0.0.1:{self._server.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
         self._server.settimeout(10)
-        try:
-            conn, _ = self._server.accept()
-        except OSError:
-            return
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
+
+    def _converse(self, conn):
         with conn:
-            conn.sendall(self.GREETING)
-            buffer = b""
-            while chunk := conn.recv(4096):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if not line.endswith(b"\r"):
-                        self.bad_endings.append(line.decode())
-                    reply = self.answer(line.decode().removesuffix("\r"))
-                    if reply is not None:
-                        conn.sendall(reply.encode() + b"\r\n")
+            try:
+                conn.sendall(self.GREETING)
+                buffer = b""
+                while chunk := conn.recv(4096):
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if not line.endswith(b"\r"):
+                            self.bad_endings.append(line.decode())
+                        reply = self.answer(line.decode().removesuffix("\r"))
+                        if reply is not None:
+                            conn.sendall(reply.encode() + b"\r\n")
+            except OSError:
+                pass  # the driver hung up
+
+    def close(self):
+        self._server.close()
+
+
+class LaggingTelnetUnit:
+    """An RCDAT over Telnet holding its attenuation. After freeze(), the connection of the moment holds the reply to
+    the next command and from then on answers each command only when the next one arrives, one behind; a new
+    connection answers at once."""
+
+    def __init__(self):
+        self.attenuation_db = 0.0
+        self.connections = 0
+        self._freeze_next = False
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.resource = f"telnet://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def freeze(self):
+        self._freeze_next = True
+
+    def handle(self, command: str) -> str:
+        if command == ":MN?":
+            return "MN=RCDAT-6000-110"
+        if command == ":ATT?":
+            return f"{self.attenuation_db:.2f}"
+        self.attenuation_db = float(command.removeprefix(":SETATT="))
+        return "1"
+
+    def _serve(self):
+        self._server.settimeout(10)
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
+
+    def _converse(self, conn):
+        held: list[bytes] = []
+        lagging = False
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:
+                reply = self.handle(line.decode().strip()).encode() + b"\r\n"
+                lagging, self._freeze_next = lagging or self._freeze_next, False
+                if not lagging:
+                    conn.sendall(reply)
+                    continue
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"".join(held))
+                held = [reply]
 
     def close(self):
         self._server.close()
@@ -257,13 +321,13 @@ def test_a_model_name_without_a_range_fails_at_open(connect):
         connect("http", [Step("MN?", "MN=ZX76-31R5")])
 
 
-def test_telnet_timeout_then_the_late_reply_is_discarded(connect):
+def test_telnet_timeout_then_the_late_reply_is_never_read(connect):
     driver, peer = connect("telnet", [Step(":MN?", "MN=RCDAT-6000-110"), Step(":ATT?", "12.00", delay_s=0.4),
                                       Step(":ATT?", "13.00")], timeout_s=0.2)
     with pytest.raises(InstrumentTimeout, match=r"attenuator@1 \(telnet://.*\): no answer within 0.2 s to ':ATT\?'"):
         driver.attenuation()
-    time.sleep(0.3)
-    assert driver.attenuation() == 13.0
+    assert driver.attenuation() == 13.0  # on a fresh connection; the late 12.00 goes to the old one
+    assert peer.connections == 2
     peer.assert_complete()
 
 
@@ -296,3 +360,49 @@ def test_an_unreachable_telnet_unit_names_role_and_address():
     driver = RcdatAttenuator("attenuator@1", config, SetpointLimits(), Transcript(None))
     with pytest.raises(InstrumentError, match=rf"attenuator@1 \(telnet://127.0.0.1:{port}\): cannot connect"):
         driver.open()
+
+
+def test_telnet_after_a_frozen_command_every_exchange_reads_its_own_answer(tmp_path):
+    """A unit that froze on one command and then answers everything one behind: the driver reconnects and
+    set 0 reads back 0, not the late '1' of the command before."""
+    unit = LaggingTelnetUnit()
+    config = RoleConfig(driver="rcdat", resource=unit.resource, timeout_s=0.3, safe={"attenuation_db": 0})
+    driver = RcdatAttenuator("attenuator@1", config, SetpointLimits(), Transcript(tmp_path / "transcript.jsonl"))
+    try:
+        driver.open()
+        driver.set_attenuation(1)
+        unit.freeze()
+        with pytest.raises(InstrumentTimeout, match=r"attenuator@1 \(telnet://.*\): no answer within 0.3 s to "
+                                                    r"':SETATT=2'"):
+            driver.set_attenuation(2)
+        driver.set_attenuation(0)
+        assert driver.attenuation() == 0.0
+        driver.set_attenuation(5.5)
+        assert driver.attenuation() == 5.5
+    finally:
+        driver.close()
+        driver.transcript.close()
+        unit.close()
+    assert unit.connections == 2
+    records = [json.loads(line) for line in (tmp_path / "transcript.jsonl").read_text().splitlines()]
+    assert [(r["sent"], r["received"], r.get("note")) for r in records[-8:]] == [
+        (":SETATT=2", None, "timeout"),
+        (None, None, f"reconnected to {unit.resource} after an unanswered or garbled exchange"),
+        (":SETATT=0", "1", None), (":ATT?", "0.00", None), (":ATT?", "0.00", None),
+        (":SETATT=5.5", "1", None), (":ATT?", "5.50", None), (":ATT?", "5.50", None)]
+
+
+@pytest.mark.parametrize(("reply", "message"), [
+    ("\x00\x81\x07\x13", r"answered ':ATT\?' with bytes that are not text: b'\\x00\\xc2\\x81\\x07\\x13'"),
+    ("\x07" * 70000, r"answered ':ATT\?' with no line end within 4096 bytes: b'\\x07\\x07"),
+], ids=["binary", "endless"])
+def test_telnet_noise_is_an_instrument_error_and_the_next_exchange_reconnects(connect, reply, message):
+    driver, peer = connect("telnet", [Step(":MN?", "MN=RCDAT-6000-110"), Step(":ATT?", reply), Step(":ATT?", "13.00")])
+    start = time.monotonic()
+    with pytest.raises(InstrumentError, match=rf"^attenuator@1 \({peer.resource}\): {message}") as raised:
+        driver.attenuation()
+    assert not isinstance(raised.value, InstrumentTimeout)
+    assert time.monotonic() - start < 0.5
+    assert driver.attenuation() == 13.0
+    assert peer.connections == 2
+    peer.assert_complete()
