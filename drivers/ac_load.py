@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.scpi import ScpiDriver
+from drivers.scpi import ScpiDriver, Setting, Switch
 from rig.errors import ConfigError, InstrumentError, SetpointRefused
 from rig.roles import AcLoad
 
@@ -12,6 +12,7 @@ MODES = {
     "POW": ("power", "W", "POW:STAT:L1", "{:.3f}"),
     "RES": ("resistance", "ohm", "RES:STAT:L1", "{:.4f}"),
 }
+QUANTITY_MODES = {quantity: mode for mode, (quantity, _unit, _header, _number) in MODES.items()}
 MODE_REPLIES = {"CURR": "CURR", "CURRENT": "CURR", "CC": "CURR", "POW": "POW", "POWER": "POW", "CP": "POW",
                 "RES": "RES", "RESISTANCE": "RES", "CR": "RES"}
 
@@ -22,13 +23,20 @@ class Chroma63800Load(ScpiDriver, AcLoad):
     Every level is checked before it is sent, in the mode the instrument reports: a current against the
     rating, the role's limits and every meter's Imax; a power against the rating and the role's power limit;
     a resistance by the current it would draw at the highest voltage the load may see (its 350 V rating or
-    the role's voltage limit). Switching the input on re-checks the level the instrument holds.
+    the role's voltage limit). Every message, raw ones too, is guarded (drivers.scpi): a level in it is checked
+    so for the mode its header names; switching the input on first reads back and checks the level held for
+    the present mode; shorting the input is refused.
     `current_sample_latency_s` (settings, default 0.002) is the typical time from a current query to the
     instant the load samples it.
     """
 
     RATINGS = {"current": (0.0, 36.0), "power": (0.0, 3600.0), "voltage": (0.0, 350.0)}
     METER_RATINGS = {"current": "imax_a"}
+    SETTINGS = (Setting("CURRent[:STATic][:L1]", "current", "A"),  # L2 too: numeric suffixes are not told apart
+                Setting("POWer[:STATic][:L1]", "power", "W"),
+                Setting("RESistance[:STATic][:L1]", "resistance", "ohm"))
+    SWITCHES = (Switch("LOAD[:STATe]"),
+                Switch("LOAD:SHORt[:STATe]", refused="a shorted input draws a current no level bounds"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,8 +59,7 @@ class Chroma63800Load(ScpiDriver, AcLoad):
     def mode(self) -> str:
         reply = self.query("MODE?").strip().upper()
         if reply not in MODE_REPLIES:
-            raise InstrumentError(f"{self.role} ({self.address}): sent 'MODE?', expected one of "
-                                  f"{', '.join(MODES)}, got {reply!r}")
+            raise self.unexpected_reply("MODE?", f"one of {', '.join(MODES)}", reply)
         return MODE_REPLIES[reply]
 
     def level(self, mode: str | None = None) -> float:
@@ -80,10 +87,15 @@ class Chroma63800Load(ScpiDriver, AcLoad):
             raise SetpointRefused(f"{self.role} ({self.address}): resistance {value:g} ohm refused: it draws "
                                   f"{voltage_v / value:.3g} A at {voltage_v:g} V, {reason}") from None
 
+    def check_setting(self, quantity: str, value: float, unit: str) -> None:
+        self._check_level(QUANTITY_MODES[quantity], value)
+
+    def check_held_setpoints(self) -> None:
+        mode = self.mode()
+        self._check_level(mode, self.level(mode))
+
     def set_input(self, enabled: bool) -> None:
-        if enabled:
-            mode = self.mode()
-            self._check_level(mode, self.level(mode))
+        """Switch the input; ON is sent only after the level the instrument holds is read back and checked."""
         self.command("LOAD ON" if enabled else "LOAD OFF")
 
     def input_enabled(self) -> bool:
@@ -92,7 +104,7 @@ class Chroma63800Load(ScpiDriver, AcLoad):
             return True
         if reply in ("0", "OFF"):
             return False
-        raise InstrumentError(f"{self.role} ({self.address}): sent 'LOAD?', expected ON/OFF, got {reply!r}")
+        raise self.unexpected_reply("LOAD?", "ON/OFF", reply)
 
     def measure_current(self) -> float:
         return self.query_float("MEAS:CURR?")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.scpi import ScpiDriver
+from drivers.scpi import ScpiDriver, Setting, Switch
 from rig.errors import InstrumentError
 from rig.roles import CurrentSource
 
@@ -10,11 +10,16 @@ from rig.roles import CurrentSource
 class ScpiCurrentAmplifier(ScpiDriver, CurrentSource):
     """Current amplifier: 0-120 A at a phase of -180..180 deg (current lagging voltage is positive).
 
-    No current beyond any meter's Imax; output off with the current set to 0 is its safe state.
+    No current beyond any meter's Imax: a current in any message is checked before it is sent, and switching the
+    output on first reads back the current the instrument holds. Output off with the current set to 0 is its
+    safe state.
     """
 
     RATINGS = {"current": (0.0, 120.0), "phase": (-180.0, 180.0)}
     METER_RATINGS = {"current": "imax_a"}
+    SETTINGS = (Setting("[SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude]", "current", "A"),)
+    SWITCHES = (Switch("OUTPut[:STATe]"),)
+    HELD_SETPOINTS = (("SOUR:CURR?", "current", "A"),)
 
     def set_current(self, current_a: float) -> None:
         self.check_setpoint("current", current_a, "A")
@@ -25,8 +30,7 @@ class ScpiCurrentAmplifier(ScpiDriver, CurrentSource):
         self.command(f"SOUR:PHAS {phase_deg:.3f}")
 
     def set_output(self, enabled: bool) -> None:
-        if enabled:
-            self.check_setpoint("current", self.current_setpoint(), "A")
+        """Switch the output; ON is sent only after the current the instrument holds is read back and checked."""
         self.command("OUTP ON" if enabled else "OUTP OFF")
 
     def output_enabled(self) -> bool:
@@ -35,7 +39,7 @@ class ScpiCurrentAmplifier(ScpiDriver, CurrentSource):
             return True
         if reply in ("0", "OFF"):
             return False
-        raise InstrumentError(f"{self.role} ({self.address}): sent 'OUTP?', expected ON/OFF, got {reply!r}")
+        raise self.unexpected_reply("OUTP?", "ON/OFF", reply)
 
     def current_setpoint(self) -> float:
         return self.query_float("SOUR:CURR?")

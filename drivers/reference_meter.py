@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.scpi import ScpiDriver
-from rig.errors import ConfigError, InstrumentError
+from rig.errors import ConfigError
 from rig.roles import ReferenceMeter
 
 MEASURE_QUERY = "MEAS:VOLT?;CURR?;POW?;PFAC?"
@@ -35,8 +35,7 @@ class ScpiReferenceMeter(ScpiDriver, ReferenceMeter):
                 raise ValueError
             values = [float(field) for field in fields]
         except ValueError:
-            raise InstrumentError(f"{self.role} ({self.address}): sent {MEASURE_QUERY!r}, expected "
-                                  f"'voltage;current;power;power factor', got {reply!r}") from None
+            raise self.unexpected_reply(MEASURE_QUERY, "'voltage;current;power;power factor'", reply) from None
         return dict(zip(MEASURE_KEYS, values, strict=True))
 
     def start_integration(self) -> None:
@@ -51,7 +50,7 @@ class ScpiReferenceMeter(ScpiDriver, ReferenceMeter):
             return True
         if reply == "STOP":
             return False
-        raise InstrumentError(f"{self.role} ({self.address}): sent 'INT:STAT?', expected RUN/STOP, got {reply!r}")
+        raise self.unexpected_reply("INT:STAT?", "RUN/STOP", reply)
 
     def read_energy_wh(self) -> float:
         return self.query_float("FETC:ENER?")

@@ -5,12 +5,13 @@ in the model at an instant of its choosing and compare what the rig detects with
 """
 
 import random
+import socket
 import time
 
 import pytest
 from twin_thread import OpenBenchOnTwin
 
-from rig.errors import InstrumentError
+from rig.errors import InstrumentError, SetpointRefused
 from rig.sim.truth import read_truth
 from rig.timing import CurrentWatcher
 
@@ -61,8 +62,11 @@ def test_identity_and_instrument_habits(twin):
     load = twin.bench["load@1"]
     assert twin.bench.identities["load@1"].raw == "Chroma ATE,63803,SIM63803-0001,1.20"
     assert load.query("LOAD:MODE POW;:POW:STAT:L1 1200;:MODE?;:POWER:STATIC?") == "POW;1200.0000"
-    with pytest.raises(InstrumentError, match=r"refused 'CURR 37': -222,\"Data out of range"):
+    with pytest.raises(SetpointRefused, match=r"current 37 A refused: above 36 A, the rating of the chroma63800 "
+                                              r"instrument \(in 'CURR 37'; nothing sent\)"):
         load.command("CURR 37")
+    with pytest.raises(InstrumentError, match=r"refused 'RES 20000': -222,\"Data out of range"):
+        load.command("RES 20000")
     with pytest.raises(InstrumentError, match=r"refused 'MODE RLC': -224"):
         load.command("MODE RLC")
     load.command("LOAD ON")
@@ -146,8 +150,10 @@ def test_watcher_detects_relay_switching_in_the_model_within_its_uncertainty(twi
 def test_over_current_protection_switches_the_input_off(twin):
     load = twin.bench["load@1"]
     supply_on(twin)
-    load.command("MODE RES;:RES 5")  # 48 A at 240 V: the driver would refuse it, raw commands do not
-    load.command("LOAD ON")
+    host, port = load.address.split("::")[1:3]
+    with socket.create_connection((host, int(port)), timeout=5) as raw:  # 48 A at 240 V: the driver refuses it
+        raw.sendall(b"MODE RES;:RES 5;:LOAD ON;:SYST:ERR?\n")
+        assert raw.makefile().readline().strip() == '0,"No error"'
     assert load.input_enabled() is False
     last = twin.truth("load")[-1]
     assert (last["on"], last["by"]) == (False, "load@1 OCP")

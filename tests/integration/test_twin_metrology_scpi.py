@@ -124,7 +124,8 @@ def test_amplifier_keeps_scpi_habits_and_refuses_out_of_range(twin_bench):
     current = bench["current"]
     assert current.query("SOUR:CURR 5;PHAS -36.87;:SOURCE:CURRENT:LEVEL:IMMEDIATE:AMPLITUDE?;:PHAS?") == (
         "5.0000;-36.870")
-    with pytest.raises(InstrumentError, match=r"refused 'SOUR:CURR 121': -222,\"Data out of range"):
+    with pytest.raises(SetpointRefused, match=r"current 121 A refused: above 120 A, the rating of the scpi_current_"
+                                              r"amplifier instrument \(in 'SOUR:CURR 121'; nothing sent\)"):
         current.command("SOUR:CURR 121")
     with pytest.raises(InstrumentError, match=r"refused 'SOUR:PHAS 181': -222"):
         current.command("SOUR:PHAS 181")

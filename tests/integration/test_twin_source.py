@@ -8,7 +8,7 @@ from scripted_peer import ScriptedScpiPeer, Step
 
 from rig.bench import Bench
 from rig.config import load_bench
-from rig.errors import BenchBroken, InstrumentError
+from rig.errors import BenchBroken, InstrumentError, SetpointRefused
 from rig.sim.launcher import TwinProcess
 from rig.sim.truth import read_truth
 from rig.transcript import Transcript
@@ -57,8 +57,11 @@ def test_twin_keeps_scpi_habits(twin_bench):
 def test_twin_refuses_a_setpoint_outside_its_range_and_the_driver_reports_it(twin_bench):
     bench, _ = twin_bench
     source = bench["source"]
-    with pytest.raises(InstrumentError, match=r"refused 'SOUR:VOLT:AC 301': -222,\"Data out of range"):
+    with pytest.raises(SetpointRefused, match=r"voltage 301 V refused: above 300 V, the rating of the chroma61500 "
+                                              r"instrument \(in 'SOUR:VOLT:AC 301'; nothing sent\)"):
         source.command("SOUR:VOLT:AC 301")
+    with pytest.raises(InstrumentError, match=r"refused 'SOUR:CURR:LIM 41': -222,\"Data out of range"):
+        source.command("SOUR:CURR:LIM 41")  # a setting the rig does not bound: the twin refuses it
     assert source.voltage_setpoint() == 0.0
 
 

@@ -11,6 +11,8 @@ from rig.errors import ConfigError, InstrumentError, SetpointRefused
 
 OK = '0,"No error"'
 METER = "the rating of meter SIM0001 at position 1 (imax_a)"
+RATING = "the rating of the chroma63800 instrument"
+SENTINEL = Step("*OPC?", "1")  # answered in order: what the peer received before it was all that was sent
 
 
 @pytest.fixture
@@ -159,3 +161,51 @@ def test_current_sample_latency_comes_from_settings(connect):
     assert connect([], settings={"current_sample_latency_s": 0.015})[0].current_sample_latency_s == 0.015
     with pytest.raises(ConfigError, match=r"roles.load@1.settings.current_sample_latency_s: 'soon' is not"):
         connect([], settings={"current_sample_latency_s": "soon"})
+
+
+@pytest.mark.parametrize(("send", "message", "refused"), [
+    ("command", "CURR 37", f"current 37 A refused: above 36 A, {RATING} (in 'CURR 37'; nothing sent)"),
+    ("command", "CURR:STAT:L1 31", f"current 31 A refused: above 30 A, {METER}"),
+    ("command", "current:static:l2 31A", "current 31 A refused: above 30 A"),
+    ("command", "CURR:STAT:L1 0.031KA", "current 31 A refused"),
+    ("command", "LOAD:MODE POW;:POW:STAT:L1 3700", f"power 3700 W refused: above 3600 W, {RATING}"),
+    ("command", "MODE RES;:RES 5", "resistance 5 ohm refused: it draws 70 A at 350 V, above 36 A"),
+    ("command", "RES:STAT:L1 0", "resistance 0 ohm refused: not above 0 ohm"),
+    ("command", "CURR:STAT:L1 MAX", "current 'MAX' in 'CURR:STAT:L1 MAX' refused: not a number in A"),
+    ("command", "CURR 5MA", "current '5MA' in 'CURR 5MA' refused: not a number"),
+    ("command", "LOAD:SHOR ON", "'LOAD:SHOR ON' refused: a shorted input draws a current no level bounds; nothing"),
+    ("write", "CURR:STAT:L1 31", "current 31 A refused"),
+    ("query", "CURR:STAT:L1 31;:CURR:STAT:L1?", "current 31 A refused"),
+])
+def test_a_raw_level_beyond_a_limit_is_refused_and_nothing_is_sent(connect, send, message, refused):
+    load, peer = connect([SENTINEL])
+    with pytest.raises(SetpointRefused) as error:
+        getattr(load, send)(message)
+    assert str(error.value).startswith(f"load@1 ({peer.resource}): ")
+    assert refused in str(error.value)
+    assert load.query("*OPC?") == "1"
+    assert peer.received == ["*OPC?"]
+
+
+@pytest.mark.parametrize(("mode", "level", "refused"), [
+    ("CURR", "33.0000", f"current 33 A refused: above 30 A, {METER}"),
+    ("RES", "5.0000", f"resistance 5 ohm refused: it draws 70 A at 350 V, above 36 A, {RATING}"),
+])
+def test_a_raw_input_on_is_refused_after_reading_back_a_level_beyond_the_limits(connect, mode, level, refused):
+    load, peer = connect([Step("MODE?", mode), Step(f"{mode}:STAT:L1?", level), SENTINEL])
+    with pytest.raises(SetpointRefused) as error:
+        load.write("LOAD:STAT ON")
+    assert str(error.value) == (f"load@1 ({peer.resource}): {refused} (held by the instrument, read back before "
+                                f"'LOAD:STAT ON'; not sent)")
+    assert load.query("*OPC?") == "1"
+    assert peer.received == ["MODE?", f"{mode}:STAT:L1?", "*OPC?"]
+
+
+def test_a_raw_input_on_within_the_limits_is_sent_after_the_read_back(connect):
+    load, peer = connect([Step("MODE?", "POW"), Step("POW:STAT:L1?", "1200.0000"), Step("LOAD ON;:SYST:ERR?", OK),
+                          Step("LOAD OFF"), SENTINEL])
+    load.command("LOAD ON")
+    load.write("LOAD OFF")
+    assert load.query("*OPC?") == "1"
+    assert peer.received == ["MODE?", "POW:STAT:L1?", "LOAD ON;:SYST:ERR?", "LOAD OFF", "*OPC?"]
+    peer.assert_complete()

@@ -10,6 +10,8 @@ from rig.driver import SetpointLimits
 from rig.errors import InstrumentError, InstrumentTimeout, SetpointRefused
 
 OK = '0,"No error"'
+METER = "the rating of meter SIM0001 at position 1 (imax_a)"
+SENTINEL = Step("*OPC?", "1")  # answered in order: what the peer received before it was all that was sent
 
 
 @pytest.fixture
@@ -143,3 +145,40 @@ def test_make_safe_fails_when_the_instrument_refuses_output_off(connect):
     amplifier, peer = connect([Step("OUTP OFF;:SYST:ERR?", '-221,"Settings conflict"')])
     with pytest.raises(InstrumentError, match=r"refused 'OUTP OFF': -221"):
         amplifier.make_safe()
+
+
+@pytest.mark.parametrize(("send", "message", "refused"), [
+    ("command", "SOUR:CURR 61", f"current 61 A refused: above 60 A, {METER} (in 'SOUR:CURR 61'; nothing sent)"),
+    ("command", "CURR 61A", "current 61 A refused"),
+    ("command", ":source:current:level:immediate:amplitude 0.061KA", "current 61 A refused"),
+    ("command", "SOUR:PHAS 10;:CURR 61", "current 61 A refused"),
+    ("command", "SOUR:CURR 121", "current 121 A refused: above 120 A, the rating of the scpi_current_amplifier"),
+    ("command", "SOUR:CURR 61000MA", "current '61000MA' in 'SOUR:CURR 61000MA' refused: not a number in A"),
+    ("write", "SOUR:CURR 61", "current 61 A refused"),
+    ("query", "SOUR:CURR 61;:SOUR:CURR?", "current 61 A refused"),
+])
+def test_a_raw_current_beyond_a_limit_is_refused_and_nothing_is_sent(connect, send, message, refused):
+    amplifier, peer = connect([SENTINEL])
+    with pytest.raises(SetpointRefused) as error:
+        getattr(amplifier, send)(message)
+    assert str(error.value).startswith(f"current ({peer.resource}): ")
+    assert refused in str(error.value)
+    assert amplifier.query("*OPC?") == "1"
+    assert peer.received == ["*OPC?"]
+
+
+def test_a_raw_output_on_is_refused_after_reading_back_a_current_beyond_a_meter_rating(connect):
+    amplifier, peer = connect([Step("SOUR:CURR?", "80.0000"), SENTINEL])
+    with pytest.raises(SetpointRefused) as error:
+        amplifier.write("OUTP:STAT 1")
+    assert str(error.value) == (f"current ({peer.resource}): current 80 A refused: above 60 A, {METER} (held by "
+                                f"the instrument, read back before 'OUTP:STAT 1'; not sent)")
+    assert amplifier.query("*OPC?") == "1"
+    assert peer.received == ["SOUR:CURR?", "*OPC?"]
+
+
+def test_raw_phase_is_left_to_the_instrument(connect):
+    amplifier, peer = connect([Step("SOUR:PHAS 181;:SYST:ERR?", '-222,"Data out of range"')])
+    with pytest.raises(InstrumentError, match=r"refused 'SOUR:PHAS 181': -222"):
+        amplifier.command("SOUR:PHAS 181")
+    peer.assert_complete()
