@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import serial
 from dlms_cosem import cosem, dlms_data, enumerations
@@ -26,7 +26,9 @@ from dlms_cosem.exceptions import CommunicationError
 from dlms_cosem.hdlc import connection as hdlc_connection
 from dlms_cosem.hdlc import frames
 from dlms_cosem.protocol import acse, xdlms
+from pydantic import Field
 
+from rig.config import DriverSettings, RoleConfig, driver_settings
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
 from rig.roles import MeterReadout
@@ -247,6 +249,19 @@ class _Session:
         self.io.abort()
 
 
+class DlmsSettings(DriverSettings):
+    """Settings of a DLMS meter's data port (see DlmsMeter)."""
+
+    client: str = "public"
+    authentication: str | None = None  # default: the client's
+    client_sap: Annotated[int, Field(ge=0)] | None = None  # default: the client's
+    server_sap: Annotated[int, Field(ge=0)] = 1
+    server_physical_address: Annotated[int, Field(ge=0)] | None = None
+    baudrate: Annotated[int, Field(gt=0)] = 9600
+    deadline_s: Annotated[float, Field(gt=0)] = 5.0
+    utc_offset_min: Annotated[int, Field(ge=-720, le=840)] = IST_OFFSET_MIN
+
+
 class DlmsMeter(Driver, MeterReadout):
     """A DLMS/COSEM meter on its data port (role 'meter@<position>').
 
@@ -258,14 +273,14 @@ class DlmsMeter(Driver, MeterReadout):
     replaced by '***'); a call that overruns its deadline raises InstrumentTimeout naming what was sent.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        settings = self.config.settings
-        self.client_name = str(settings.get("client", "public"))
+    def __init__(self, role: str, config: RoleConfig, *args, **kwargs):
+        self.settings = settings = driver_settings(DlmsSettings, role, config.settings)
+        super().__init__(role, config, *args, **kwargs)
+        self.client_name = settings.client
         if self.client_name not in CLIENT_SAPS:
             raise ConfigError(f"roles.{self.role}.settings.client: {self.client_name!r} is not one of "
                               f"{', '.join(CLIENT_SAPS)}")
-        self.authentication = str(settings.get("authentication", DEFAULT_AUTHENTICATION[self.client_name])).lower()
+        self.authentication = (settings.authentication or DEFAULT_AUTHENTICATION[self.client_name]).lower()
         if self.authentication == "hls-gmac":
             raise ConfigError(f"roles.{self.role}.settings.authentication: authentication hls-gmac is not "
                               f"supported yet")
@@ -279,14 +294,12 @@ class DlmsMeter(Driver, MeterReadout):
                 raise ConfigError(f"roles.{self.role}.secrets.lls_password: required for LLS authentication "
                                   f"(client {self.client_name})")
             self.password = password.encode()
-        self.client_sap = int(settings.get("client_sap", CLIENT_SAPS[self.client_name]))
-        self.server_sap = int(settings.get("server_sap", 1))
-        self.physical_address = settings.get("server_physical_address")
-        self.baudrate = int(settings.get("baudrate", 9600))
-        self.deadline_s = float(settings.get("deadline_s", 5.0))
-        if self.deadline_s <= 0:
-            raise ConfigError(f"roles.{self.role}.settings.deadline_s: must be above 0")
-        self.utc_offset_min = int(settings.get("utc_offset_min", IST_OFFSET_MIN))
+        self.client_sap = settings.client_sap if settings.client_sap is not None else CLIENT_SAPS[self.client_name]
+        self.server_sap = settings.server_sap
+        self.physical_address = settings.server_physical_address
+        self.baudrate = settings.baudrate
+        self.deadline_s = settings.deadline_s
+        self.utc_offset_min = settings.utc_offset_min
         self.kind, self.host, self.port = parse_resource(self.address, self.role)
         self._session: _Session | None = None
         self._lock = threading.Lock()

@@ -34,9 +34,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import serial
+from pydantic import Field
 
+from rig.config import DriverSettings, RoleConfig, driver_settings
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout
 from rig.roles import Modem
@@ -107,19 +110,22 @@ def lock_holders(path: str) -> list[int]:
     return holders
 
 
+class ModemSettings(DriverSettings):
+    """Settings of a modem's AT port."""
+
+    baudrate: Annotated[int, Field(gt=0)] = 115200
+
+
 class AtModem(Driver, Modem):
     """A modem's AT port playing 'modem@<n>'. Exchanges are serialised by a lock."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, role: str, config: RoleConfig, *args, **kwargs):
+        self.settings = driver_settings(ModemSettings, role, config.settings)
+        super().__init__(role, config, *args, **kwargs)
         self.port = parse_resource(self.address)
         if not self.port:
             raise ConfigError(f"roles.{self.role}.resource: a serial device path such as '/dev/ttyUSB2' is needed")
-        try:
-            self.baudrate = int(self.config.settings.get("baudrate", 115200))
-        except (TypeError, ValueError):
-            raise ConfigError(f"roles.{self.role}.settings.baudrate: {self.config.settings['baudrate']!r} is "
-                              f"not a number") from None
+        self.baudrate = self.settings.baudrate
         self._serial: serial.Serial | None = None
         self._lines: queue.Queue[tuple[float, str]] = queue.Queue()
         self._events: list[RegistrationEvent] = []

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from drivers.modbus import ModbusTcpDriver
+from rig.config import DriverSettings, RoleConfig, driver_settings
 from rig.errors import ConfigError, InstrumentError
 from rig.roles import PulseCounter
+
+
+class CounterSettings(DriverSettings):
+    """Settings of a counter module: its register map and Modbus device, and which channel counts which position."""
+
+    register_map: str = "adam6051"  # a packaged map's name or a path
+    device_id: Annotated[int, Field(ge=0, le=255)] = 1
+    channels: Annotated[int, Field(ge=1)] | None = None  # default: the map's
+    channel_of_position: dict[int, int] = {}
+    positions: list[int] | None = None
 
 
 class Adam6051Counter(ModbusTcpDriver, PulseCounter):
@@ -19,17 +34,17 @@ class Adam6051Counter(ModbusTcpDriver, PulseCounter):
     DEFAULT_MAP = "adam6051"
     KIND = "counter"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        settings = self.config.settings
+    def __init__(self, role: str, config: RoleConfig, *args, **kwargs):
+        self.settings = settings = driver_settings(CounterSettings, role, config.settings)
+        super().__init__(role, config, *args, **kwargs)
         block = self.map.counters
         if block is None:
             raise ConfigError(f"roles.{self.role}.settings.register_map: map {self.map.name!r} has no 'counters'")
         self.block = block
-        self.channels = int(settings.get("channels", block.channels))
-        mapping = {int(p): int(c) for p, c in (settings.get("channel_of_position") or {}).items()}
-        positions = settings.get("positions") or sorted(mapping) or range(1, self.channels + 1)
-        self.channel_of_position = {int(p): mapping.get(int(p), int(p) - 1) for p in positions}
+        self.channels = settings.channels if settings.channels is not None else block.channels
+        mapping = settings.channel_of_position
+        positions = settings.positions or sorted(mapping) or range(1, self.channels + 1)
+        self.channel_of_position = {p: mapping.get(p, p - 1) for p in positions}
         used: dict[int, int] = {}
         for position, channel in self.channel_of_position.items():
             if not 0 <= channel < self.channels:

@@ -30,13 +30,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rig.bench import Bench
     from rig.config import load_bench, position_of_role
     from rig.driver import available_drivers
+    from rig.lock import BenchLock
+    from rig.preflight import preflight
     from rig.sim.launcher import TwinProcess
     from rig.transcript import Transcript
 
     bench_file = load_bench(args.bench, known_drivers=set(available_drivers()))
+    preflight(bench_file)
     config = bench_file.config
+    lock = BenchLock.for_bench(bench_file, with_bench_file=False)  # a run holds these instruments: hands off
+    lock.acquire()
     print(f"bench {config.name!r} ({bench_file.path}): valid, {len(config.roles)} roles, "
           f"{len(config.positions)} meter positions")
+    for message in lock.taken_over:
+        print(f"rig: {message}", file=sys.stderr)
     twin = None
     with tempfile.TemporaryDirectory(prefix="rig-check-") as tmp:
         try:
@@ -60,6 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         finally:
             if twin is not None:
                 twin.stop()
+            lock.release()
     _print_table(("role", "driver", "resource", "maker", "model", "serial", "firmware", "status"), rows)
     if config.positions:
         print()
@@ -141,13 +149,35 @@ def add_certificate_and_history(sub) -> None:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    import socket
+
     from rig.config import load_bench
-    from rig.sim.twin import serve
+    from rig.sim.defects import check_defects
+    from rig.sim.twin import is_serial_device, parse_resource, serve, simulated_roles, simulator_class
 
     bench_file = load_bench(args.bench)
-    asyncio.run(serve(bench_file, Path(args.truth), args.ephemeral_ports,
-                      Path(args.ready_file) if args.ready_file else None, args.parent_pid,
-                      Path(args.defects) if args.defects else None, announce=lambda line: print(line, flush=True)))
+    defects = Path(args.defects) if args.defects else None
+    if defects is not None:
+        check_defects(defects, bench_file)
+    if not args.ephemeral_ports:  # a port in use is named with its role before anything is served
+        for role, config in simulated_roles(bench_file.config).items():
+            if getattr(simulator_class(config.driver), "transport", None) == "pty" or is_serial_device(config.resource):
+                continue
+            _host, port = parse_resource(config.resource, role)
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError as exc:
+                    raise RigError(f"twin: {role} ({config.resource}): cannot serve on 127.0.0.1:{port}: "
+                                   f"{exc.strerror} (is another twin serving this bench? --ephemeral-ports "
+                                   f"picks free ports)") from None
+    try:
+        asyncio.run(serve(bench_file, Path(args.truth), args.ephemeral_ports,
+                          Path(args.ready_file) if args.ready_file else None, args.parent_pid, defects,
+                          announce=lambda line: print(line, flush=True)))
+    except OSError as exc:
+        raise RigError(f"twin: cannot serve {bench_file.path.name}: {exc.strerror or exc}") from None
     return 0
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rig.errors import ConfigError
-from rig.yamlfile import read_yaml, validate, yaml_line
+from rig.yamlfile import dotted, first_error, read_yaml, reported_error, validate, yaml_line
 
 ACCURACY_CLASSES = ("0.2S", "0.5S", "1", "2")
 
@@ -44,12 +44,19 @@ class SecretRef(Strict):
             value = os.environ.get(self.env)
             if value is None:
                 raise ConfigError(f"{where}: environment variable {self.env} is not set")
+            if not value.strip():
+                raise ConfigError(f"{where}: environment variable {self.env} is empty")
             return value
         path = self.file if self.file.is_absolute() or base_dir is None else base_dir / self.file
         try:
-            return path.read_text().strip()
+            value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: secret file {path} is not UTF-8 text") from None
+        if not value:
+            raise ConfigError(f"{where}: secret file {path} is empty")
+        return value
 
 
 class Range(Strict):
@@ -98,6 +105,39 @@ class RoleConfig(Strict):
     settings: dict[str, Any] = {}
     secrets: dict[str, SecretRef] = {}
     calibration: Calibration | None = None  # of the instrument, shown on certificates
+
+    @field_validator("resource")
+    @classmethod
+    def _no_credentials(cls, resource: str) -> str:
+        scheme, sep, rest = resource.partition("://")
+        netloc = rest.split("/")[0]
+        if sep and "@" in netloc:
+            raise ValueError(f"credentials in the address ({scheme}://***@{netloc.rpartition('@')[2]}) are not "
+                             f"allowed: give them under 'secrets:' as {{env: NAME}} or {{file: PATH}}")
+        return resource
+
+
+class DriverSettings(Strict):
+    """Base of a driver's settings model (`settings:` of a role); a setting the driver does not know is refused."""
+
+
+Settings = TypeVar("Settings", bound=DriverSettings)
+
+
+def driver_settings(model: type[Settings], role: str, settings: dict[str, Any]) -> Settings:
+    """A role's settings validated by its driver's model; ConfigError naming roles.<role>.settings.<field>."""
+    try:
+        return model.model_validate(settings)
+    except ValidationError as exc:
+        errors = exc.errors()
+        loc, message, more = first_error(errors)
+        first = reported_error(errors)
+        if first["type"] == "extra_forbidden":
+            message += f" (settings of this driver: {', '.join(model.model_fields)})"
+        elif first["type"] != "missing":
+            message += f" (got {first['input']!r})"
+        suffix = f" (and {more} more)" if more > 0 else ""
+        raise ConfigError(f"roles.{role}.settings.{dotted(loc)}: {message}{suffix}") from None
 
 
 class MeterPosition(Strict):
@@ -196,6 +236,16 @@ def bench_roles(config: BenchConfig) -> dict[str, RoleConfig]:
     return roles
 
 
+def role_location(config: BenchConfig, role: str) -> tuple:
+    """Where a role is described: ('roles', 'counter') or ('positions', 0, 'interface') for 'meter@1'."""
+    position = position_of_role(role)
+    if position is None:
+        return ("roles", role)
+    index = next(i for i, m in enumerate(config.positions) if m.position == position)
+    field = next(f for f, prefix in POSITION_ROLES.items() if role.startswith(prefix + "@"))
+    return ("positions", index, field)
+
+
 def position_of_role(role: str) -> int | None:
     """3 for 'meter@3', 'load@3', 'attenuator@3' or 'modem@3'; None for a bench-wide role."""
     prefix, _, number = role.partition("@")
@@ -223,13 +273,7 @@ def load_bench(path: str | os.PathLike, known_drivers: set[str] | None = None) -
     if known_drivers is not None:
         for role, role_config in bench_roles(config).items():
             if role_config.driver not in known_drivers:
-                position = position_of_role(role)
-                if position is None:
-                    loc = ("roles", role, "driver")
-                else:
-                    index = next(i for i, m in enumerate(config.positions) if m.position == position)
-                    field = next(f for f, prefix in POSITION_ROLES.items() if role.startswith(prefix + "@"))
-                    loc = ("positions", index, field, "driver")
+                loc = role_location(config, role) + ("driver",)
                 raise ConfigError(
                     f"{path}:{yaml_line(root, loc)}: {'.'.join(map(str, loc))}: unknown driver "
                     f"{role_config.driver!r} (known: {', '.join(sorted(known_drivers))})"

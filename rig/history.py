@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,14 +74,28 @@ def history_path(run_folder: Path) -> Path:
 def connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=30)
     connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA foreign_keys = ON")
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    try:
+        connection.execute("PRAGMA foreign_keys = ON")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError:
+        connection.close()
+        raise
     if version not in (0, SCHEMA_VERSION):
         connection.close()
         raise ConfigError(f"{path}: history schema version {version}, this rig reads version {SCHEMA_VERSION}")
     connection.executescript(SCHEMA)
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return connection
+
+
+@contextmanager
+def history_database(path: Path) -> Iterator[sqlite3.Connection]:
+    """An open history database, closed afterwards; a file SQLite cannot use is a ConfigError naming it."""
+    try:
+        with closing(connect(path)) as connection:
+            yield connection
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"{path}: not a usable history database ({exc})") from None
 
 
 def _number(value) -> float | None:
@@ -92,7 +107,7 @@ def append_run(database: Path, data: RunData) -> int:
     run = data.run
     outcomes = run.get("outcomes") or {}
     instruments = run.get("instruments") or {}
-    with closing(connect(database)) as connection, connection:
+    with history_database(database) as connection, connection:
         folder = str(Path(data.folder).resolve())
         connection.execute("DELETE FROM runs WHERE folder = ?", (folder,))
         run_id = connection.execute(
@@ -178,7 +193,7 @@ def trends(database: Path, *, meter: str | None = None, plan: str | None = None,
         clauses.append("lower(replace(m.load_point, ' ', '')) = ?")
         values.append(_squeezed(point))
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    with closing(connect(database)) as connection:
+    with history_database(database) as connection:
         rows = connection.execute(
             "SELECT r.id AS run_id, r.started, r.bench, r.git_revision, m.serial, mt.firmware, m.plan, m.name,"
             " m.load_point, m.pf, m.value, m.unit, m.low, m.high, m.uncertainty, m.verdict"
@@ -191,7 +206,7 @@ def trends(database: Path, *, meter: str | None = None, plan: str | None = None,
 def runs(database: Path) -> list[sqlite3.Row]:
     if not Path(database).exists():
         raise ConfigError(f"{database}: no history database (a run writes it beside its run folder)")
-    with closing(connect(database)) as connection:
+    with history_database(database) as connection:
         return connection.execute(
             "SELECT r.*, group_concat(mt.serial || ' ' || coalesce(mt.firmware, '-'), ', ') AS meters"
             " FROM runs r LEFT JOIN meters mt ON mt.run_id = r.id GROUP BY r.id ORDER BY r.started, r.id").fetchall()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,24 +13,33 @@ from pydantic import BaseModel, ValidationError
 from rig.errors import ConfigError
 
 Model = TypeVar("Model", bound=BaseModel)
+MERGE_TAG = "tag:yaml.org,2002:merge"
+MISSING_SHOWN = 3  # missing fields named beside an unknown one
 
 
 def yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
-    """Line (1-based) of the YAML node at a pydantic error location, as near as it can be found."""
-    node, line = root, None
+    """Line (1-based) of a pydantic error location in the YAML: the line of its key (or list item), else of the
+    nearest enclosing one that exists."""
+    if root is None:
+        return None
+    node, line = root, root.start_mark.line + 1
     for key in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(key)), None)
+            pair = next(((k, v) for k, v in node.value if k.value == str(key)), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
+            line = node.start_mark.line + 1
         else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
+            break
     return line
+
+
+def dotted(loc: tuple) -> str:
+    """('roles', 'source', 'limits') -> 'roles.source.limits'."""
+    return ".".join(str(part) for part in loc) or "(top level)"
 
 
 def describe_error(error: dict) -> str:
@@ -40,14 +51,48 @@ def describe_error(error: dict) -> str:
     return message
 
 
+def _duplicate_keys(node: yaml.Node, loc: tuple = (), seen: set[int] | None = None) -> Iterator[tuple]:
+    """(loc of the repeated key, its node, line of the first occurrence) for every key a mapping repeats."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != MERGE_TAG:
+                if (key.tag, key.value) in first:
+                    yield loc + (key.value,), key, first[(key.tag, key.value)]
+                first.setdefault((key.tag, key.value), key.start_mark.line + 1)
+            yield from _duplicate_keys(value, loc + (key.value if isinstance(key, yaml.ScalarNode) else "?",), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, loc + (index,), seen)
+
+
 def read_yaml(path: Path, what: str) -> tuple[Any, yaml.Node | None]:
-    """The data of a YAML file and its node tree (for line numbers)."""
+    """The data of a YAML file and its node tree (for line numbers); a key given twice in a mapping is refused."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte order mark some editors write
     try:
-        return yaml.safe_load(text), yaml.compose(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: {what} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            return None, None
+        duplicate = next(_duplicate_keys(root), None)
+        if duplicate is not None:
+            loc, key, first_line = duplicate
+            raise ConfigError(f"{path}:{key.start_mark.line + 1}: {dotted(loc)}: given twice (first at line "
+                              f"{first_line}); the second would silently replace the first")
+        return yaml.SafeLoader("").construct_document(root), root
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -57,17 +102,40 @@ def read_yaml(path: Path, what: str) -> tuple[Any, yaml.Node | None]:
 def field_error(where: str, root: yaml.Node | None, loc: tuple, message: str, more: int = 0) -> ConfigError:
     """'file:line: field.path: message (and N more)'."""
     line = yaml_line(root, loc) if root is not None else None
-    field = ".".join(str(part) for part in loc) or "(top level)"
     suffix = f" (and {more} more)" if more > 0 else ""
-    return ConfigError(f"{where}{f':{line}' if line else ''}: {field}: {message}{suffix}")
+    return ConfigError(f"{where}{f':{line}' if line else ''}: {dotted(loc)}: {message}{suffix}")
+
+
+def reported_error(errors: list[dict]) -> dict:
+    """The pydantic error to report: an unknown field first (a misspelt key also leaves its field missing)."""
+    return sorted(errors, key=lambda error: error["type"] != "extra_forbidden")[0]
+
+
+def first_error(errors: list[dict]) -> tuple[tuple, str, int]:
+    """(loc, message, number of further errors) of the error to report; for an unknown field the message names
+    the missing field it resembles (else the missing fields beside it)."""
+    first = reported_error(errors)
+    loc = tuple(part for part in first["loc"] if part != "[key]")  # a mapping key that is itself wrong
+    message, more = describe_error(first), len(errors) - 1
+    if first["type"] == "extra_forbidden":
+        missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
+        guess = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+        if guess:
+            message += f" (did you mean {guess[0]!r}? it is missing)"
+            more -= 1
+        elif missing:
+            shown = missing[:MISSING_SHOWN]
+            message += f" (missing: {', '.join(shown)}{', ...' if len(missing) > len(shown) else ''})"
+            more -= len(shown)
+    return loc, message, more
 
 
 def validate(model: type[Model], data: Any, where: str, root: yaml.Node | None = None) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        raise field_error(where, root, tuple(errors[0]["loc"]), describe_error(errors[0]), len(errors) - 1) from None
+        loc, message, more = first_error(exc.errors())
+        raise field_error(where, root, loc, message, more) from None
 
 
 def load_model(path: Path, model: type[Model], what: str) -> Model:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rig.yamlfile import read_yaml, validate
+from rig.config import BenchFile, bench_roles
+from rig.errors import ConfigError
+from rig.yamlfile import read_yaml, validate, yaml_line
+
+HES_DRIVER = "hes_http"  # the driver whose simulator the `hes:` section makes misbehave
 
 
 class Strict(BaseModel):
@@ -27,6 +31,15 @@ class ErrorBand(Strict):
         if isinstance(data, dict) and isinstance(data.get("pf"), int | float):
             data = {**data, "pf": f"{data['pf']:g}"}
         return data
+
+    @field_validator("current_a")
+    @classmethod
+    def _ordered_band(cls, band: tuple[float, float]) -> tuple[float, float]:
+        low, high = band
+        if low < 0 or low > high:
+            raise ValueError(f"a band is [low, high] with 0 <= low <= high, got [{low:g}, {high:g}]: it would "
+                             f"never apply")
+        return band
 
 
 class MeterDefects(Strict):
@@ -85,3 +98,22 @@ def load_defects(path: str | Path | None) -> Defects:
     path = Path(path)
     data, root = read_yaml(path, "defects file")
     return validate(Defects, data or {}, str(path), root)
+
+
+def check_defects(path: str | Path, bench: BenchFile) -> Defects:
+    """Read a defects YAML and hold it against the bench it will run on: defects of a position the bench lacks,
+    or of an HES it has not, would never show, so they are refused (ConfigError naming file, line and field)."""
+    path = Path(path)
+    data, root = read_yaml(path, "defects file")
+    defects = validate(Defects, data or {}, str(path), root)
+    if defects.hes.model_fields_set and not any(c.driver == HES_DRIVER for c in bench_roles(bench.config).values()):
+        raise ConfigError(f"{path}:{yaml_line(root, ('hes',))}: hes: bench {bench.name!r} ({bench.path.name}) has "
+                          f"no head-end system (a role with driver {HES_DRIVER})")
+    positions = [meter.position for meter in bench.config.positions]
+    for position in defects.positions:
+        if position not in positions:
+            loc = ("positions", position)
+            raise ConfigError(f"{path}:{yaml_line(root, loc)}: positions.{position}: bench {bench.name!r} "
+                              f"({bench.path.name}) has no position {position} (positions: "
+                              f"{', '.join(map(str, positions)) or 'none'})")
+    return defects

@@ -8,9 +8,28 @@ import pytest
 from meter_groups import AccuracyPlan, Energiser, MeterGroup, load_plan, meter_groups
 
 from fixtures.plugin import MEASUREMENTS_KEY, rig_session
+from rig.errors import ConfigError
 from rig.report.attach import attach_csv, attach_png
 from rig.report.plots import ErrorPoint, error_curve, error_points_csv
 from rig.standards import load_points
+
+CHECKED_KEY = pytest.StashKey[bool]()
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Before the accuracy plan is collected, read it, its limits files and every group's load points: a bad file
+    stops the run before any test, naming file, line and field."""
+    config = collector.config
+    if not isinstance(collector, pytest.Module) or CHECKED_KEY in config.stash:
+        return
+    config.stash[CHECKED_KEY] = True
+    try:
+        plan_path = Path(config.getoption("accuracy_plan"))
+        load_plan(plan_path)
+        for group in meter_groups(plan_path, rig_session(config).bench_file.config.positions):
+            load_points(group.standard, group.rating, str(group.standard_file))
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

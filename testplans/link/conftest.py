@@ -7,6 +7,28 @@ import pytest
 from radio import RadioPath, load_limits, parse_sweep
 
 from fixtures.plugin import rig_session
+from rig.errors import ConfigError
+
+OPTIONS_KEY = pytest.StashKey[dict]()
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Before the first link plan is collected, read the limits and check the sweep and trial counts: a bad file
+    or option stops the run before any test, naming file, line and field (or the option)."""
+    config = collector.config
+    if not isinstance(collector, pytest.Module) or OPTIONS_KEY in config.stash:
+        return
+    try:
+        options = {"limits": load_limits(config.getoption("link_limits")),
+                   "sweep": parse_sweep(config.getoption("link_sweep"))}
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for name in ("link_trials", "link_2g_trials"):
+        trials = config.getoption(name)
+        if trials < 1:
+            raise pytest.UsageError(f"--{name.replace('_', '-')}: at least 1, got {trials}")
+        options[name] = trials
+    config.stash[OPTIONS_KEY] = options
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -19,29 +41,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def link_limits(request: pytest.FixtureRequest):
-    """--link-limits PROFILE (of testplans/link/limits.yaml) or FILE.yaml:PROFILE."""
-    return load_limits(request.config.getoption("link_limits"))
+    """--link-limits PROFILE (of testplans/link/limits.yaml) or FILE.yaml:PROFILE, read before collection."""
+    return request.config.stash[OPTIONS_KEY]["limits"]
 
 
 @pytest.fixture(scope="session")
 def link_sweep(request: pytest.FixtureRequest) -> list[float]:
-    return parse_sweep(request.config.getoption("link_sweep"))
+    return request.config.stash[OPTIONS_KEY]["sweep"]
 
 
 @pytest.fixture(scope="session")
 def link_trials(request: pytest.FixtureRequest) -> int:
-    trials = request.config.getoption("link_trials")
-    if trials < 1:
-        raise pytest.UsageError(f"--link-trials: at least 1, got {trials}")
-    return trials
+    return request.config.stash[OPTIONS_KEY]["link_trials"]
 
 
 @pytest.fixture(scope="session")
 def link_2g_trials(request: pytest.FixtureRequest) -> int:
-    trials = request.config.getoption("link_2g_trials")
-    if trials < 1:
-        raise pytest.UsageError(f"--link-2g-trials: at least 1, got {trials}")
-    return trials
+    return request.config.stash[OPTIONS_KEY]["link_2g_trials"]
 
 
 @pytest.fixture

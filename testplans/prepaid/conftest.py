@@ -11,6 +11,26 @@ from rig.prepaid import POLICY_DIR, PrepaidLimits, PrepaidPolicy, load_limits, l
 
 DEFAULT_POLICY = "uppcl"
 POLICY_KEY = pytest.StashKey[PrepaidPolicy]()
+LIMITS_KEY = pytest.StashKey[PrepaidLimits]()
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Before the first prepaid plan is collected, read the limits and the policy (or, when the HES is to name
+    it, every policy file it could name): a bad file stops the run before any test, naming file, line and field."""
+    config = collector.config
+    if not isinstance(collector, pytest.Module) or LIMITS_KEY in config.stash:
+        return
+    try:
+        path, _, profile = config.getoption("prepaid_limits").rpartition(":")
+        config.stash[LIMITS_KEY] = load_limits(profile, path or None)
+        option = config.getoption("prepaid_policy")
+        if option:
+            config.stash[POLICY_KEY] = load_policy(option)
+        else:
+            for policy_file in sorted(POLICY_DIR.glob("*.yaml")):
+                load_policy(policy_file)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -23,9 +43,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def prepaid_limits(request: pytest.FixtureRequest) -> PrepaidLimits:
-    """--prepaid-limits PROFILE (of testplans/prepaid/limits.yaml) or FILE.yaml:PROFILE."""
-    path, _, profile = request.config.getoption("prepaid_limits").rpartition(":")
-    return load_limits(profile, path or None)
+    """--prepaid-limits PROFILE (of testplans/prepaid/limits.yaml) or FILE.yaml:PROFILE, read before collection."""
+    return request.config.stash[LIMITS_KEY]
 
 
 def policy_the_hes_runs(hes) -> PrepaidPolicy:

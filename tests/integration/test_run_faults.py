@@ -169,3 +169,20 @@ def test_a_copy_of_a_served_bench_file_cannot_drive_its_instruments_during_a_run
     assert expected in run.output
     assert not (tmp_path / "run" / "results").exists()
     assert list((tmp_path / "locks").iterdir()) == []  # released locks leave no files behind
+
+
+def _counter_channels_twelve(data) -> None:
+    data["roles"]["counter"]["settings"]["channels"] = "twelve"
+
+
+def test_a_bad_setting_stops_check_and_run_before_anything_is_opened_or_written(tmp_path):
+    bench = write_bench(tmp_path, edit=_counter_channels_twelve)
+    check = subprocess.run([sys.executable, "-m", "rig.cli", "check", str(bench)], capture_output=True, text=True,
+                           timeout=60)
+    run = PlanRun(tmp_path / "run", "def test_nothing(source):\n    pass\n", bench)
+    assert run.wait() == 4, run.output
+    assert check.returncode == 2 and "valid" not in check.stdout
+    assert check.stderr.startswith(f"rig: error: {bench}:")
+    assert "roles.counter.settings.channels" in check.stderr and len(check.stderr.splitlines()) == 1
+    assert "roles.counter.settings.channels" in run.output and "Traceback" not in run.output
+    assert not (tmp_path / "run" / "results").exists()
