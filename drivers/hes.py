@@ -24,7 +24,7 @@ from drivers.http_deadline import DeadlineTransport, deadline
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
 
-FINAL_STATUSES = ("executed", "failed")
+FINAL_STATUSES = ("executed", "failed", "cancelled")
 
 
 class HesRefused(SetpointRefused, ConfigError):
@@ -213,14 +213,14 @@ class HesClient(Driver):
         return self.request("GET", "/commands", params={"account": account, "group": group})
 
     def wait_for_command(self, command_id: str, timeout_s: float, poll_s: float = 0.1) -> dict:
-        """Poll until the command is executed or failed; InstrumentTimeout says what was last seen."""
+        """Poll until the command is executed, failed or cancelled; InstrumentTimeout says what was last seen."""
         deadline = time.monotonic() + timeout_s
         while True:
             command = self.command(command_id)
             if command["status"] in FINAL_STATUSES:
                 return command
             if time.monotonic() >= deadline:
-                raise InstrumentTimeout(f"{self.role} ({self.address}): command {command_id} not executed or failed "
+                raise InstrumentTimeout(f"{self.role} ({self.address}): command {command_id} not settled "
                                         f"within {timeout_s:g} s; last status {command['status']!r}")
             time.sleep(poll_s)
 

@@ -9,11 +9,18 @@ event log. The API is the one drivers/hes.py speaks (routes in `HesSim.routes`).
 By default (`meter_link: dlms`) the HES reaches each twin DLMS meter as a DLMS/COSEM client over the position's
 radio link (rig/sim/dlms_link.py): a command stays 'queued' while the link cannot carry it, is 'sent' when it
 does and 'executed' when the meter has answered. Each account is read by its own task.
+
+A disconnect is judged again at the last moment before it is sent (and before every retry) by the same guard that
+let it be queued: one the account no longer calls for (a recharge, a grace period or a window since) is
+'cancelled', with the reason, and never reaches the meter. An on-demand read (POST /accounts/{id}/read) answers
+200 only with a fresh reading: 502 when the meter could not be read, 504 when no reading came within
+`read_deadline_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 from collections.abc import Callable
@@ -35,7 +42,8 @@ from rig.sim.model import PhysicalModel
 class MeterLink(Protocol):
     """How the HES reaches a position's meter: energy register reads and the remote disconnect/reconnect.
     A command calls `on_sent()` when it leaves the head end (the link carried it), then returns once the meter
-    has executed it; it raises when the meter does not answer or refuses."""
+    has executed it; it raises when the meter does not answer or refuses. `on_sent()` may raise to withdraw the
+    command at that moment: the exception leaves the link call and nothing reaches the meter."""
 
     async def read_energy_wh(self, position: int) -> float: ...
 
@@ -108,6 +116,7 @@ class HesSettings(BaseModel):
     command_retry_s: Annotated[float, Field(gt=0)] = 1.0  # wait after an unanswered attempt
     meter_link: Literal["dlms", "model"] = "dlms"  # DLMS/COSEM over the radio link (DlmsMeterLink) or the model
     dlms_deadline_s: Annotated[float, Field(gt=0)] = 5.0  # one DLMS exchange with a meter, once the radio carried it
+    read_deadline_s: Annotated[float, Field(gt=0)] = 1.5  # an on-demand read answers 504 without a reading by then
     token: str | None = None  # bearer token the API demands, if set
     log_requests: bool = False  # every HTTP request as a 'hes.request' truth event
     manufacturer: str = "Rig twin"
@@ -117,9 +126,20 @@ class HesSettings(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    """An error answer: {"error": message, **fields} with this HTTP status."""
+
+    def __init__(self, status: int, message: str, **fields: Any):
         super().__init__(message)
         self.status = status
+        self.fields = fields
+
+
+class MeterReadFailed(Exception):
+    """A register read the meter did not answer; the message says why."""
+
+
+class CommandWithdrawn(Exception):
+    """A command the HES takes back just before sending it; the message says why."""
 
 
 @dataclass
@@ -130,15 +150,16 @@ class Command:
     action: str  # disconnect, connect
     origin: str  # prepaid, recharge, emergency_credit, operator, group
     group: str | None = None
-    status: str = "queued"
+    status: str = "queued"  # queued, sent, retrying, then executed, failed or cancelled
     error: str | None = None
+    reason: str | None = None  # why it was cancelled
     attempts: int = 0
     history: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"id": self.id, "account": self.account, "action": self.action, "origin": self.origin,
-                "group": self.group, "status": self.status, "error": self.error, "attempts": self.attempts,
-                "history": self.history}
+                "group": self.group, "status": self.status, "error": self.error, "reason": self.reason,
+                "attempts": self.attempts, "history": self.history}
 
 
 @dataclass
@@ -153,6 +174,13 @@ class Account:
     deferred: str | None = None  # why the due disconnect is held back
     recharge_refs: set[str] = field(default_factory=set)
     reading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one register read at a time
+
+
+def _outcome_seen(task: asyncio.Task) -> None:
+    """Take a finished task's outcome, so that a read failing after its caller stopped waiting (a 'read_failed'
+    event already) is not reported again as an exception nobody retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _number(body: dict, key: str) -> float:
@@ -266,13 +294,15 @@ class HesSim:
     # -- prepaid engine ------------------------------------------------------------------------------------
 
     async def read_account(self, account: Account) -> None:
-        """Read the meter's register and charge the energy since the last read."""
+        """Read the meter's register and charge the energy since the last read; a read the meter does not answer
+        is a 'read_failed' event and MeterReadFailed."""
         async with account.reading:
             try:
                 energy_wh = await self.link.read_energy_wh(account.position)
             except Exception as exc:  # noqa: BLE001 - any link fault is recorded, the next read tries again
-                self._event("read_failed", account=account.state.account_id, error=str(exc) or type(exc).__name__)
-                return
+                cause = str(exc) or type(exc).__name__
+                self._event("read_failed", account=account.state.account_id, error=cause)
+                raise MeterReadFailed(cause) from None
             self._charge(account, energy_wh)
 
     def _charge(self, account: Account, energy_wh: float) -> None:
@@ -368,7 +398,8 @@ class HesSim:
         while True:
             try:
                 if not account.in_flight:
-                    await self.read_account(account)
+                    with contextlib.suppress(MeterReadFailed):  # recorded; the balance stands as last read
+                        await self.read_account(account)
                 self.evaluate(account)
             except Exception as exc:  # noqa: BLE001 - the engine keeps running; the truth says what broke
                 self._event("error", truth_only=True, error=repr(exc))
@@ -383,30 +414,57 @@ class HesSim:
         self.commands[command.id] = command
         account.in_flight = command.id
         self._set_status(command, "queued")
-        task = asyncio.get_running_loop().create_task(self._execute(command, account))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._execute(command, account))
         return command
 
-    def _set_status(self, command: Command, status: str, error: str | None = None) -> None:
-        command.status, command.error = status, error
+    def _spawn(self, coroutine) -> asyncio.Task:
+        """A task of this HES: cancelled when it stops."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _set_status(self, command: Command, status: str, error: str | None = None, reason: str | None = None) -> None:
+        command.status, command.error, command.reason = status, error, reason
         command.history.append({"status": status, "local_time": self._iso(self.local_now()),
-                                **({"attempt": command.attempts, "error": error} if error else {})})
+                                **({"attempt": command.attempts, "error": error} if error else {}),
+                                **({"reason": reason} if reason else {})})
         self._event("command", command=command.id, account=command.account, action=command.action,
                     origin=command.origin, group=command.group, status=status, error=error,
-                    attempt=command.attempts)
+                    attempt=command.attempts, **({"reason": reason} if reason else {}))
+
+    def _no_longer_due(self, command: Command, account: Account) -> str | None:
+        """Why a disconnect must not be sent now, by the guard that let it be queued (as this HES, with its
+        defects, applies it); None while it is still due, and for every reconnect."""
+        if command.action != "disconnect":
+            return None
+        return "; ".join(b.reason for b in self.blockers(account, group=command.origin == "group")) or None
+
+    def _cancel(self, command: Command, account: Account, reason: str) -> None:
+        self._set_status(command, "cancelled", reason=reason)
+        self._event("disconnect_cancelled", account=command.account, position=command.position, command=command.id,
+                    origin=command.origin, group=command.group, balance=account.state.balance, reason=reason)
 
     async def _execute(self, command: Command, account: Account) -> None:
         """Send the command; one the meter does not answer is sent again after command_retry_s, at most
-        command_attempts times in all ('retrying' in between, then 'failed')."""
+        command_attempts times in all ('retrying' in between, then 'failed'). A disconnect the account no longer
+        calls for, judged before every attempt and again as the link carries it, is cancelled instead."""
         if self.settings.command_delay_s:
             await asyncio.sleep(self.settings.command_delay_s)
-        executed = False
+        settled = False  # executed or cancelled: the account's state is known again
         try:
             while True:
+                reason = self._no_longer_due(command, account)
+                if reason is not None:
+                    self._cancel(command, account, reason)
+                    settled = True
+                    break
                 command.attempts += 1
 
-                def sent() -> None:  # the link carried it (after waiting out an outage, say)
+                def sent() -> None:  # the link carried it (after waiting out an outage, say): the last moment
+                    withdrawn = self._no_longer_due(command, account)
+                    if withdrawn is not None:
+                        raise CommandWithdrawn(withdrawn)
                     self._set_status(command, "sent")
                     kind = "disconnect_sent" if command.action == "disconnect" else "reconnect_sent"
                     self._event(kind, account=command.account, position=command.position, command=command.id,
@@ -417,6 +475,10 @@ class HesSim:
                         await self.link.disconnect(command.position, on_sent=sent)
                     else:
                         await self.link.reconnect(command.position, on_sent=sent)
+                except CommandWithdrawn as exc:
+                    self._cancel(command, account, str(exc))
+                    settled = True
+                    break
                 except Exception as exc:  # noqa: BLE001 - a failed command is a status, not a crash
                     error = str(exc) or type(exc).__name__
                     if command.attempts >= self.settings.command_attempts:
@@ -428,12 +490,12 @@ class HesSim:
                 account.supply = "disconnected" if command.action == "disconnect" else "connected"
                 account.disconnected_by = command.origin if command.action == "disconnect" else None
                 self._set_status(command, "executed")
-                executed = True
+                settled = True
                 break
         finally:
             if account.in_flight == command.id:
                 account.in_flight = None
-        if executed:
+        if settled:
             self.evaluate(account)  # after a failure the read loop evaluates again at its next read
 
     # -- HTTP ----------------------------------------------------------------------------------------------
@@ -464,7 +526,7 @@ class HesSim:
                 raise ApiError(401, "missing or wrong bearer token")
             response = await handler(request)
         except ApiError as exc:
-            response = web.json_response({"error": str(exc)}, status=exc.status)
+            response = web.json_response({"error": str(exc), **exc.fields}, status=exc.status)
         except web.HTTPException as exc:
             response = web.json_response({"error": exc.reason}, status=exc.status)
         if self.settings.log_requests:
@@ -585,8 +647,24 @@ class HesSim:
         return web.json_response(self.account_json(account))
 
     async def _read(self, request: web.Request) -> web.Response:
+        """200 with the account charged by a fresh reading; 502 when the meter could not be read, 504 when no
+        reading came within read_deadline_s (the read goes on and charges the account if it comes)."""
         account = self._account_of(request)
-        await self.read_account(account)
+        account_id = account.state.account_id
+        read = self._spawn(self.read_account(account))
+        done, _ = await asyncio.wait({read}, timeout=self.settings.read_deadline_s)
+        if not done:
+            read.add_done_callback(_outcome_seen)
+            cause = f"no reading within {self.settings.read_deadline_s:g} s"
+            self._event("read_timeout", account=account_id, deadline_s=self.settings.read_deadline_s)
+            raise ApiError(504, f"account {account_id}: the meter was not read: {cause}", account=account_id,
+                           cause=cause)
+        failure = read.exception()
+        if isinstance(failure, MeterReadFailed):
+            raise ApiError(502, f"account {account_id}: the meter was not read: {failure}", account=account_id,
+                           cause=str(failure))
+        if failure is not None:
+            raise failure
         self.evaluate(account)
         return web.json_response(self.account_json(account))
 

@@ -16,7 +16,7 @@ from typing import Annotated
 import allure
 from pydantic import BaseModel, ConfigDict, Field
 
-from rig.errors import ConfigError, RigError
+from rig.errors import ConfigError, InstrumentTimeout, RigError
 from rig.timing import CurrentWatcher, EventTimeout
 from rig.yamlfile import read_yaml, validate
 
@@ -25,6 +25,7 @@ LIMITS_FILE = HERE / "limits.yaml"
 LOAD_A = 5.0
 POLL_S = 0.01
 RECHARGE = 500.0
+SETTLED = ("executed", "failed", "cancelled")  # HES command statuses; any other is still pending
 
 
 class Strict(BaseModel):
@@ -175,14 +176,32 @@ def reconnect_trial(hes, account: str, watcher: CurrentWatcher, timeout_s: float
     return Trial(rise.t_mono - accepted_at, rise.uncertainty_s + half_request, rise.t_mono - accepted_at, command)
 
 
+def pending_command(hes, account: str) -> dict | None:
+    """The account's command the HES has not settled (executed, failed or cancelled), if any."""
+    return next((c for c in hes.commands(account=account) if c["status"] not in SETTLED), None)
+
+
+def wait_for_no_pending_command(hes, account: str, timeout_s: float) -> None:
+    """Until the HES has no command pending for the account; InstrumentTimeout naming it after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while (pending := pending_command(hes, account)) is not None:
+        if time.monotonic() > deadline:
+            raise InstrumentTimeout(f"{hes.role} ({hes.address}): account {account}: command {pending['id']} "
+                                    f"({pending['action']}, {pending['origin']}) still {pending['status']!r} "
+                                    f"{timeout_s:g} s after restoring the supply")
+        time.sleep(0.05)
+
+
 def supply_position(source, load, hes, account: str, meter, voltage_v: float, timeout_s: float) -> None:
-    """Supply on, the account in credit and the meter connected, the load drawing LOAD_A through the relay."""
+    """Supply on, the account in credit and the meter connected, the load drawing LOAD_A through the relay; returns
+    once the HES has no command pending for the account (none sent later can switch the supply under a trial)."""
     source.set_voltage(voltage_v)
     if not source.output_enabled():
         source.set_output(True)
     if hes.balance(account) <= 0 or not meter.relay_state()["output_state"]:
         hes.recharge(account, RECHARGE, reference=f"link plan: restore supply {time.time_ns()}")
-        wait_until(lambda: meter.relay_state()["output_state"], timeout_s, f"meter of {account} to reconnect")
+    wait_for_no_pending_command(hes, account, timeout_s)
+    wait_until(lambda: meter.relay_state()["output_state"], timeout_s, f"meter of {account} to reconnect")
     load.set_mode("CURR")
     load.set_level(LOAD_A)
     load.set_input(True)

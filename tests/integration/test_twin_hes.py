@@ -4,6 +4,7 @@ The twin runs in this process on an event loop in a background thread, so a test
 registers directly and reads the truth at once. The HES clock starts on a Tuesday at 12:00 (no window).
 """
 
+import asyncio
 import json
 import time
 from datetime import datetime
@@ -426,3 +427,111 @@ def test_clock_offset_setting_and_tariff(start_hes):
     with pytest.raises(SetpointRefused, match="tariff per kWh -1 refused"):
         hes.client.set_tariff(-1)
     assert hes.client.set_clock_offset(0).hour == 12
+
+
+# -- a disconnect re-judged before it is sent; on-demand reads that fail -----------------------------------
+
+
+def command_event(twin, status):
+    return twin.wait_for(lambda e: e["event"] == "hes.command" and e["status"] == status, f"a command {status}")
+
+
+def test_a_credit_disconnect_queued_before_a_recharge_is_cancelled_and_never_sent(start_hes):
+    hes = start_hes(command_delay_s=0.5)  # queued -> sent
+    exhaust(hes)
+    queued = command_event(hes, "queued")
+    answer = hes.client.recharge("SIM0001", 50.0, reference="upi-before-the-cut")
+    assert answer["reconnect"] is None  # the supply was never cut
+    cancelled = command_event(hes, "cancelled")
+    assert (cancelled["command"], cancelled["action"], cancelled["reason"]) == (
+        queued["command"], "disconnect", "balance 50.00 INR is positive")
+    (command,) = hes.client.commands(account="SIM0001")
+    assert (command["status"], command["reason"], command["attempts"]) == (
+        "cancelled", "balance 50.00 INR is positive", 0)
+    assert [h["status"] for h in command["history"]] == ["queued", "cancelled"]
+    account = hes.client.account("SIM0001")
+    assert (account["pending_command"], account["supply"], account["balance"]) == (None, "connected", 50.0)
+    logged = [e for e in hes.client.events(account="SIM0001") if e["type"] == "disconnect_cancelled"]
+    assert [(e["command"], e["origin"], e["balance"], e["reason"]) for e in logged] == [
+        (queued["command"], "prepaid", 50.0, "balance 50.00 INR is positive")]
+    assert hes.truth("hes.disconnect_sent") == [] and hes.relay_events() == []
+
+
+def test_a_queued_disconnect_is_cancelled_when_a_grace_period_starts_before_it_is_sent(start_hes):
+    hes = start_hes(command_delay_s=0.5)
+    exhaust(hes)
+    command_event(hes, "queued")
+    hes.client.set_conversion_date("SIM0001", datetime(2026, 3, 1, 9, 0))
+    assert command_event(hes, "cancelled")["reason"] == "grace period until 2026-03-31 09:00"
+    account = hes.client.account("SIM0001")
+    assert (account["exhausted"], account["pending_command"], account["disconnect_reason"]) == (
+        True, None, "grace period until 2026-03-31 09:00")
+    hes.client.set_conversion_date("SIM0001", None)  # the credit is still exhausted: now it is cut
+    hes.wait_for_relay(1, False)
+    assert [(c["status"], c["reason"]) for c in hes.client.commands(account="SIM0001")] == [
+        ("cancelled", "grace period until 2026-03-31 09:00"), ("executed", None)]
+
+
+def test_a_retrying_disconnect_is_cancelled_at_its_next_attempt_once_credit_is_back(start_hes):
+    hes = start_hes(command_retry_s=0.3)
+
+    class SilentMeter:
+        async def read_energy_wh(self, position):
+            return 10_000.0
+
+        async def disconnect(self, position, on_sent=None):
+            raise TimeoutError("no answer from the meter")
+
+        async def reconnect(self, position, on_sent=None):
+            raise TimeoutError("no answer from the meter")
+
+    hes.call(lambda: setattr(hes.hes, "link", SilentMeter()))
+    command_event(hes, "retrying")
+    hes.client.recharge("SIM0001", 20.0)
+    cancelled = command_event(hes, "cancelled")
+    assert cancelled["reason"] == "balance 20.00 INR is positive"
+    statuses = [e["status"] for e in hes.truth("hes.command") if e["command"] == cancelled["command"]]
+    assert statuses[0] == "queued" and statuses[-1] == "cancelled" and set(statuses[1:-1]) == {"retrying"}
+
+
+def test_the_positive_balance_defect_still_sends_group_disconnects(start_hes):
+    hes = start_hes(command_delay_s=0.3, hes_defects={"disconnect_positive_balance": True})
+    answer = hes.client.group_command("disconnect", ["SIM0001"])
+    command = hes.client.wait_for_command(answer["commands"][0]["id"], timeout_s=3)
+    assert (command["status"], command["reason"]) == ("executed", None)  # re-judged by the same faulty guard
+    assert hes.relay_events() == [(1, False)]
+
+
+def test_a_read_the_meter_does_not_answer_is_a_502_naming_account_and_cause(hes):
+    class FailingLink:
+        async def read_energy_wh(self, position):
+            raise ConnectionError("meter@1 over DLMS: no answer to read 1.0.1.8.0.255")
+
+    hes.call(lambda: setattr(hes.hes, "link", FailingLink()))
+    with pytest.raises(HesHttpError) as info:
+        hes.client.read_now("SIM0001")
+    assert info.value.status == 502
+    assert json.loads(info.value.body) == {
+        "error": "account SIM0001: the meter was not read: meter@1 over DLMS: no answer to read 1.0.1.8.0.255",
+        "account": "SIM0001", "cause": "meter@1 over DLMS: no answer to read 1.0.1.8.0.255"}
+    failed = [e for e in hes.client.events(account="SIM0001") if e["type"] == "read_failed"]
+    assert failed and failed[-1]["error"] == "meter@1 over DLMS: no answer to read 1.0.1.8.0.255"
+
+
+def test_a_read_that_gets_no_reading_within_the_deadline_is_a_504(start_hes):
+    hes = start_hes(read_deadline_s=0.4)
+    hes.set_energy_wh(1, 1000.0)
+    hes.wait_for(lambda e: e["event"] == "hes.balance" and e["account"] == "SIM0001", "a charge for 1 kWh")
+
+    class StalledLink:
+        async def read_energy_wh(self, position):
+            await asyncio.sleep(3600)
+
+    hes.call(lambda: setattr(hes.hes, "link", StalledLink()))
+    asked = time.monotonic()
+    with pytest.raises(HesHttpError) as info:
+        hes.client.read_now("SIM0001")
+    assert 0.4 <= time.monotonic() - asked < 1.5
+    body = json.loads(info.value.body)
+    assert (info.value.status, body["account"], body["cause"]) == (504, "SIM0001", "no reading within 0.4 s")
+    assert hes.client.balance("SIM0001") == pytest.approx(90.0)  # nothing charged without a reading
