@@ -99,8 +99,9 @@ class Bench:
         return config
 
     def open_role(self, role: str) -> Identity:
-        """Open one role's driver and read its identity. A driver whose open() succeeded is kept, so it is made
-        safe, even if it then fails to identify itself; any failure is raised as a RigError naming the role."""
+        """Open one role's driver and read its identity. Every driver that could be constructed is kept, so it is
+        made safe, even if it then fails to open or identify itself; any failure is raised as a RigError naming
+        the role."""
         config = self.role_config(role)
         try:
             cls = driver_class(config.driver)
@@ -115,13 +116,11 @@ class Bench:
         except Exception as exc:  # noqa: BLE001 - a driver's own bug or a bad setting, named by role
             raise ConfigError(f"{role} ({config.resource}): driver {config.driver} refused its configuration: "
                               f"{type(exc).__name__}: {exc}") from None
+        self.drivers[role] = driver  # made safe from here on: an open that failed half way may still reach it
         try:
             driver.open()
         except Exception as exc:  # noqa: BLE001
-            with contextlib.suppress(Exception):
-                driver.close()
             raise _as_rig_error(role, config.resource, "cannot open", exc) from None
-        self.drivers[role] = driver
         try:
             identity = driver.identify()
         except Exception as exc:  # noqa: BLE001

@@ -61,7 +61,7 @@ def test_an_unreachable_role_does_not_stop_the_start_of_run_safe_state(live_twin
         load, source = live_twin.last("load", position=1), live_twin.last("source.output")
         assert (load["on"], load["by"]) == (False, "load@1")
         assert (source["on"], source["by"]) == (False, "source")
-        assert "meter@1" not in bench.drivers and {"load@1", "meter@2", "source"} <= set(bench.drivers)
+        assert "meter@1" not in bench.identities and {"load@1", "meter@2", "source"} <= set(bench.identities)
     finally:
         bench.close()
 

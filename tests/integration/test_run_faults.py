@@ -12,6 +12,7 @@ from plan_runner import PlanRun, free_port, source_output_events, write_bench
 
 from rig.config import load_bench
 from rig.lock import BenchLock
+from rig.sim.fault_proxy import ProxyThread
 from rig.sim.truth import read_truth
 
 ENERGISE_AND_WAIT = """
@@ -41,6 +42,7 @@ FILL_THE_DISK = """
 
 def _served_source_twin(folder):
     """A bench of the source only, served by `rig sim` with its truth outside the run folder."""
+    folder.mkdir(exist_ok=True)
     bench = write_bench(folder, autostart=False, port=free_port(), only_roles=("source",))
     truth = folder / "served-truth.jsonl"
     twin = subprocess.Popen([sys.executable, "-m", "rig.cli", "sim", "--bench", str(bench), "--truth", str(truth)],
@@ -186,3 +188,46 @@ def test_a_bad_setting_stops_check_and_run_before_anything_is_opened_or_written(
     assert "roles.counter.settings.channels" in check.stderr and len(check.stderr.splitlines()) == 1
     assert "roles.counter.settings.channels" in run.output and "Traceback" not in run.output
     assert not (tmp_path / "run" / "results").exists()
+
+
+def test_a_run_whose_bench_is_not_confirmed_safe_at_the_end_is_no_pass(tmp_path):
+    """The tests pass, then the source freezes: the end-of-session safe state times out, and the run says so
+    and exits 1 (run.json too), never 0."""
+    twin_bench, _truth, twin = _served_source_twin(tmp_path / "twin")
+    twin_port = int(load_bench(twin_bench).config.roles["source"].resource.split("::")[2])
+    with ProxyThread(("127.0.0.1", twin_port)) as proxy:
+
+        def through_the_proxy(data):
+            data["roles"]["source"]["resource"] = f"TCPIP0::127.0.0.1::{proxy.port}::SOCKET"
+            data["roles"]["source"]["safe_timeout_s"] = 1.0
+
+        bench = write_bench(tmp_path, "proxied.yaml", autostart=False, only_roles=("source",), edit=through_the_proxy)
+        try:
+            run = PlanRun(tmp_path / "run", """
+                import time
+                from pathlib import Path
+
+                def test_energises_and_passes(source):
+                    source.set_voltage(230.0)
+                    source.set_output(True)
+                    Path("energised").touch()
+                    deadline = time.monotonic() + 30
+                    while not Path("frozen").exists() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+            """, bench)
+            deadline = time.monotonic() + 30
+            while not (tmp_path / "run" / "energised").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proxy.set_mode("freeze")
+            (tmp_path / "run" / "frozen").touch()
+            exit_code = run.wait()
+        finally:
+            twin.terminate()
+            twin.wait(10)
+    assert exit_code == 1, run.output
+    assert "1 passed" in run.output
+    assert "bench NOT confirmed safe at the end of the session: source (TCPIP0::127.0.0.1:" in run.output
+    assert "no safe state within 1 s" in run.output
+    record = run.run_json()
+    assert record["exit_status"] == 1 and record["outcomes"]["passed"] == 1
+    assert record["safe_state"][-1]["actions"][0]["status"] == "timeout"
