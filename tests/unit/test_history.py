@@ -110,7 +110,7 @@ def test_a_failing_database_keeps_the_run_record_and_says_so(tmp_path):
     session.finish(0)
     run = json.loads((results / "r1" / "run.json").read_text())
     assert run["end"] is not None and run["exit_status"] == 0
-    assert len(run["report_errors"]) == 1 and run["report_errors"][0].startswith("history not updated")
-    assert any(line.startswith("history not updated") and "rig history --add" in line
-               for line in session.summary_lines())
+    expected = f"history: {results / 'history.sqlite'} not updated: "
+    assert len(run["report_errors"]) == 1 and run["report_errors"][0].startswith(expected)
+    assert any(line.startswith(expected) and "rig history --add" in line for line in session.summary_lines())
     assert len((results / "r1" / "measurements.jsonl").read_text().splitlines()) == 1

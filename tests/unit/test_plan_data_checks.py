@@ -11,7 +11,7 @@ def run_refused(tmp_path, plan: str, *options: str) -> str:
     assert run.wait(120) == 4, run.output
     assert "Traceback" not in run.output and "outcomes: 0 passed, 0 failed, 0 error, 0 skipped" in run.output
     assert "no tests ran" in run.output
-    assert "history: no row for a run stopped by a usage error" in run.output
+    assert "history: not made for a run stopped by a usage error" in run.output
     assert not (tmp_path / "run" / "history.sqlite").exists()
     return run.output
 
