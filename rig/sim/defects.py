@@ -55,6 +55,9 @@ class MeterDefects(Strict):
     reconnect_extra_delay_s: Annotated[float, Field(ge=0)] = 0.0  # the relay closes this late after a reconnect
     loses_queued_commands: bool = False  # a command that waited out a link outage is acknowledged, never executed
     duplicate_execution: bool = False  # a command that waited out a link outage runs again after the next command
+    interface_dead: bool = False  # the data port (TCP wrapper, HDLC) accepts connections and never answers
+    tamper_not_logged: bool = False  # a cover-open tamper never enters the event log
+    tamper_logged_late_s: Annotated[float, Field(ge=0)] = 0.0  # it enters this late, timestamped when it does
 
     def error_pct_at(self, current_a: float, pf: str | None) -> float:
         for band in self.error_pct:

@@ -3,9 +3,10 @@
 One AC voltage source feeds every meter's voltage circuit in parallel; one phantom-load current source drives
 the same current, at a programmable phase angle, through every meter's current circuit in series. Each meter
 integrates active energy from the true V, I and phase, emits test-output pulses at its constant and keeps an
-energy register; defect profiles bend what it registers. Time is the host's monotonic clock, and the state is
-advanced analytically (the current settles exponentially after each change), so a read at any instant sees
-exactly the energy that flowed until then.
+energy register; defect profiles bend what it registers. Each meter's terminal cover has a switch (opening it
+is a tamper its twin logs). Time is the host's monotonic clock, and the state is advanced analytically (the
+current settles exponentially after each change), so a read at any instant sees exactly the energy that flowed
+until then.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class SimMeter:
     relay_closed: bool = True  # the physical contacts
     relay_commanded: bool = True  # what the meter's disconnect control last decided (closed: True)
     relay_opens_at: float | None = None  # a decided opening still under way (the relay_open_delay_s defect)
+    cover_open: bool = False  # the terminal cover's switch
     load: LoadState = field(default_factory=LoadState)
     pulse_energy_wh: float = 0.0  # what the test output has counted, in Wh of pulses (pulses = Wh * K / 1000)
     register_energy_wh: float = 0.0
@@ -134,6 +136,7 @@ class PhysicalModel:
     defects: Defects = field(default_factory=Defects)
     clock: Callable[[], float] = time.monotonic
     radios: dict[int, RadioLink] = field(default_factory=dict)
+    cover_watchers: dict[int, list[Callable[[bool, str], None]]] = field(default_factory=dict)
     last_t: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -327,6 +330,21 @@ class PhysicalModel:
             return
         loop.call_later(delay_s, self.now)
 
+    def watch_cover(self, position: int, watcher: Callable[[bool, str], None]) -> None:
+        """Call watcher(cover_open, by) whenever the cover of this position opens or closes."""
+        self.cover_watchers.setdefault(position, []).append(watcher)
+
+    def set_cover(self, position: int, cover_open: bool, by: str) -> None:
+        """Open or close a meter's terminal cover (a tamper when opened); truth event 'cover'."""
+        self.now()
+        meter = self.meter(position)
+        if meter.cover_open == cover_open:
+            return
+        meter.cover_open = cover_open
+        self.truth.event("cover", position=position, open=cover_open, by=by)
+        for watcher in self.cover_watchers.get(position, []):
+            watcher(cover_open, by)
+
     def set_load(self, position: int, by: str, *, on: bool | None = None, mode: str | None = None,
                  setpoint: float | None = None) -> None:
         self.now()
@@ -346,5 +364,5 @@ class PhysicalModel:
                 "circuit_energy_wh": self.circuit_energy_wh,
                 "meters": {m.position: {"pulses": m.pulses(), "register_energy_wh": m.register_energy_wh,
                                         "true_energy_wh": m.true_energy_wh, "relay_closed": m.relay_closed,
-                                        "relay_commanded": m.relay_commanded,
+                                        "relay_commanded": m.relay_commanded, "cover_open": m.cover_open,
                                         "load": vars(m.load).copy()} for m in self.meters}}

@@ -3,64 +3,61 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import signal
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from rig.config import BenchConfig, BenchFile, RoleConfig, bench_roles
 from rig.errors import ConfigError
+from rig.resources import Accepts
 from rig.sim.defects import Defects, load_defects
 from rig.sim.model import PhysicalModel
 from rig.sim.truth import TruthLog
 
-# driver name -> simulated instrument answering that driver's protocol; each declares its transport:
-# "scpi" (lines over a raw TCP socket, served here), "pty" (a pseudo-terminal the simulator opens: its slave path
-# is advertised as the role's resource) or any other (served by the simulator itself on a loopback port). A
-# simulator with `transports` serves the one its role's resource names ('http://...' or 'telnet://...').
-SIMULATORS: dict[str, str] = {
-    "chroma61500": "rig.sim.chroma_source:ChromaSourceSim",
-    "chroma63800": "rig.sim.ac_load:ChromaLoadSim",
-    "scpi_current_amplifier": "rig.sim.current_amplifier:CurrentAmplifierSim",
-    "scpi_reference_meter": "rig.sim.reference_meter:ReferenceMeterSim",
-    "adam6051": "rig.sim.pulse_counter:PulseCounterSim",
-    "sdm630": "rig.sim.modbus_meter:ModbusMeterSim",
-    "dlms_meter": "rig.sim.dlms_meter:DlmsMeterSim",
-    "hes_http": "rig.sim.hes:HesSim",
-    "rcdat": "rig.sim.attenuator:RcdatSim",
-    "at_modem": "rig.sim.modem:ModemSim",
-}
+SIMULATOR_GROUP = "rig.simulators"
 
 
-def simulator_class(driver: str) -> type:
-    module, _, name = SIMULATORS[driver].partition(":")
-    return getattr(importlib.import_module(module), name)
+def available_simulators() -> dict[str, metadata.EntryPoint]:
+    """Driver name -> its simulator, as registered under the entry-point group 'rig.simulators' (so a driver
+    package ships its twin: `[project.entry-points."rig.simulators"] my_driver = "my_pkg.sim:MySim"`).
+
+    A simulator answers its driver's protocol and declares its transport: "scpi" (lines over a raw TCP socket,
+    served here), "pty" (a pseudo-terminal the simulator opens: its slave path is advertised as the role's
+    resource) or any other (served by the simulator itself on a loopback port). A simulator with `transports`
+    serves the one its role's resource names ('http://...' or 'telnet://...')."""
+    return {entry.name: entry for entry in metadata.entry_points(group=SIMULATOR_GROUP)}
+
+
+def simulator_class(driver: str, role: str | None = None) -> type:
+    """The simulator registered for a driver; ConfigError naming the role and driver when there is none."""
+    simulators = available_simulators()
+    entry = simulators.get(driver)
+    if entry is None:
+        raise ConfigError(f"{role or 'twin'}: driver {driver!r} has no simulator, so the twin cannot serve it "
+                          f"(simulators registered under the entry-point group {SIMULATOR_GROUP!r}: "
+                          f"{', '.join(sorted(simulators)) or 'none'})")
+    try:
+        return entry.load()
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{role or 'twin'}: simulator of driver {driver!r} ({entry.value}) cannot be loaded: "
+                          f"{exc}") from None
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-SCHEMES = ("tcp://", "http://", "telnet://")
+TWIN_RESOURCES = Accepts(("socket", "tcp", "http", "telnet"), "the twin serves 'TCPIP0::127.0.0.1::<port>::SOCKET', "
+                                                               "'tcp://127.0.0.1:<port>', 'http://...' or 'telnet://...'")
 
 
 def parse_resource(resource: str, role: str) -> tuple[str, int]:
     """'TCPIP0::127.0.0.1::5025::SOCKET', 'tcp://127.0.0.1:502', 'http://127.0.0.1:8080/api' or
     'telnet://127.0.0.1:2323' -> (host, port); the twin serves loopback only."""
-    scheme = next((prefix for prefix in SCHEMES if resource.startswith(prefix)), None)
-    if scheme is not None:
-        host, _, port = resource.removeprefix(scheme).split("/")[0].partition(":")
-    else:
-        parts = resource.split("::")
-        if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET":
-            raise ConfigError(f"{role}: the twin serves 'TCPIP0::127.0.0.1::<port>::SOCKET', "
-                              f"'tcp://127.0.0.1:<port>', 'http://...' or 'telnet://...', got {resource!r}")
-        host, port = parts[1], parts[2]
-    if host not in LOOPBACK_HOSTS:
-        raise ConfigError(f"{role}: the twin serves loopback only, got host {host!r}")
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ConfigError(f"{role}: port {port!r} in {resource!r} is not a number") from None
+    where = TWIN_RESOURCES.parse(resource, role)
+    if where.host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"{role}: the twin serves loopback only, got host {where.host!r}")
+    return where.host, where.port or 0
 
 
 def format_resource(transport: str, port: int) -> str:
@@ -86,7 +83,14 @@ def resource_transport(resource: str, role: str, transports: tuple[str, ...]) ->
 
 
 def simulated_roles(bench: BenchConfig) -> dict[str, RoleConfig]:
-    return {role: config for role, config in bench_roles(bench).items() if config.driver in SIMULATORS}
+    """Every role of the bench, each of which the twin serves; ConfigError for the first whose driver has no
+    simulator."""
+    roles = bench_roles(bench)
+    simulators = available_simulators()
+    for role, config in roles.items():
+        if config.driver not in simulators:
+            simulator_class(config.driver, role)  # raises, naming the role, the driver and the simulators known
+    return roles
 
 
 class Twin:
@@ -107,7 +111,7 @@ class Twin:
         self._links: list[Path] = []  # device-path symlinks to ptys, removed at stop
         twin_settings = bench.config.twin.instruments if bench.config.twin else {}
         for role, config in self.roles.items():
-            cls = simulator_class(config.driver)
+            cls = simulator_class(config.driver, role)
             # the instrument knows its own secrets (an LLS password, say) by the same reference as the rig
             secrets = {name: ref.resolve(f"{role}.secrets.{name} in {bench.path.name}", bench.path.parent)
                        for name, ref in config.secrets.items()}

@@ -53,3 +53,18 @@ def test_defects_that_fit_the_bench_are_returned(tmp_path):
     path = write(tmp_path, "positions:\n  3:\n    relay_stuck: closed\nhes:\n  disconnect_delay_s: 5\n")
     defects = check_defects(path, load_bench(SIM_BENCH))
     assert (defects.for_position(3).relay_stuck, defects.hes.disconnect_delay_s) == ("closed", 5.0)
+
+
+def test_interface_and_tamper_defects_are_held_against_the_bench(tmp_path):
+    path = write(tmp_path, "positions:\n  2:\n    interface_dead: true\n    tamper_logged_late_s: 30\n"
+                           "  9:\n    tamper_not_logged: true\n")
+    assert refused(lambda: check_defects(path, load_bench(SIM_BENCH))) == (
+        f"{path}:5: positions.9: bench 'sim' (sim.yaml) has no position 9 (positions: 1, 2, 3)")
+    path = write(tmp_path, "positions:\n  2:\n    interface_dead: true\n    tamper_logged_late_s: 30\n")
+    defects = check_defects(path, load_bench(SIM_BENCH)).for_position(2)
+    assert (defects.interface_dead, defects.tamper_not_logged, defects.tamper_logged_late_s) == (True, False, 30.0)
+
+
+def test_a_negative_tamper_delay_is_refused(tmp_path):
+    path = write(tmp_path, "positions:\n  1:\n    tamper_logged_late_s: -1\n")
+    assert refused(lambda: load_defects(path)).startswith(f"{path}:3: positions.1.tamper_logged_late_s: ")

@@ -18,8 +18,27 @@ from drivers.dlms_meter import date_time_from_bytes, date_time_to_bytes, decode_
 from rig.config import RoleConfig
 from rig.driver import SetpointLimits, driver_class
 from rig.errors import ConfigError
-from rig.sim import dlms_meter as sim
 from rig.sim.defects import LinkDefects
+from rig.sim.dlms.association import Link
+from rig.sim.dlms.codec import (
+    INTEGER,
+    LONG_UNSIGNED,
+    STRUCTURE,
+    DataError,
+    decode_date_time,
+    decode_one,
+    encode_array,
+    encode_bool,
+    encode_date_time,
+    encode_int,
+    encode_octets,
+    encode_structure,
+    encode_visible,
+)
+from rig.sim.dlms.hdlc import LLC_REQUEST, LLC_RESPONSE, HdlcLink, crc16_x25, hdlc_frame, hdlc_parameters
+from rig.sim.dlms.meter import CONNECTED, DISCONNECTED, READY_FOR_RECONNECTION, DlmsMeterSim
+from rig.sim.dlms.objects import READ_WRITE_DENIED, obis
+from rig.sim.dlms.server import wrap
 from rig.sim.link import LinkSettings, RadioLink
 from rig.sim.model import PhysicalModel, SimMeter
 from rig.sim.truth import TruthLog, read_truth
@@ -70,8 +89,8 @@ def make_model(truth_path=None, clock=None) -> PhysicalModel:
     return model
 
 
-def make_sim(settings=None, truth_path=None, clock=None) -> sim.DlmsMeterSim:
-    return sim.DlmsMeterSim("meter@1", make_model(truth_path, clock), settings or {})
+def make_sim(settings=None, truth_path=None, clock=None) -> DlmsMeterSim:
+    return DlmsMeterSim("meter@1", make_model(truth_path, clock), settings or {})
 
 
 def client_aarq(password: bytes | None) -> bytes:
@@ -81,8 +100,8 @@ def client_aarq(password: bytes | None) -> bytes:
     return aarq.to_bytes()
 
 
-def associated(meter: sim.DlmsMeterSim, client_sap: int = 32) -> sim.Link:
-    link = sim.Link("tcp")
+def associated(meter: DlmsMeterSim, client_sap: int = 32) -> Link:
+    link = Link("tcp")
     password = b"12345678" if client_sap == 32 else None
     assert meter.handle_apdu(link, client_sap, client_aarq(password))[13:18] == H("a203020100")  # accepted
     return link
@@ -95,7 +114,7 @@ def test_wrapper_header_names_version_wports_and_length():
     transport = BlockingTcpTransport("127.0.0.1", 4059, client_logical_address=32, server_logical_address=1)
     request = transport.wrap(GET_ENERGY)
     assert request == H("0001 0020 0001 000d") + GET_ENERGY  # version 1, source wPort 32, destination 1, 13 octets
-    answer = sim.wrap(1, 32, ENERGY_12345_WH)
+    answer = wrap(1, 32, ENERGY_12345_WH)
     assert answer == H("0001 0001 0020 0009") + ENERGY_12345_WH
     header = WrapperHeader.from_bytes(answer[:8])
     assert (header.version, header.source_wport, header.destination_wport, header.length) == (1, 1, 32, 9)
@@ -110,7 +129,7 @@ def test_the_clients_lls_aarq_is_the_standard_layout():
 
 def test_lls_aarq_is_accepted_with_the_negotiated_context():
     meter = make_sim()
-    link = sim.Link("tcp")
+    link = Link("tcp")
     aare = meter.handle_apdu(link, 32, AARQ_LLS)
     assert aare == AARE_ACCEPTED_LLS
     parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
@@ -124,7 +143,7 @@ def test_lls_aarq_is_accepted_with_the_negotiated_context():
 
 def test_wrong_password_is_rejected_with_authentication_failure(tmp_path):
     meter = make_sim({"lls_password": "secret99"}, truth_path=tmp_path / "truth.jsonl")
-    link = sim.Link("tcp")
+    link = Link("tcp")
     aare = meter.handle_apdu(link, 32, AARQ_LLS)
     assert aare == AARE_WRONG_PASSWORD
     parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
@@ -143,7 +162,7 @@ def test_wrong_password_is_rejected_with_authentication_failure(tmp_path):
     (48, None, 1),          # a client SAP the meter does not know: no-reason-given
 ])
 def test_associations_the_meter_does_not_offer_are_rejected(client_sap, password, diagnostic):
-    aare = make_sim().handle_apdu(sim.Link("tcp"), client_sap, client_aarq(password))
+    aare = make_sim().handle_apdu(Link("tcp"), client_sap, client_aarq(password))
     parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
     assert (parsed.result, int(parsed.result_source_diagnostics)) == (enumerations.AssociationResult
                                                                       .REJECTED_PERMANENT, diagnostic)
@@ -152,10 +171,10 @@ def test_associations_the_meter_does_not_offer_are_rejected(client_sap, password
 def test_ciphered_context_and_old_dlms_version_are_rejected():
     meter = make_sim()
     ciphered = AARQ_LLS.replace(H("60857405080101"), H("60857405080103"))
-    aare = meter.handle_apdu(sim.Link("tcp"), 32, ciphered)
+    aare = meter.handle_apdu(Link("tcp"), 32, ciphered)
     assert aare[13:25] == H("a203020101 a305a103020102")  # rejected: application-context-name-not-supported
     version_5 = AARQ_LLS.replace(H("0100000006"), H("0100000005"))
-    aare = meter.handle_apdu(sim.Link("tcp"), 32, version_5)
+    aare = meter.handle_apdu(Link("tcp"), 32, version_5)
     assert aare.endswith(H("be06 0404 0e010601"))  # ConfirmedServiceError: initiate-error dlms-version-too-low
     assert acse.ApplicationAssociationResponse.from_bytes(aare).result is \
         enumerations.AssociationResult.REJECTED_PERMANENT
@@ -246,18 +265,18 @@ def test_remote_disconnect_is_an_action_with_integer_zero(tmp_path):
 @pytest.mark.parametrize(("mode", "after_reconnect"), [(1, 1), (2, 2), (3, 1), (4, 2), (5, 1), (6, 2)])
 def test_remote_reconnect_follows_the_control_mode(mode, after_reconnect):
     meter = make_sim({"control_mode": mode})
-    assert meter.remote_disconnect("test") == 0 and meter.control_state == sim.DISCONNECTED
-    assert meter.remote_disconnect("test") == 0 and meter.control_state == sim.DISCONNECTED  # nothing to do
+    assert meter.remote_disconnect("test") == 0 and meter.control_state == DISCONNECTED
+    assert meter.remote_disconnect("test") == 0 and meter.control_state == DISCONNECTED  # nothing to do
     assert meter.remote_reconnect("test") == 0
     assert meter.control_state == after_reconnect  # d: connected (1, 3, 5); a: ready_for_reconnection (2, 4, 6)
-    assert meter.meter.relay_closed == (after_reconnect == sim.CONNECTED)
-    assert meter.remote_disconnect("test") == 0 and meter.control_state == sim.DISCONNECTED  # b or c
+    assert meter.meter.relay_closed == (after_reconnect == CONNECTED)
+    assert meter.remote_disconnect("test") == 0 and meter.control_state == DISCONNECTED  # b or c
 
 
 def test_control_mode_0_is_always_connected():
     meter = make_sim({"control_mode": 0})
-    assert meter.remote_disconnect("test") == sim.READ_WRITE_DENIED
-    assert meter.control_state == sim.CONNECTED and meter.meter.relay_closed
+    assert meter.remote_disconnect("test") == READ_WRITE_DENIED
+    assert meter.control_state == CONNECTED and meter.meter.relay_closed
 
 
 def test_limiter_trips_after_the_minimum_over_threshold_duration(tmp_path):
@@ -276,7 +295,7 @@ def test_limiter_trips_after_the_minimum_over_threshold_duration(tmp_path):
     assert meter.meter.relay_closed
     now[0] += 0.05
     meter.check_limiter(now[0])
-    assert not meter.meter.relay_closed and meter.control_state == sim.READY_FOR_RECONNECTION
+    assert not meter.meter.relay_closed and meter.control_state == READY_FOR_RECONNECTION
     events = read_truth(tmp_path / "truth.jsonl")
     trip = next(e for e in events if e["event"] == "limiter.trip")
     assert (trip["power_w"], trip["threshold_w"], trip["over_s"]) == (pytest.approx(2400.0), 1000, pytest.approx(2))
@@ -290,13 +309,13 @@ UA_PARAMETERS = H("818012 050180 060180 0704 00000001 0804 00000001")  # max inf
 
 
 def test_crc_is_the_x25_fcs_of_the_standards_snrm_example():
-    assert sim.crc16_x25(H("a007 03 21 93")) == H("0f01")  # 7E A0 07 03 21 93 0F 01 7E
+    assert crc16_x25(H("a007 03 21 93")) == H("0f01")  # 7E A0 07 03 21 93 0F 01 7E
     payload = H("a01e 41 03 73")
-    assert sim.crc16_x25(payload) == CRCCCITT().calculate_for(payload)
+    assert crc16_x25(payload) == CRCCCITT().calculate_for(payload)
 
 
 def test_snrm_gets_ua_with_the_negotiated_parameters():
-    link = sim.HdlcLink(make_sim())
+    link = HdlcLink(make_sim())
     snrm = frames.SetNormalResponseModeFrame(destination_address=SERVER, source_address=CLIENT_32).to_bytes()
     assert snrm == H("7e a007 03 41 93 5a64 7e")  # format 3 length 7, server 1, client 32, SNRM|P, FCS
     (ua,) = link.feed(snrm)
@@ -310,35 +329,35 @@ def test_snrm_gets_ua_with_the_negotiated_parameters():
 def test_i_frames_carry_the_apdus_with_llc_and_sequence_numbers():
     meter = make_sim()
     meter.meter.register_energy_wh = 12345.0
-    link = sim.HdlcLink(meter)
+    link = HdlcLink(meter)
     link.feed(frames.SetNormalResponseModeFrame(destination_address=SERVER, source_address=CLIENT_32).to_bytes())
 
     def request(apdu: bytes, ssn: int) -> bytes:
-        frame = frames.InformationFrame(SERVER, CLIENT_32, sim.LLC_REQUEST + apdu, send_sequence_number=ssn,
+        frame = frames.InformationFrame(SERVER, CLIENT_32, LLC_REQUEST + apdu, send_sequence_number=ssn,
                                         receive_sequence_number=ssn, final=True)
         (answer,) = link.feed(frame.to_bytes())
         return answer
 
     aare = frames.InformationFrame.from_bytes(request(AARQ_LLS, 0))
     assert (aare.send_sequence_number, aare.receive_sequence_number, aare.final) == (0, 1, True)
-    assert aare.payload == sim.LLC_RESPONSE + AARE_ACCEPTED_LLS
+    assert aare.payload == LLC_RESPONSE + AARE_ACCEPTED_LLS
     answer = request(GET_ENERGY, 1)
     header = H("a015 41 03 52")  # length 21; control 0x52: N(R) 2, F, N(S) 1, I-frame
     assert answer[:6] == H("7e") + header
     assert answer[6:8] == CRCCCITT().calculate_for(header)
-    assert answer[8:-3] == sim.LLC_RESPONSE + ENERGY_12345_WH
+    assert answer[8:-3] == LLC_RESPONSE + ENERGY_12345_WH
     # DISC is answered by UA without information, a second DISC by DM
     disc = frames.DisconnectFrame(SERVER, CLIENT_32).to_bytes()
-    assert link.feed(disc) == [sim.hdlc_frame(H("41"), H("03"), 0x73)]
-    assert link.feed(disc) == [sim.hdlc_frame(H("41"), H("03"), 0x1F)]
+    assert link.feed(disc) == [hdlc_frame(H("41"), H("03"), 0x73)]
+    assert link.feed(disc) == [hdlc_frame(H("41"), H("03"), 0x1F)]
 
 
 def test_long_answers_are_segmented_and_sent_on_rr():
-    link = sim.HdlcLink(make_sim())
-    snrm = sim.hdlc_frame(H("03"), H("41"), 0x93, H("818012 050180 060120 0704 00000001 0804 00000001"))
+    link = HdlcLink(make_sim())
+    snrm = hdlc_frame(H("03"), H("41"), 0x93, H("818012 050180 060120 0704 00000001 0804 00000001"))
     (ua,) = link.feed(snrm)  # the client receives at most 32 octets of information
-    assert sim.hdlc_parameters(ua[8:-3]) == {5: 32, 6: 128, 7: 1, 8: 1}
-    first = link.feed(frames.InformationFrame(SERVER, CLIENT_32, sim.LLC_REQUEST + AARQ_LLS).to_bytes())
+    assert hdlc_parameters(ua[8:-3]) == {5: 32, 6: 128, 7: 1, 8: 1}
+    first = link.feed(frames.InformationFrame(SERVER, CLIENT_32, LLC_REQUEST + AARQ_LLS).to_bytes())
     segments = []
     while first:
         frame = frames.InformationFrame.from_bytes(first[0])
@@ -348,13 +367,13 @@ def test_long_answers_are_segmented_and_sent_on_rr():
         rr = frames.ReceiveReadyFrame(SERVER, CLIENT_32, receive_sequence_number=len(segments)).to_bytes()
         first = link.feed(rr)
     assert [len(segment) for segment in segments] == [32, 27]
-    assert b"".join(segments) == sim.LLC_RESPONSE + AARE_ACCEPTED_LLS
+    assert b"".join(segments) == LLC_RESPONSE + AARE_ACCEPTED_LLS
 
 
 def test_frames_for_another_logical_device_or_with_a_bad_fcs_are_ignored():
-    link = sim.HdlcLink(make_sim())
-    assert link.feed(sim.hdlc_frame(H("05"), H("41"), 0x93)) == []  # logical device 2
-    good = sim.hdlc_frame(H("03"), H("41"), 0x93)
+    link = HdlcLink(make_sim())
+    assert link.feed(hdlc_frame(H("05"), H("41"), 0x93)) == []  # logical device 2
+    good = hdlc_frame(H("03"), H("41"), 0x93)
     assert link.feed(good[:-3] + b"\x00\x00\x7e") == []
     assert len(link.feed(b"\x00\x7e" + good)) == 1  # noise before the flag is skipped
 
@@ -363,25 +382,25 @@ def test_frames_for_another_logical_device_or_with_a_bad_fcs_are_ignored():
 
 
 def test_a_xdr_values_decode_as_the_twin_encodes_them():
-    encoded = sim.encode_structure(sim.encode_int(sim.LONG_UNSIGNED, 3), sim.encode_octets(sim.obis("1.0.1.7.0.255")),
-                                   sim.encode_int(sim.INTEGER, -2), sim.encode_visible("RIGSIM0001"),
-                                   sim.encode_bool(True), sim.encode_array([]))
+    encoded = encode_structure(encode_int(LONG_UNSIGNED, 3), encode_octets(obis("1.0.1.7.0.255")),
+                                   encode_int(INTEGER, -2), encode_visible("RIGSIM0001"),
+                                   encode_bool(True), encode_array([]))
     assert encoded == H("0206 120003 0906 0100010700ff 0ffe 0a0a 52494753494d30303031 0301 0100")
     assert decode_value(encoded) == [3, H("0100010700ff"), -2, "RIGSIM0001", True, []]
-    assert sim.decode_one(encoded)[0] == sim.STRUCTURE
-    with pytest.raises(sim.DataError):
-        sim.decode_one(encoded[:-1])
+    assert decode_one(encoded)[0] == STRUCTURE
+    with pytest.raises(DataError):
+        decode_one(encoded[:-1])
 
 
 def test_date_time_deviation_is_minutes_from_local_time_to_utc():
-    raw = sim.encode_date_time(datetime(2026, 3, 1, 18, 30, tzinfo=UTC).timestamp(), 330)
+    raw = encode_date_time(datetime(2026, 3, 1, 18, 30, tzinfo=UTC).timestamp(), 330)
     assert raw == H("07ea 03 02 01 00 00 00 00 feb6 00")  # Monday 2026-03-02 00:00 IST, deviation -330
     moment = date_time_from_bytes(raw, 0)
     assert moment == datetime(2026, 3, 1, 18, 30, tzinfo=UTC)
     assert moment.utcoffset() == timedelta(minutes=330)
     unspecified = raw[:9] + struct.pack(">h", -0x8000) + raw[11:]
     assert date_time_from_bytes(unspecified, 330).tzinfo == timezone(timedelta(minutes=330))
-    assert sim.decode_date_time(unspecified, 330) == moment.timestamp()
+    assert decode_date_time(unspecified, 330) == moment.timestamp()
 
 
 # -- driver settings ------------------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_4g_latency_doubles_every_8_db_below_the_knee(attenuation_db, latency_s)
     assert link.loss_probability() == 0.0  # 4G loses nothing while registered
 
 
-@pytest.mark.parametrize(("attenuation_db", "loss"), [(25, 0.0), (30, 0.5 * (5 / 15) ** 2), (40, 0.5)])
+@pytest.mark.parametrize(("attenuation_db", "loss"), [(25, 0.0), (30, 0.25 * (5 / 15) ** 2), (40, 0.25)])
 def test_2g_loss_grows_towards_its_threshold(attenuation_db, loss):
     link = make_link(technology="2g")
     link.set_attenuation(attenuation_db, by="test")

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from rig.sim.defects import MeterDefects
-from rig.sim.dlms_meter import DlmsMeterSim, NoAnswer
+from rig.sim.dlms.meter import DlmsMeterSim, NoAnswer
 from rig.sim.model import PhysicalModel, SimMeter
 from rig.sim.truth import TruthLog, read_truth
 

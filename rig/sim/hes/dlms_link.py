@@ -20,7 +20,8 @@ from dlms_cosem.connection import DlmsConnection
 from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.protocol.wrappers import WrapperHeader, WrapperProtocolDataUnit
 
-from rig.sim.dlms_meter import DlmsMeterSim, decode_one
+from rig.sim.dlms.codec import decode_one
+from rig.sim.dlms.meter import DlmsMeterSim
 from rig.sim.model import PhysicalModel
 
 T = TypeVar("T")

@@ -1,0 +1,258 @@
+"""The DLMS/COSEM server of a twin meter: xDLMS services (GET, SET, ACTION normal) on its object model, the
+associations, and its two transports: the IEC 62056-47 TCP wrapper on a loopback port and, with `hdlc`, HDLC on a
+pty whose path is `pty_path`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+import tty
+
+from rig.sim.dlms.association import (
+    ACCEPTED,
+    CLIENT_ROLES,
+    CONFORMANCE_ACTION,
+    CONFORMANCE_GET,
+    CONFORMANCE_SET,
+    DIAG_NAMES,
+    DIAG_NO_REASON,
+    REJECTED_PERMANENT,
+    SERVER_SAP,
+    Link,
+    aare,
+    aarq_fields,
+    judge_aarq,
+)
+from rig.sim.dlms.codec import DataError, decode_one
+from rig.sim.dlms.hdlc import HdlcLink
+from rig.sim.dlms.objects import (
+    CLASS_SHAPES,
+    OBJECT_CLASS_INCONSISTENT,
+    OBJECT_UNDEFINED,
+    OTHER_REASON,
+    READ_WRITE_DENIED,
+    TYPE_UNMATCHED,
+    CosemObject,
+)
+from rig.sim.model import PhysicalModel
+
+# Exception-Response: state-error, service-error
+SERVICE_NOT_ALLOWED, SERVICE_UNKNOWN = 1, 2
+OPERATION_NOT_POSSIBLE, SERVICE_NOT_SUPPORTED, SERVICE_OTHER_REASON = 1, 2, 3
+SERVICE_CONFORMANCE = {0xC0: CONFORMANCE_GET, 0xC1: CONFORMANCE_SET, 0xC3: CONFORMANCE_ACTION}
+
+
+def exception_response(state_error: int, service_error: int) -> bytes:
+    return bytes([0xD8, state_error, service_error])
+
+
+def wrap(source_wport: int, destination_wport: int, apdu: bytes) -> bytes:
+    """IEC 62056-47 wrapper: version 1, source and destination wPort, length, then the APDU."""
+    return struct.pack(">HHHH", 1, source_wport, destination_wport, len(apdu)) + apdu
+
+
+class DlmsServer:
+    """One logical device (server SAP 1) answering on its transports. A meter supplies `objects` and says when its
+    port answers (`port_answering`); a connection opened before a power loss (`power_epoch`) dies at its first
+    request after it unless the port reads from the battery (`battery_reading`)."""
+
+    transport = "dlms"
+
+    def __init__(self, role: str, model: PhysicalModel, password: bytes, hdlc: bool, latency_s: float):
+        self.role = role
+        self.model = model
+        self.password = password
+        self.hdlc = hdlc
+        self.latency_s = latency_s
+        self.objects: dict[bytes, CosemObject] = {}
+        self.power_epoch = 0
+        self.battery_reading = True
+        self.pty_path: str | None = None
+        self.port: int | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._pty_fds: tuple[int, int] | None = None
+        self._hdlc_link: HdlcLink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def port_answering(self) -> bool:
+        return True
+
+    # -- application layer ------------------------------------------------------------------------------------
+
+    def handle_apdu(self, link: Link, client_sap: int, apdu: bytes) -> bytes | None:
+        """The response to one xDLMS/ACSE APDU from a client SAP on a link (None: no response)."""
+        if not apdu:
+            return None
+        tag = apdu[0]
+        if tag == 0x60:
+            return self._associate(link, client_sap, apdu)
+        association = link.associations.get(client_sap)
+        if tag == 0x62:
+            link.associations.pop(client_sap, None)
+            if association is not None:
+                self.model.truth.event("dlms.release", role=self.role, transport=link.transport,
+                                       client_sap=client_sap)
+            return b"\x63\x03\x80\x01\x00"
+        if tag not in SERVICE_CONFORMANCE:
+            return exception_response(SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
+        if association is None:
+            return exception_response(SERVICE_NOT_ALLOWED, OPERATION_NOT_POSSIBLE)
+        if len(apdu) < 13 or apdu[1] != 1 or not association.conformance & SERVICE_CONFORMANCE[tag]:
+            return exception_response(SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
+        invoke = apdu[2]
+        class_id = int.from_bytes(apdu[3:5], "big")
+        logical_name, index, rest = apdu[5:11], apdu[11], apdu[12:]
+        by = f"{CLIENT_ROLES[client_sap]} client {client_sap}"
+        if tag == 0xC0:
+            response = self._get(association.role, class_id, logical_name, index, rest)
+            answer = bytes([0xC4, 1, invoke]) + (b"\x00" + response if isinstance(response, bytes)
+                                                 else bytes([1, response]))
+            if association.client_max_pdu and len(answer) > association.client_max_pdu:
+                answer = bytes([0xC4, 1, invoke, 1, OTHER_REASON])
+            return answer
+        if tag == 0xC1:
+            return bytes([0xC5, 1, invoke, self._set(association.role, class_id, logical_name, index, rest, by)])
+        return bytes([0xC7, 1, invoke, self._action(association.role, class_id, logical_name, index, rest, by), 0])
+
+    def _lookup(self, class_id: int, logical_name: bytes, index: int, method: bool) -> CosemObject | int:
+        obj = self.objects.get(logical_name)
+        if obj is None:
+            return OBJECT_UNDEFINED
+        if obj.class_id != class_id:
+            return OBJECT_CLASS_INCONSISTENT
+        attributes, methods = CLASS_SHAPES[class_id]
+        if not 1 <= index <= (methods if method else attributes):
+            return OBJECT_UNDEFINED
+        return obj
+
+    def _get(self, role: str, class_id: int, logical_name: bytes, index: int, rest: bytes) -> bytes | int:
+        obj = self._lookup(class_id, logical_name, index, method=False)
+        if isinstance(obj, int):
+            return obj
+        if role not in obj.readers:
+            return READ_WRITE_DENIED
+        if rest[:1] != b"\x00":
+            return OTHER_REASON  # selective access was not negotiated
+        return obj.getters[index]()
+
+    def _set(self, role: str, class_id: int, logical_name: bytes, index: int, rest: bytes, by: str) -> int:
+        obj = self._lookup(class_id, logical_name, index, method=False)
+        if isinstance(obj, int):
+            return obj
+        if role not in obj.writers or index not in obj.setters:
+            return READ_WRITE_DENIED
+        if rest[:1] != b"\x00":
+            return OTHER_REASON
+        try:
+            data = decode_one(rest[1:])
+        except DataError:
+            return TYPE_UNMATCHED
+        return obj.setters[index](data, by)
+
+    def _action(self, role: str, class_id: int, logical_name: bytes, index: int, rest: bytes, by: str) -> int:
+        obj = self._lookup(class_id, logical_name, index, method=True)
+        if isinstance(obj, int):
+            return obj
+        if role not in obj.writers or index not in obj.methods:
+            return READ_WRITE_DENIED
+        try:
+            data = decode_one(rest[1:]) if rest[:1] == b"\x01" else None
+        except DataError:
+            return TYPE_UNMATCHED
+        return obj.methods[index](data, by)
+
+    def _associate(self, link: Link, client_sap: int, aarq: bytes) -> bytes:
+        try:
+            outcome = judge_aarq(client_sap, aarq_fields(aarq), self.password)
+        except (DataError, IndexError, KeyError):
+            outcome = (REJECTED_PERMANENT, DIAG_NO_REASON, None, None, None)
+        result, diagnostic, mechanism, user_information, association = outcome
+        link.associations.pop(client_sap, None)
+        if association is not None:
+            link.associations[client_sap] = association
+        self.model.truth.event("dlms.association", role=self.role, transport=link.transport, client_sap=client_sap,
+                               result="accepted" if result == ACCEPTED else "rejected-permanent",
+                               diagnostic=DIAG_NAMES.get(diagnostic, str(diagnostic)))
+        return aare(result, diagnostic, mechanism, user_information)
+
+    # -- transports -------------------------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> int:
+        """Serve the TCP wrapper on host:port (0: any free port), the HDLC pty too with `hdlc`; return the port."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(self._serve_tcp, host=host, port=port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.hdlc:
+            self._open_pty()
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._pty_fds is not None:
+            master, slave = self._pty_fds
+            self._loop.remove_reader(master)
+            os.close(master)
+            os.close(slave)
+            self._pty_fds = None
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        link = Link("tcp")
+        epoch = self.power_epoch
+        try:
+            while True:
+                version, source, destination, length = struct.unpack(">HHHH", await reader.readexactly(8))
+                apdu = await reader.readexactly(length)
+                if not self.port_answering():
+                    continue  # nothing answers on a dead port
+                if epoch != self.power_epoch and not self.battery_reading:
+                    break  # this connection died at a power loss
+                if version != 1:
+                    break
+                if destination != SERVER_SAP:
+                    continue  # no such logical device: the wrapper discards it
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
+                response = self.handle_apdu(link, source, apdu)
+                if response is not None:
+                    writer.write(wrap(SERVER_SAP, source, response))
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._pty_fds = (master, slave)
+        self.pty_path = os.ttyname(slave)
+        self._hdlc_link = HdlcLink(self)
+        self._loop.add_reader(master, self._pty_readable)
+
+    def _pty_readable(self) -> None:
+        master = self._pty_fds[0]
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            return
+        if not self.port_answering():
+            return  # nothing answers on a dead port
+        frames = self._hdlc_link.feed(data)
+        if not frames:
+            return
+        if self.latency_s:
+            self._loop.call_later(self.latency_s, self._pty_write, frames)
+        else:
+            self._pty_write(frames)
+
+    def _pty_write(self, frames: list[bytes]) -> None:
+        if self._pty_fds is None:
+            return
+        for frame in frames:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._pty_fds[0], frame)

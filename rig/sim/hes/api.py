@@ -1,0 +1,189 @@
+"""Head-end system twin: managed prepayment for the bench's positions, served as an HTTP/JSON API (aiohttp).
+
+One account per position, its id the meter's serial. Every read interval the HES reads each meter's energy
+register through a `MeterLink`, charges the energy at the tariff, sends the alerts the policy asks for, and
+sends the disconnect when the credit is exhausted and no window, grace period or emergency credit forbids it;
+a recharge reconnects (rig/sim/hes/engine.py, commands.py). The API is the one drivers/hes.py speaks: the routes
+here (identity, status, clock, tariff, alerts, events), api_accounts.py and api_commands.py; with `token` set
+every request must carry it as a bearer token.
+
+By default (`meter_link: dlms`) the HES reaches each twin DLMS meter as a DLMS/COSEM client over the position's
+radio link (rig/sim/hes/dlms_link.py); each account is read by its own task. An on-demand read
+(POST /accounts/{id}/read) answers 200 only with a fresh reading: 502 when the meter could not be read, 504 when
+no reading came within `read_deadline_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from rig.config import position_of_role
+from rig.errors import ConfigError
+from rig.sim.dlms.meter import DlmsMeterSim
+from rig.sim.hes.api_accounts import AccountRoutes
+from rig.sim.hes.api_base import ApiError, json_body, number
+from rig.sim.hes.api_commands import CommandRoutes
+from rig.sim.hes.dlms_link import DlmsMeterLink
+from rig.sim.hes.engine import HesSettings, PrepaidEngine
+from rig.sim.hes.hooks import hes_hooks
+from rig.sim.hes.meter_link import MeterLink, ModelMeterLink
+from rig.sim.model import PhysicalModel
+
+
+class HesSim:
+    """Managed-prepayment HES for every position of the bench (driver "hes_http", transport "http")."""
+
+    transport = "http"
+
+    def __init__(self, role: str, model: PhysicalModel, settings: dict):
+        self.role = role
+        self.model = model
+        try:
+            self.settings = HesSettings.model_validate(settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(f"{role}: settings.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        self.model_link = ModelMeterLink(model, by=role, latency_s=self.settings.link_latency_s)
+        link: MeterLink = self.model_link
+        if self.settings.meter_link == "dlms":
+            link = DlmsMeterLink(model, self.model_link, by=role, deadline_s=self.settings.dlms_deadline_s)
+        self.engine = PrepaidEngine(role, model, self.settings, link, hes_hooks(model.defects.hes))
+        self.account_routes = AccountRoutes(self.engine, self.settings.read_deadline_s)
+        self.command_routes = CommandRoutes(self.engine)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def link(self) -> MeterLink:
+        """How the engine reaches the meters (replaceable, e.g. by a link that never answers)."""
+        return self.engine.link
+
+    @link.setter
+    def link(self, link: MeterLink) -> None:
+        self.engine.link = link
+
+    def attach(self, instruments: dict[str, Any]) -> None:
+        """Reach the positions' simulated meters where the twin has them: over DLMS and the radio link (meter_link
+        dlms, DLMS meters), else through their disconnect control state machine."""
+        for role, instrument in instruments.items():
+            position = position_of_role(role)
+            if position is None or not role.startswith("meter@"):
+                continue
+            if isinstance(self.link, DlmsMeterLink) and isinstance(instrument, DlmsMeterSim):
+                self.link.add_meter(position, instrument)
+            elif hasattr(instrument, "remote_disconnect"):
+                self.model_link.meters[position] = instrument
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/version", self._version), web.get("/status", self._status),
+                web.get("/clock", self._clock), web.put("/clock", self._put_clock),
+                web.get("/tariff", self._tariff), web.put("/tariff", self._put_tariff),
+                *self.account_routes.routes(), *self.command_routes.routes(),
+                web.get("/alerts", self._alerts), web.get("/events", self._events)]
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        """Latency, the bearer token, error answers as JSON, and the request log."""
+        if self.settings.latency_s:
+            await asyncio.sleep(self.settings.latency_s)
+        try:
+            token = self.settings.token
+            if token is not None and request.headers.get("Authorization") != f"Bearer {token}":
+                raise ApiError(401, "missing or wrong bearer token")
+            response = await handler(request)
+        except ApiError as exc:
+            response = web.json_response({"error": str(exc), **exc.fields}, status=exc.status)
+        except web.HTTPException as exc:
+            response = web.json_response({"error": exc.reason}, status=exc.status)
+        if self.settings.log_requests:
+            self.model.truth.event("hes.request", role=self.role, method=request.method, path=request.path_qs,
+                                   status=response.status)
+        return response
+
+    async def start(self, host: str, port: int) -> int:
+        """Serve the API on host:port (0: a free port) and start the read loop; return the bound port."""
+        app = web.Application(middlewares=[self._middleware])
+        app.add_routes(self.routes())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(f"{self.role}: cannot serve HTTP on {host}:{port}: {exc.strerror}") from None
+        bound = self._runner.addresses[0][1]
+        engine = self.engine
+        reaches = getattr(self.link, "reaches", lambda _position: "model")
+        engine.record("start", truth_only=True, policy=engine.policy.name, read_interval_s=engine.read_interval_s,
+                      tariff_per_kwh=engine.tariff_per_kwh, defects=self.model.defects.hes.model_dump(),
+                      meter_link={a.position: reaches(a.position) for a in engine.accounts.values()},
+                      accounts={a.state.account_id: a.state.balance for a in engine.accounts.values()})
+        engine.spawn(engine.read_loop())
+        return bound
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        if isinstance(self.link, DlmsMeterLink):
+            await self.link.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _version(self, _request: web.Request) -> web.Response:
+        s = self.settings
+        return web.json_response({"manufacturer": s.manufacturer, "product": s.product, "instance": s.instance,
+                                  "version": s.version})
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        engine = self.engine
+        return web.json_response({"local_time": engine.iso(engine.local_now()), "policy": engine.policy.name,
+                                  "accounts": len(engine.accounts), "read_interval_s": engine.read_interval_s,
+                                  "commands_pending": sum(1 for a in engine.accounts.values() if a.in_flight)})
+
+    async def _clock(self, _request: web.Request) -> web.Response:
+        engine = self.engine
+        return web.json_response({"local_time": engine.iso(engine.local_now()), "offset_s": engine.offset_s,
+                                  "utc_offset": engine.policy.utc_offset})
+
+    async def _put_clock(self, request: web.Request) -> web.Response:
+        body = await json_body(request)
+        if "local_time" in body:
+            try:
+                self.engine.set_clock(datetime.fromisoformat(str(body["local_time"])))
+            except ValueError:
+                raise ApiError(400, f"'local_time' is not an ISO 8601 time: {body['local_time']!r}") from None
+        elif "offset_s" in body:
+            self.engine.set_offset(number(body, "offset_s"))
+        else:
+            raise ApiError(400, "give 'local_time' or 'offset_s'")
+        return await self._clock(request)
+
+    async def _tariff(self, _request: web.Request) -> web.Response:
+        return web.json_response({"per_kwh": self.engine.tariff_per_kwh, "currency": self.engine.policy.currency})
+
+    async def _put_tariff(self, request: web.Request) -> web.Response:
+        per_kwh = number(await json_body(request), "per_kwh")
+        if per_kwh <= 0:
+            raise ApiError(422, f"a tariff must be positive, got {per_kwh:g}")
+        self.engine.set_tariff(per_kwh)
+        return await self._tariff(request)
+
+    async def _alerts(self, request: web.Request) -> web.Response:
+        account = request.query.get("account")
+        return web.json_response([a for a in self.engine.alerts if account is None or a["account"] == account])
+
+    async def _events(self, request: web.Request) -> web.Response:
+        account = request.query.get("account")
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            raise ApiError(400, f"'since' must be an event number, got {request.query['since']!r}") from None
+        return web.json_response([e for e in self.engine.events if e["seq"] > since
+                                  and (account is None or e.get("account") == account)])

@@ -1,0 +1,290 @@
+"""The HES twin's prepaid engine: one account per position, charged from meter reads at the tariff, with the
+alerts, disconnects and reconnects its policy calls for (rig/prepaid.py), the HES clock, and its records.
+
+Every change of state is a truth event ("hes.<kind>") and an entry in the HES's own event log. Defects act
+through the engine's hooks (rig/sim/hes/hooks.py), never inside the policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rig.errors import ConfigError
+from rig.prepaid import AccountState, Blocker, PrepaidPolicy, emergency_credit_left, load_policy
+from rig.sim.hes.commands import Command, CommandExecutor
+from rig.sim.hes.hooks import EngineHooks
+from rig.sim.hes.meter_link import MeterLink
+from rig.sim.model import PhysicalModel
+
+
+class AccountSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    balance: float | None = None
+    converted_at: datetime | None = None  # conversion to prepaid: starts the policy's grace period
+
+
+class HesSettings(BaseModel):
+    """Settings of the HES twin (role settings and twin.instruments.<role> merged; unknown keys ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    policy: str | dict = "uppcl"  # a name in testplans/prepaid/policies, a path, or the policy itself
+    read_interval_s: Annotated[float, Field(gt=0)] | None = None  # default: the policy's meter_read_interval_s
+    opening_balance: float = 100.0
+    accounts: dict[str, AccountSettings] = {}
+    start_local_time: datetime | None = None  # HES clock at start (default: wall clock in the policy's offset)
+    clock_offset_s: float = 0.0
+    latency_s: Annotated[float, Field(ge=0)] = 0.0  # added before every HTTP answer
+    command_delay_s: Annotated[float, Field(ge=0)] = 0.0  # queued -> sent
+    link_latency_s: Annotated[float, Field(ge=0)] = 0.0  # one exchange with a meter
+    command_attempts: Annotated[int, Field(ge=1)] = 10  # a command the meter does not answer is tried this often
+    command_retry_s: Annotated[float, Field(gt=0)] = 1.0  # wait after an unanswered attempt
+    meter_link: Literal["dlms", "model"] = "dlms"  # DLMS/COSEM over the radio link (DlmsMeterLink) or the model
+    dlms_deadline_s: Annotated[float, Field(gt=0)] = 5.0  # one DLMS exchange with a meter, once the radio carried it
+    read_deadline_s: Annotated[float, Field(gt=0)] = 1.5  # an on-demand read answers 504 without a reading by then
+    token: str | None = None  # bearer token the API demands, if set
+    log_requests: bool = False  # every HTTP request as a 'hes.request' truth event
+    manufacturer: str = "Rig twin"
+    product: str = "HES-SIM"
+    instance: str = "SIM-HES-0001"
+    version: str = "1.0"
+
+
+class MeterReadFailed(Exception):
+    """A register read the meter did not answer; the message says why."""
+
+
+@dataclass
+class Account:
+    state: AccountState
+    position: int
+    last_energy_wh: float | None = None
+    supply: str = "connected"  # as the HES believes after its executed commands
+    disconnected_by: str | None = None
+    in_flight: str | None = None  # id of a command not yet executed or failed
+    exhausted_at: float | None = None  # monotonic
+    deferred: str | None = None  # why the due disconnect is held back
+    recharge_refs: set[str] = field(default_factory=set)
+    reading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one register read at a time
+
+
+class PrepaidEngine:
+    """Accounts of every position, the policy that judges them, the HES clock, the records, and the commands."""
+
+    def __init__(self, role: str, model: PhysicalModel, settings: HesSettings, link: MeterLink, hooks: EngineHooks):
+        self.role = role
+        self.model = model
+        self.settings = settings
+        self.link = link
+        self.hooks = hooks
+        self.policy: PrepaidPolicy = load_policy(settings.policy)
+        self.tariff_per_kwh = self.policy.tariff_per_kwh
+        self.read_interval_s = settings.read_interval_s or self.policy.meter_read_interval_s
+        serials = {meter.serial for meter in model.meters}
+        unknown = set(settings.accounts) - serials
+        if unknown:
+            raise ConfigError(f"{role}: settings.accounts names {', '.join(sorted(unknown))}, which no position "
+                              f"holds (meters: {', '.join(sorted(serials))})")
+        self.accounts: dict[str, Account] = {}
+        for meter in model.meters:
+            extra = settings.accounts.get(meter.serial, AccountSettings())
+            opening = extra.balance if extra.balance is not None else settings.opening_balance
+            state = self.policy.new_account(meter.serial, opening, extra.converted_at)
+            self.accounts[meter.serial] = Account(state, meter.position)
+        self.offset_s = settings.clock_offset_s
+        self._mono_origin = model.clock()
+        start = settings.start_local_time or datetime.now(self.policy.tz)
+        self._local_origin = start if start.tzinfo else start.replace(tzinfo=self.policy.tz)
+        self.alerts: list[dict] = []
+        self.events: list[dict] = []
+        self._seq = itertools.count(1)
+        self._tasks: set[asyncio.Task] = set()
+        self.executor = CommandExecutor(self)
+
+    # -- clock ---------------------------------------------------------------------------------------------
+
+    def local_now(self) -> datetime:
+        """The HES clock: aware, in the policy's UTC offset."""
+        elapsed = self.model.clock() - self._mono_origin + self.offset_s
+        return (self._local_origin + timedelta(seconds=elapsed)).astimezone(self.policy.tz)
+
+    def set_clock(self, local_time: datetime) -> None:
+        if local_time.tzinfo is None:
+            local_time = local_time.replace(tzinfo=self.policy.tz)
+        self.set_offset(self.offset_s + (local_time - self.local_now()).total_seconds())
+
+    def set_offset(self, offset_s: float) -> None:
+        self.offset_s = offset_s
+        self.record("clock", offset_s=self.offset_s, local_time=self.iso(self.local_now()))
+        self.evaluate_all()
+
+    def set_tariff(self, per_kwh: float) -> None:
+        self.tariff_per_kwh = per_kwh
+        self.policy = self.policy.model_copy(update={"tariff_per_kwh": per_kwh})
+        self.record("tariff", per_kwh=per_kwh)
+
+    def iso(self, moment: datetime | None) -> str | None:
+        """ISO 8601 with the policy's offset (naive times are local)."""
+        if moment is None:
+            return None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=self.policy.tz)).isoformat(timespec="milliseconds")
+
+    # -- records -------------------------------------------------------------------------------------------
+
+    def record(self, kind: str, truth_only: bool = False, **fields: Any) -> None:
+        """A truth event 'hes.<kind>' and, unless truth_only (what a defect did), an entry of the HES's event log."""
+        self.model.truth.event(f"hes.{kind}", role=self.role, hes_time=self.iso(self.local_now()), **fields)
+        if not truth_only:
+            self.events.append({"seq": next(self._seq), "local_time": self.iso(self.local_now()),
+                                "type": kind, **fields})
+
+    def account_json(self, account: Account) -> dict:
+        state = account.state
+        allowed, why = self.policy.disconnect_allowed(self.local_now(), state)
+        return {"account": state.account_id, "meter": state.account_id, "position": account.position,
+                "balance": state.balance, "currency": self.policy.currency, "last_recharge": state.last_recharge,
+                "arrears": state.arrears, "alerts_sent": list(state.alerts_sent),
+                "emergency_credit": {"state": state.emergency_credit, "taken": state.emergency_credit_taken},
+                "grace_until": self.iso(state.grace_until),
+                "supply": account.supply, "disconnected_by": account.disconnected_by,
+                "exhausted": self.policy.credit_exhausted(state), "pending_command": account.in_flight,
+                "disconnect_allowed": allowed, "disconnect_reason": why,
+                "last_energy_wh": account.last_energy_wh}
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    async def read_account(self, account: Account) -> None:
+        """Read the meter's register and charge the energy since the last read; a read the meter does not answer
+        is a 'read_failed' event and MeterReadFailed."""
+        async with account.reading:
+            try:
+                energy_wh = await self.link.read_energy_wh(account.position)
+            except Exception as exc:  # noqa: BLE001 - any link fault is recorded, the next read tries again
+                cause = str(exc) or type(exc).__name__
+                self.record("read_failed", account=account.state.account_id, error=cause)
+                raise MeterReadFailed(cause) from None
+            self._charge(account, energy_wh)
+
+    def _charge(self, account: Account, energy_wh: float) -> None:
+        state = account.state
+        previous, account.last_energy_wh = account.last_energy_wh, energy_wh
+        if previous is None:
+            self.record("baseline", account=state.account_id, energy_wh=energy_wh)
+            return
+        if energy_wh < previous:
+            self.record("register_back", account=state.account_id, previous_wh=previous, energy_wh=energy_wh)
+            return
+        if energy_wh == previous:
+            return
+        account.state, cost = self.policy.charge(account.state, (energy_wh - previous) / 1000.0)
+        self.record("balance", account=state.account_id, energy_wh=energy_wh, delta_wh=energy_wh - previous,
+                    charged=cost, balance=account.state.balance, arrears=account.state.arrears)
+        self.note_emergency_credit(account, state)
+
+    def note_emergency_credit(self, account: Account, before: AccountState) -> None:
+        """An 'emergency_credit' event when the account's emergency credit changed state since `before`."""
+        if account.state.emergency_credit != before.emergency_credit:
+            self.record("emergency_credit", account=before.account_id, state=account.state.emergency_credit,
+                        taken=account.state.emergency_credit_taken)
+
+    async def read_loop(self) -> None:
+        """One reader per account, so a meter out of reach (its reads queued on the link) delays no other."""
+        await asyncio.gather(*(self._read_account_loop(account) for account in self.accounts.values()))
+
+    async def _read_account_loop(self, account: Account) -> None:
+        """Read every read interval; a read due while a command is pending is skipped (commands go first)."""
+        loop = asyncio.get_running_loop()
+        next_read = loop.time()
+        while True:
+            try:
+                if not account.in_flight:
+                    with contextlib.suppress(MeterReadFailed):  # recorded; the balance stands as last read
+                        await self.read_account(account)
+                self.evaluate(account)
+            except Exception as exc:  # noqa: BLE001 - the engine keeps running; the truth says what broke
+                self.record("error", truth_only=True, error=repr(exc))
+            next_read = max(next_read + self.read_interval_s, loop.time())  # a slow link skips, never bunches
+            await asyncio.sleep(next_read - loop.time())
+
+    def spawn(self, coroutine) -> asyncio.Task:
+        """A task of this HES: cancelled when it stops."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def stop(self) -> None:
+        """Cancel every task of this HES (the read loop, reads, commands) at once."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- policy --------------------------------------------------------------------------------------------
+
+    def blockers(self, account: Account, group: bool) -> list[Blocker]:
+        """Reasons against disconnecting now, as this HES (with its hooks) sees them."""
+        return self.hooks.blockers(self.policy.disconnect_blockers(self.local_now(), account.state), group)
+
+    def evaluate(self, account: Account) -> None:
+        """Send due alerts; send the disconnect or reconnect the balance calls for."""
+        self._send_alerts(account)
+        state = account.state
+        account_id = state.account_id
+        if not self.hooks.exhausted(self.policy, state):
+            account.exhausted_at = account.deferred = None
+            if account.supply == "disconnected" and account.disconnected_by == "prepaid" and not account.in_flight:
+                self.queue(account, "connect", "prepaid")
+            return
+        if account.exhausted_at is None:
+            account.exhausted_at = self.model.clock()
+            self.record("exhausted", account=account_id, balance=state.balance)
+        if account.supply != "connected" or account.in_flight:
+            return
+        blockers = self.blockers(account, group=False)
+        held = None if blockers else self.hooks.before_disconnect(account, self.model.clock())
+        if held is not None:
+            if account.deferred != "defect":
+                account.deferred = "defect"
+                self.record("disconnect_deferred", truth_only=True, account=account_id, reason=held)
+            return
+        reason = "; ".join(b.reason for b in blockers)
+        if blockers:
+            if account.deferred != reason:
+                account.deferred = reason
+                self.record("disconnect_deferred", account=account_id, reason=reason)
+            return
+        account.deferred = None
+        if not self.policy.credit_exhausted(state):
+            self.record("emergency_credit_ignored", truth_only=True, account=account_id, balance=state.balance,
+                        emergency_credit_left=emergency_credit_left(state), defect="ignore_emergency_credit")
+        self.queue(account, "disconnect", "prepaid")
+
+    def _send_alerts(self, account: Account) -> None:
+        state = account.state
+        for threshold in self.policy.due_alerts(state):
+            account.state = state = replace(state, alerts_sent=(*state.alerts_sent, threshold))
+            defect = self.hooks.alert_suppressed(threshold)
+            if defect is not None:
+                self.record("alert_suppressed", truth_only=True, account=state.account_id, threshold_pct=threshold,
+                            defect=defect)
+                continue
+            alert = {"seq": len(self.alerts) + 1, "account": state.account_id, "threshold_pct": threshold,
+                     "balance": state.balance, "local_time": self.iso(self.local_now())}
+            self.alerts.append(alert)
+            self.record("alert", account=state.account_id, threshold_pct=threshold, balance=state.balance)
+
+    def evaluate_all(self) -> None:
+        for account in self.accounts.values():
+            self.evaluate(account)
+
+    def queue(self, account: Account, action: str, origin: str, group: str | None = None) -> Command:
+        return self.executor.queue(account, action, origin, group)

@@ -1,0 +1,71 @@
+"""Where a twin head end departs from its prepaid policy: the engine asks its hooks at each point a defect can act.
+
+`EngineHooks` is the sound HES (every hook leaves the policy's answer as it is); `DefectiveHes` answers from the
+`hes:` section of the defects file (rig/sim/defects.py HesDefects). `hes_hooks` picks one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rig.prepaid import CALENDAR_BLOCKERS, AccountState, Blocker, PrepaidPolicy
+from rig.sim.defects import HesDefects
+
+if TYPE_CHECKING:
+    from rig.sim.hes.engine import Account
+
+
+class EngineHooks:
+    """A sound head end."""
+
+    def blockers(self, blockers: list[Blocker], group: bool) -> list[Blocker]:
+        """The reasons against a disconnect that this HES heeds, of those the policy gives."""
+        return blockers
+
+    def exhausted(self, policy: PrepaidPolicy, state: AccountState) -> bool:
+        """The credit is used up, as this HES sees it."""
+        return policy.credit_exhausted(state)
+
+    def alert_suppressed(self, threshold_pct: float) -> str | None:
+        """Why the alert at this threshold is never sent (None: it is sent)."""
+        return None
+
+    def before_disconnect(self, account: Account, now: float) -> str | None:
+        """Why a due, unblocked disconnect is held back at this instant (None: it goes ahead)."""
+        return None
+
+
+class DefectiveHes(EngineHooks):
+    """A head end with the defects of the `hes:` section."""
+
+    def __init__(self, defects: HesDefects):
+        self.defects = defects
+
+    def blockers(self, blockers: list[Blocker], group: bool) -> list[Blocker]:
+        ignored = set()
+        if self.defects.ignore_friendly_hours:
+            ignored |= CALENDAR_BLOCKERS
+        if group and self.defects.disconnect_positive_balance:
+            ignored.add("balance")
+        if self.defects.ignore_emergency_credit:
+            ignored.add("emergency_credit")
+        return [blocker for blocker in blockers if blocker.kind not in ignored]
+
+    def exhausted(self, policy: PrepaidPolicy, state: AccountState) -> bool:
+        if self.defects.ignore_emergency_credit:
+            return state.balance <= 0  # the balance alone counts
+        return policy.credit_exhausted(state)
+
+    def alert_suppressed(self, threshold_pct: float) -> str | None:
+        return "skip_alerts" if threshold_pct in self.defects.skip_alerts else None
+
+    def before_disconnect(self, account: Account, now: float) -> str | None:
+        delay_s = self.defects.disconnect_delay_s
+        if account.exhausted_at is not None and now < account.exhausted_at + delay_s:
+            return f"defect disconnect_delay_s {delay_s:g} s"
+        return None
+
+
+def hes_hooks(defects: HesDefects) -> EngineHooks:
+    """The hooks of a head end with these defects (the sound one's when it has none)."""
+    return DefectiveHes(defects) if defects.model_fields_set else EngineHooks()
