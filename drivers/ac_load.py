@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from drivers.scpi import ScpiDriver, Setting, Switch
-from rig.errors import ConfigError, InstrumentError, SetpointRefused
+from typing import Annotated
+
+from pydantic import Field
+
+from drivers.scpi import SafeState, ScpiDriver, ScpiSettings, Setting, Switch, flag, number, switch
+from rig.errors import SetpointRefused
 from rig.roles import AcLoad
 
 # mode -> (quantity, unit, level header, level format)
@@ -15,6 +19,12 @@ MODES = {
 QUANTITY_MODES = {quantity: mode for mode, (quantity, _unit, _header, _number) in MODES.items()}
 MODE_REPLIES = {"CURR": "CURR", "CURRENT": "CURR", "CC": "CURR", "POW": "POW", "POWER": "POW", "CP": "POW",
                 "RES": "RES", "RESISTANCE": "RES", "CR": "RES"}
+
+
+class LoadSettings(ScpiSettings):
+    """`current_sample_latency_s`: the typical time from a current query to the instant the load samples it."""
+
+    current_sample_latency_s: Annotated[float, Field(ge=0)] = 0.002
 
 
 class Chroma63800Load(ScpiDriver, AcLoad):
@@ -32,22 +42,22 @@ class Chroma63800Load(ScpiDriver, AcLoad):
 
     RATINGS = {"current": (0.0, 36.0), "power": (0.0, 3600.0), "voltage": (0.0, 350.0)}
     METER_RATINGS = {"current": "imax_a"}
-    SETTINGS = (Setting("CURRent[:STATic][:L1]", "current", "A"),  # L2 too: numeric suffixes are not told apart
-                Setting("POWer[:STATic][:L1]", "power", "W"),
-                Setting("RESistance[:STATic][:L1]", "resistance", "ohm"))
-    SWITCHES = (Switch("LOAD[:STATe]"),
-                Switch("LOAD:SHORt[:STATe]", refused="a shorted input draws a current no level bounds"))
+    SETTINGS_MODEL = LoadSettings
+    SAFE = (SafeState("LOAD OFF", off="input", confirm="LOAD?"),)
+    GUARDS = (Setting("CURRent[:STATic][:L1]", "current", "A"),  # L2 too: numeric suffixes are not told apart
+              Setting("POWer[:STATic][:L1]", "power", "W"),
+              Setting("RESistance[:STATic][:L1]", "resistance", "ohm"),
+              Switch("LOAD:SHORt[:STATe]", refused="a shorted input draws a current no level bounds"))
+
+    set_input = switch("LOAD", header="LOAD[:STATe]")
+    input_enabled = flag("LOAD?")
+    measure_current = number("MEAS:CURR?")
+    measure_power = number("MEAS:POW?")
+    measure_voltage = number("MEAS:VOLT?")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        latency = self.config.settings.get("current_sample_latency_s", 0.002)
-        try:
-            self.current_sample_latency_s = float(latency)
-        except (TypeError, ValueError):
-            self.current_sample_latency_s = -1.0
-        if not self.current_sample_latency_s >= 0:
-            raise ConfigError(f"roles.{self.role}.settings.current_sample_latency_s: {latency!r} is not a "
-                              f"non-negative number of seconds")
+        self.current_sample_latency_s = self.settings.current_sample_latency_s
 
     def set_mode(self, mode: str) -> None:
         key = mode.strip().upper()
@@ -69,11 +79,11 @@ class Chroma63800Load(ScpiDriver, AcLoad):
     def set_level(self, value: float) -> None:
         mode = self.mode()
         self._check_level(mode, value)
-        _quantity, _unit, header, number = MODES[mode]
-        self.command(f"{header} {number.format(value)}")
+        _quantity, _unit, header, level_format = MODES[mode]
+        self.command(f"{header} {level_format.format(value)}")
 
     def _check_level(self, mode: str, value: float) -> None:
-        quantity, unit, _header, _number = MODES[mode]
+        quantity, unit, _header, _format = MODES[mode]
         if mode != "RES":
             self.check_setpoint(quantity, value, unit)
             return
@@ -93,30 +103,3 @@ class Chroma63800Load(ScpiDriver, AcLoad):
     def check_held_setpoints(self) -> None:
         mode = self.mode()
         self._check_level(mode, self.level(mode))
-
-    def set_input(self, enabled: bool) -> None:
-        """Switch the input; ON is sent only after the level the instrument holds is read back and checked."""
-        self.command("LOAD ON" if enabled else "LOAD OFF")
-
-    def input_enabled(self) -> bool:
-        reply = self.query("LOAD?").strip().upper()
-        if reply in ("1", "ON"):
-            return True
-        if reply in ("0", "OFF"):
-            return False
-        raise self.unexpected_reply("LOAD?", "ON/OFF", reply)
-
-    def measure_current(self) -> float:
-        return self.query_float("MEAS:CURR?")
-
-    def measure_power(self) -> float:
-        return self.query_float("MEAS:POW?")
-
-    def measure_voltage(self) -> float:
-        return self.query_float("MEAS:VOLT?")
-
-    def make_safe(self) -> list[str]:
-        self.command("LOAD OFF")
-        if self.input_enabled():
-            raise InstrumentError(f"{self.role} ({self.address}): input still ON after 'LOAD OFF'")
-        return ["input OFF (confirmed by LOAD?)"]

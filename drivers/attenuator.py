@@ -28,10 +28,10 @@ import httpx
 from drivers.http_deadline import DeadlineTransport, deadline
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
+from rig.resources import Accepts
 from rig.roles import Attenuator
 
 STEP_DB = 0.25
-TELNET_PORT = 23
 MODEL_MAX = re.compile(r"^RC\w*DAT-\d+-(\d+(?:\.\d+)?)$", re.IGNORECASE)
 SET_REPLIES = {"1": None, "0": "refused the value (invalid attenuation)",
                "2": "answered 2: the value is above its range and it set its maximum instead"}
@@ -39,22 +39,6 @@ SET_REPLIES = {"1": None, "0": "refused the value (invalid attenuation)",
 TELNET_COMMAND = re.compile(rb"\xff[\xfb-\xfe].|\xff\xfa.*?\xff\xf0|\xff[\xf0-\xfa\xff]", re.DOTALL)
 MAX_LINE_BYTES = 4096  # more without a line end is noise, not a reply
 QUOTED_BYTES = 64  # of a garbled reply, in messages and the transcript
-
-
-def parse_resource(resource: str, role: str) -> tuple[str, str, int]:
-    """('http', base URL, 0) or ('telnet', host, port)."""
-    if resource.startswith(("http://", "https://")):
-        return "http", resource.rstrip("/"), 0
-    if resource.startswith("telnet://"):
-        host, _, port = resource.removeprefix("telnet://").split("/")[0].rpartition(":")
-        if not host:
-            host, port = port, str(TELNET_PORT)
-        try:
-            return "telnet", host.strip("[]"), int(port)
-        except ValueError:
-            raise ConfigError(f"roles.{role}.resource: port {port!r} in {resource!r} is not a number") from None
-    raise ConfigError(f"roles.{role}.resource: an RCDAT attenuator is reached at 'http://host[:port]' or "
-                      f"'telnet://host[:port]', got {resource!r}")
 
 
 def max_of_model(model: str) -> float | None:
@@ -67,13 +51,17 @@ class RcdatAttenuator(Driver, Attenuator):
     """A Mini-Circuits RCDAT attenuator playing 'attenuator@<n>'. Exchanges are serialised by a lock."""
 
     SAFE_KEYS = frozenset({"attenuation_db"})
+    ACCEPTS = Accepts(("http", "telnet"), "an RCDAT attenuator is reached at 'http://host[:port]' or "
+                                          "'telnet://host[:port]'")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "attenuation_db" not in self.config.safe:
             raise ConfigError(f"roles.{self.role}.safe.attenuation_db: required for an attenuator (the value "
                               f"it is set to on every exit path)")
-        self.kind, self.host, self.port = parse_resource(self.address, self.role)
+        self.kind = "telnet" if self.resource.scheme == "telnet" else "http"
+        self.host = self.resource.host if self.kind == "telnet" else self.resource.url  # http: the base URL
+        self.port = self.resource.port
         self.model = ""
         self.max_db: float | None = None
         self._client: httpx.Client | None = None

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
+from pydantic import Field
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from rig.config import DriverSettings
 from rig.driver import Driver, Identity
-from rig.errors import ConfigError, InstrumentError, InstrumentTimeout
+from rig.errors import InstrumentError, InstrumentTimeout
 from rig.registermaps import MAX_READ_REGISTERS, Quantity, RegisterMap, load_register_map
+from rig.resources import Accepts
 
 EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                    4: "server device failure", 5: "acknowledge", 6: "server device busy",
@@ -19,17 +22,11 @@ EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal
                    11: "gateway target device failed to respond"}
 
 
-def parse_tcp_resource(resource: str, role: str) -> tuple[str, int]:
-    """'tcp://host:port' (port 502 when omitted) -> (host, port)."""
-    if not resource.startswith("tcp://"):
-        raise ConfigError(f"roles.{role}.resource: a Modbus TCP resource is 'tcp://host:port', got {resource!r}")
-    host, _, port = resource.removeprefix("tcp://").split("/")[0].rpartition(":")
-    if not host:
-        host, port = port, "502"
-    try:
-        return host.strip("[]"), int(port)
-    except ValueError:
-        raise ConfigError(f"roles.{role}.resource: port {port!r} in {resource!r} is not a number") from None
+class ModbusSettings(DriverSettings):
+    """Settings of every Modbus TCP driver: its register map and device id."""
+
+    register_map: str | None = None  # a packaged map's name or a path; default: the driver's
+    device_id: Annotated[int, Field(ge=0, le=255)] = 1
 
 
 class ModbusTcpDriver(Driver):
@@ -43,15 +40,14 @@ class ModbusTcpDriver(Driver):
 
     DEFAULT_MAP: ClassVar[str] = ""
     KIND: ClassVar[str] = "device"
+    SETTINGS_MODEL: ClassVar[type[ModbusSettings]] = ModbusSettings
+    ACCEPTS = Accepts(("tcp",), "a Modbus TCP resource is 'tcp://host:port'", default_port=502)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        settings = self.config.settings
-        self.map: RegisterMap = load_register_map(settings.get("register_map", self.DEFAULT_MAP))
-        self.device_id = int(settings.get("device_id", 1))
-        if not 0 <= self.device_id <= 255:
-            raise ConfigError(f"roles.{self.role}.settings.device_id: {self.device_id} is outside 0..255")
-        self.host, self.port = parse_tcp_resource(self.address, self.role)
+        self.map: RegisterMap = load_register_map(self.settings.register_map or self.DEFAULT_MAP)
+        self.device_id = self.settings.device_id
+        self.host, self.port = self.resource.host, self.resource.port
         self.client: ModbusTcpClient | None = None
 
     def open(self) -> None:

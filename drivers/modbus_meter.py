@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
-from drivers.modbus import ModbusTcpDriver
-from rig.config import DriverSettings, RoleConfig, driver_settings
+from drivers.modbus import ModbusSettings, ModbusTcpDriver
 from rig.roles import MeterReadout
 
 
-class ModbusMeterSettings(DriverSettings):
-    """Settings of a meter's Modbus port: its register map and device id."""
+class ModbusMeterSettings(ModbusSettings):
+    """Settings of a meter's Modbus port."""
 
-    register_map: str = "sdm630"  # a packaged map's name or a path
-    device_id: Annotated[int, Field(ge=0, le=255)] = 1
     modbus_serial: int | None = None  # the serial number the twin's meter reports; a real meter has its own
 
 
@@ -25,10 +18,7 @@ class ModbusMeter(ModbusTcpDriver, MeterReadout):
     DEFAULT_MAP = "sdm630"
     KIND = "meter"
     INSTANTANEOUS = ("voltage_v", "current_a", "power_w", "power_factor")
-
-    def __init__(self, role: str, config: RoleConfig, *args, **kwargs):
-        self.settings = driver_settings(ModbusMeterSettings, role, config.settings)
-        super().__init__(role, config, *args, **kwargs)
+    SETTINGS_MODEL = ModbusMeterSettings
 
     def read_energy_import_kwh(self) -> float:
         return float(self.read_quantity("energy_import_kwh"))

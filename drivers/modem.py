@@ -39,9 +39,10 @@ from typing import Annotated
 import serial
 from pydantic import Field
 
-from rig.config import DriverSettings, RoleConfig, driver_settings
+from rig.config import DriverSettings, RoleConfig
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout
+from rig.resources import Accepts
 from rig.roles import Modem
 
 READ_POLL_S = 0.02
@@ -86,13 +87,6 @@ class RegistrationEvent:
     line: str
 
 
-def parse_resource(resource: str) -> str:
-    """The device path of '/dev/ttyUSB2' or 'ASRL/dev/ttyUSB2::INSTR'."""
-    if resource.upper().startswith("ASRL") and resource.upper().endswith("::INSTR"):
-        return resource[4:-7]
-    return resource
-
-
 def lock_holders(path: str) -> list[int]:
     """Process ids holding a flock on the device (from /proc/locks; empty where it cannot be read)."""
     try:
@@ -119,12 +113,12 @@ class ModemSettings(DriverSettings):
 class AtModem(Driver, Modem):
     """A modem's AT port playing 'modem@<n>'. Exchanges are serialised by a lock."""
 
+    SETTINGS_MODEL = ModemSettings
+    ACCEPTS = Accepts(("serial",), "a modem's AT port is a serial device path such as '/dev/ttyUSB2'")
+
     def __init__(self, role: str, config: RoleConfig, *args, **kwargs):
-        self.settings = driver_settings(ModemSettings, role, config.settings)
         super().__init__(role, config, *args, **kwargs)
-        self.port = parse_resource(self.address)
-        if not self.port:
-            raise ConfigError(f"roles.{self.role}.resource: a serial device path such as '/dev/ttyUSB2' is needed")
+        self.port = self.resource.path
         self.baudrate = self.settings.baudrate
         self._serial: serial.Serial | None = None
         self._lines: queue.Queue[tuple[float, str]] = queue.Queue()

@@ -6,17 +6,14 @@ from typing import Annotated
 
 from pydantic import Field
 
-from drivers.modbus import ModbusTcpDriver
-from rig.config import DriverSettings, RoleConfig, driver_settings
+from drivers.modbus import ModbusSettings, ModbusTcpDriver
 from rig.errors import ConfigError, InstrumentError
 from rig.roles import PulseCounter
 
 
-class CounterSettings(DriverSettings):
-    """Settings of a counter module: its register map and Modbus device, and which channel counts which position."""
+class CounterSettings(ModbusSettings):
+    """Settings of a counter module: how many channels it has, and which channel counts which position."""
 
-    register_map: str = "adam6051"  # a packaged map's name or a path
-    device_id: Annotated[int, Field(ge=0, le=255)] = 1
     channels: Annotated[int, Field(ge=1)] | None = None  # default: the map's
     channel_of_position: dict[int, int] = {}
     positions: list[int] | None = None
@@ -33,10 +30,11 @@ class Adam6051Counter(ModbusTcpDriver, PulseCounter):
 
     DEFAULT_MAP = "adam6051"
     KIND = "counter"
+    SETTINGS_MODEL = CounterSettings
 
-    def __init__(self, role: str, config: RoleConfig, *args, **kwargs):
-        self.settings = settings = driver_settings(CounterSettings, role, config.settings)
-        super().__init__(role, config, *args, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        settings = self.settings
         block = self.map.counters
         if block is None:
             raise ConfigError(f"roles.{self.role}.settings.register_map: map {self.map.name!r} has no 'counters'")
@@ -61,8 +59,6 @@ class Adam6051Counter(ModbusTcpDriver, PulseCounter):
         stride = block.stride
         self._read_address = block.base + first * stride
         self._read_count = (last - first + 1) * stride
-        self._sent = f"read_{block.table}_registers {self._read_address} count={self._read_count} " \
-                     f"device_id={self.device_id}"
         # (position, index of the low word, index of the high word) in the response
         self._slots = []
         for position, channel in sorted(self.channel_of_position.items()):
@@ -82,18 +78,7 @@ class Adam6051Counter(ModbusTcpDriver, PulseCounter):
 
     def read_counts(self) -> dict[int, int]:
         """Every mapped position's count, from one read request (one instant for all channels)."""
-        device_id, address, count = self.device_id, self._read_address, self._read_count
-        if self.block.table == "input":
-            response, t_sent = self.request(self._sent, lambda c: c.read_input_registers(address, count=count,
-                                                                                         device_id=device_id))
-        else:
-            response, t_sent = self.request(self._sent, lambda c: c.read_holding_registers(address, count=count,
-                                                                                           device_id=device_id))
-        registers = response.registers
-        self.transcript.record(self.role, self._sent, str(registers), t_mono=t_sent)
-        if len(registers) != count:
-            raise InstrumentError(f"{self._where()}: sent {self._sent!r}, expected {count} registers, "
-                                  f"got {len(registers)}")
+        registers = self.read_registers(self.block.table, self._read_address, self._read_count)
         counts = {}
         last_raw, wraps, half = self._last_raw, self._wraps, self.modulus >> 1
         for position, low, high in self._slots:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from drivers.scpi import ScpiDriver
-from rig.errors import ConfigError
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from drivers.scpi import ScpiDriver, ScpiSettings, action, flag, number
 from rig.roles import ReferenceMeter
 
 MEASURE_QUERY = "MEAS:VOLT?;CURR?;POW?;PFAC?"
 MEASURE_KEYS = ("voltage_v", "current_a", "power_w", "power_factor")
-SAMPLE_INSTANTS = ("send", "middle", "reply")
+
+
+class ReferenceSettings(ScpiSettings):
+    """The reference's class, and where within a query's exchange it takes its reading."""
+
+    accuracy_class_pct: Annotated[float, Field(gt=0)] = 0.02
+    sample_instant: Literal["send", "middle", "reply"] = "middle"
 
 
 class ScpiReferenceMeter(ScpiDriver, ReferenceMeter):
@@ -19,13 +28,18 @@ class ScpiReferenceMeter(ScpiDriver, ReferenceMeter):
     has read its registers.
     """
 
+    SETTINGS_MODEL = ReferenceSettings
+
+    start_integration = action("INT:STAR")
+    stop_integration = action("INT:STOP")
+    integration_running = flag("INT:STAT?", on=("RUN",), off=("STOP",))
+    read_energy_wh = number("FETC:ENER?")
+    integration_time_s = number("FETC:INT:TIME?")  # seconds integrated since the last start, as it counted them
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.accuracy_class_pct = float(self.config.settings.get("accuracy_class_pct", 0.02))
-        self.sample_instant = str(self.config.settings.get("sample_instant", "middle"))
-        if self.sample_instant not in SAMPLE_INSTANTS:
-            raise ConfigError(f"roles.{self.role}.settings.sample_instant: {self.sample_instant!r} is not one of "
-                              f"{', '.join(SAMPLE_INSTANTS)}")
+        self.accuracy_class_pct = self.settings.accuracy_class_pct
+        self.sample_instant = self.settings.sample_instant
 
     def measure(self) -> dict[str, float]:
         reply = self.query(MEASURE_QUERY)
@@ -37,27 +51,3 @@ class ScpiReferenceMeter(ScpiDriver, ReferenceMeter):
         except ValueError:
             raise self.unexpected_reply(MEASURE_QUERY, "'voltage;current;power;power factor'", reply) from None
         return dict(zip(MEASURE_KEYS, values, strict=True))
-
-    def start_integration(self) -> None:
-        self.command("INT:STAR")
-
-    def stop_integration(self) -> None:
-        self.command("INT:STOP")
-
-    def integration_running(self) -> bool:
-        reply = self.query("INT:STAT?").strip().upper()
-        if reply == "RUN":
-            return True
-        if reply == "STOP":
-            return False
-        raise self.unexpected_reply("INT:STAT?", "RUN/STOP", reply)
-
-    def read_energy_wh(self) -> float:
-        return self.query_float("FETC:ENER?")
-
-    def integration_time_s(self) -> float:
-        """Seconds integrated since the last start, as the instrument counted them."""
-        return self.query_float("FETC:INT:TIME?")
-
-    def make_safe(self) -> list[str]:
-        return ["nothing to switch (measuring instrument)"]

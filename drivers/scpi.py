@@ -1,28 +1,33 @@
 """SCPI over VISA (pyvisa + pyvisa-py): one deadline per exchange, every exchange transcripted, every fault named.
 
-Every message a driver sends, raw or from its own methods, passes one guard first: a setting of a bounded
-quantity is checked against the role's SetpointLimits, and a command that switches an output or input on makes
-the driver read back and check the setpoints the instrument holds. A driver declares what to guard as data
-(`SETTINGS`, `SWITCHES`, `HELD_SETPOINTS`).
+A driver is a table of declared methods: `setpoint`, `switch`, `flag`, `number` and `action`, each naming what it
+sends, and a safe state (`SAFE`, steps of `SafeState`) that make_safe runs. Every message a driver sends, raw or
+from its own methods, passes one guard first: a setting of a bounded quantity is checked against the role's
+SetpointLimits, and a command that switches an output or input on makes the driver read back and check the
+setpoints the instrument holds. The guard's tables (`SETTINGS`, `SWITCHES`, `HELD_SETPOINTS`) are gathered from
+the declared methods, plus `GUARDS` for headers no method sends.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import ClassVar
+from types import MethodType
+from typing import Annotated, Any, ClassVar
 
 import pyvisa
+from pydantic import Field
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
 from pyvisa.resources import MessageBasedResource
 
+from drivers.scpi_messages import ProgramUnit, program_units, setting_value
+from rig.config import DriverSettings
 from rig.driver import Driver, Identity
 from rig.errors import InstrumentError, InstrumentTimeout, SetpointRefused
+from rig.resources import Accepts
 
 _resource_managers: dict[str, pyvisa.ResourceManager] = {}
 
@@ -33,7 +38,7 @@ def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
     return _resource_managers[backend]
 
 
-# -- what a message says --------------------------------------------------------------------------------------
+# -- what the guard looks for -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -54,109 +59,125 @@ class Switch:
 
 
 @dataclass(frozen=True)
-class ProgramUnit:
-    """One `;`-separated command of a message: the full headers it may address, upper case, numeric suffixes
-    dropped (OUTP1 -> OUTP), and its parameter text."""
+class Held:
+    """A query that reads back a setpoint the instrument holds, checked before anything switches on."""
 
-    text: str
-    headers: frozenset[tuple[str, ...]]
-    parameter: str
-    query: bool
+    query: str
+    quantity: str
+    unit: str
 
-    def addresses(self, pattern: str) -> bool:
-        nodes = compile_header(pattern)
-        return any(_matches(nodes, header) for header in self.headers)
+
+Guard = Setting | Switch | Held
+
+
+# -- declared methods -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Node:
-    short: str
-    long: str
-    optional: bool
+class Declared:
+    """A driver method declared as data: `run(driver, *args)`, and what it adds to the driver's guard."""
+
+    run: Callable[..., Any]
+    guards: tuple[Guard, ...] = ()
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.run.__name__, self.run.__qualname__ = name, f"{owner.__qualname__}.{name}"
+
+    def __get__(self, driver: ScpiDriver | None, owner: type | None = None):
+        return self if driver is None else MethodType(self.run, driver)
 
 
-_PATTERN_NODE = re.compile(r"\[:?([A-Za-z*][A-Za-z0-9*]*):?\]|:?([A-Za-z*][A-Za-z0-9*]*)")
-_NUMBER = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:E[+-]?\d+)?)\s*([A-Z]*)")
-SUFFIX_MULTIPLIERS = {"": 1.0, "K": 1e3, "M": 1e-3, "U": 1e-6}
-# IEEE 488.2 reads MHZ and MOHM as mega; MA is mega as a multiplier but milli-ampere to most: refused
-SPECIAL_SUFFIXES: dict[str, float | None] = {"MHZ": 1e6, "MOHM": 1e6, "MA": None}
+def setpoint(send: str, quantity: str, unit: str, header: str = "") -> Declared:
+    """Set a bounded quantity: checked against the limits, sent as `send` formatted with the value, confirmed.
+    `header` is the pattern the guard recognises in any message, e.g. '[SOURce:]FREQuency[:IMMediate]'; without
+    it, a raw message setting the quantity is left to the instrument."""
+
+    def run(driver: ScpiDriver, value: float) -> None:
+        driver.check_setpoint(quantity, value, unit)
+        driver.command(send.format(value))
+
+    run.__doc__ = f"Set the {quantity} ({unit}): {send!r}, refused beyond the limits before anything is sent."
+    return Declared(run, (Setting(header, quantity, unit),) if header else ())
 
 
-def _stem(node: str) -> str:
-    return node.rstrip("0123456789") or node
+def switch(send: str, header: str) -> Declared:
+    """Switch an output or input: '<send> ON' or '<send> OFF', confirmed; ON only after the held setpoints pass."""
+
+    def run(driver: ScpiDriver, enabled: bool) -> None:
+        driver.command(f"{send} {'ON' if enabled else 'OFF'}")
+
+    run.__doc__ = f"'{send} ON' or '{send} OFF'; ON is sent only after the setpoints held are read back and checked."
+    return Declared(run, (Switch(header),))
 
 
-@cache
-def compile_header(pattern: str) -> tuple[_Node, ...]:
-    """'[SOURce:]VOLTage[:LEVel]:AC' -> nodes; the short form is the upper-case part of each name."""
-    nodes = []
-    for optional_name, name in _PATTERN_NODE.findall(pattern):
-        text = optional_name or name
-        short = "".join(ch for ch in text if not ch.islower())
-        nodes.append(_Node(_stem(short), _stem(text.upper()), bool(optional_name)))
-    return tuple(nodes)
+def flag(query: str, on: tuple[str, ...] = ("1", "ON"), off: tuple[str, ...] = ("0", "OFF")) -> Declared:
+    """Read a state: a reply in `on` is True, in `off` False, anything else an InstrumentError."""
+
+    def run(driver: ScpiDriver) -> bool:
+        reply = driver.query(query).strip().upper()
+        if reply in on or reply in off:
+            return reply in on
+        raise driver.unexpected_reply(query, f"{on[-1]}/{off[-1]}", reply)
+
+    run.__doc__ = f"{query!r}: {'/'.join(on)} -> True, {'/'.join(off)} -> False."
+    return Declared(run)
 
 
-def _matches(nodes: tuple[_Node, ...], header: tuple[str, ...]) -> bool:
-    if not nodes:
-        return not header
-    first, rest = nodes[0], nodes[1:]
-    if header and header[0] in (first.short, first.long) and _matches(rest, header[1:]):
-        return True
-    return first.optional and _matches(rest, header)
+def number(query: str, held: tuple[str, str] | None = None) -> Declared:
+    """Read a number; `held` (quantity, unit) marks a read-back of a setpoint, checked before switching on."""
+
+    def run(driver: ScpiDriver) -> float:
+        return driver.query_float(query)
+
+    run.__doc__ = f"The number {query!r} answers."
+    return Declared(run, (Held(query, *held),) if held else ())
 
 
-def _split_units(line: str) -> list[str]:
-    """Split a program message at ';' outside quoted strings."""
-    units, current, quote = [], [], ""
-    for ch in line:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == ";":
-            units.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    units.append("".join(current))
-    return [unit.strip() for unit in units if unit.strip()]
+def action(send: str) -> Declared:
+    """Send a command without a parameter, confirmed by the error queue."""
+
+    def run(driver: ScpiDriver) -> None:
+        driver.command(send)
+
+    run.__doc__ = f"{send!r}, confirmed."
+    return Declared(run)
 
 
-def program_units(message: str) -> Iterator[ProgramUnit]:
-    """The commands of a message. A header without a leading ':' continues the previous header's path (SCPI);
-    lenient instruments also read it from the root, so both readings are kept and a check misses neither."""
-    for line in message.splitlines():
-        paths: set[tuple[str, ...]] = {()}
-        for text in _split_units(line):
-            head, _, parameter = text.replace("\t", " ").partition(" ")
-            query = head.endswith("?")
-            if head.startswith("*"):
-                yield ProgramUnit(text, frozenset({(head.rstrip("?").upper(),)}), parameter.strip(), query)
-                continue
-            nodes = tuple(_stem(node.upper()) for node in head.rstrip("?").split(":") if node)
-            headers = {nodes} if head.startswith(":") else {path + nodes for path in paths} | {nodes}
-            paths = {header[:-1] for header in headers}
-            yield ProgramUnit(text, frozenset(headers), parameter.strip(), query)
+@dataclass(frozen=True)
+class SafeState:
+    """One step of a driver's safe state: send `send`; with `confirm` (a flag query), check that `off` (what the
+    step switches off: 'output') is OFF now. `says` is what a step without confirmation did, in words."""
+
+    send: str
+    off: str = ""
+    confirm: str = ""
+    says: str = ""
+
+    def run(self, driver: ScpiDriver) -> str:
+        driver.command(self.send)
+        if not self.confirm:
+            return self.says or f"sent {self.send!r}"
+        if flag(self.confirm).run(driver):
+            raise InstrumentError(f"{driver.role} ({driver.address}): {self.off} still ON after {self.send!r}")
+        return f"{self.off} OFF (confirmed by {self.confirm})"
 
 
-def setting_value(parameter: str, unit: str) -> float | None:
-    """The value of a numeric parameter in `unit` ('231', '231V', '0.231 KV'), or None if it is not one."""
-    match = _NUMBER.fullmatch(parameter.strip().upper())
-    if match is None:
-        return None
-    number, suffix = match.groups()
-    unit = unit.upper()
-    if suffix in SPECIAL_SUFFIXES and suffix.endswith(unit):
-        factor = SPECIAL_SUFFIXES[suffix]
-    elif suffix.endswith(unit):
-        factor = SUFFIX_MULTIPLIERS.get(suffix[: len(suffix) - len(unit)])
-    else:
-        factor = None if suffix else 1.0
-    return None if factor is None else float(number) * factor
+class SwitchedOutput:
+    """Declarations of an instrument with one output, switched by OUTPut ON|OFF; output OFF is its safe state.
+    Listed before ScpiDriver among a driver's bases."""
+
+    SAFE: ClassVar[tuple[SafeState, ...]] = (SafeState("OUTP OFF", off="output", confirm="OUTP?"),)
+    set_output = switch("OUTP", header="OUTPut[:STATe]")
+    output_enabled = flag("OUTP?")
 
 
-# -- the driver ---------------------------------------------------------------------------------------------
+class ScpiSettings(DriverSettings):
+    """Settings of every SCPI driver."""
+
+    visa_backend: Annotated[str, Field(min_length=1)] = "@py"  # pyvisa's backend: '@py' (pyvisa-py), '@ivi', ...
+
+
+# -- the driver -------------------------------------------------------------------------------------------------
 
 
 class _NoReply(Exception):
@@ -177,9 +198,26 @@ class ScpiDriver(Driver):
     """
 
     TERMINATION = "\n"
+    SETTINGS_MODEL = ScpiSettings
+    ACCEPTS = Accepts(("visa",), "a SCPI instrument is reached at a VISA resource name such as "
+                                 "'TCPIP0::192.0.2.10::5025::SOCKET'")
+    SAFE: ClassVar[tuple[SafeState, ...]] = ()
+    GUARDS: ClassVar[tuple[Guard, ...]] = ()  # headers the guard recognises that no declared method sends
+    # gathered from the declared methods and GUARDS
     SETTINGS: ClassVar[tuple[Setting, ...]] = ()
     SWITCHES: ClassVar[tuple[Switch, ...]] = ()
-    HELD_SETPOINTS: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (query, quantity, unit) read before ON
+    HELD_SETPOINTS: ClassVar[tuple[Held, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        members: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            members.update(vars(klass))
+        guards = [guard for member in members.values() if isinstance(member, Declared) for guard in member.guards]
+        guards += cls.GUARDS
+        cls.SETTINGS = tuple(guard for guard in guards if isinstance(guard, Setting))
+        cls.SWITCHES = tuple(guard for guard in guards if isinstance(guard, Switch))
+        cls.HELD_SETPOINTS = tuple(guard for guard in guards if isinstance(guard, Held))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -187,7 +225,7 @@ class ScpiDriver(Driver):
         self.session: MessageBasedResource | None = None
         self._reconnect = False
 
-    # -- session ---------------------------------------------------------------------------------------------
+    # -- session ------------------------------------------------------------------------------------------------
 
     def open(self) -> None:
         self._open_session(self.config.timeout_s)
@@ -195,7 +233,7 @@ class ScpiDriver(Driver):
 
     def _open_session(self, open_timeout_s: float) -> None:
         try:
-            self.session = resource_manager(self.config.settings.get("visa_backend", "@py")).open_resource(
+            self.session = resource_manager(self.settings.visa_backend).open_resource(
                 self.address, read_termination=self.TERMINATION, write_termination=self.TERMINATION,
                 open_timeout=max(1, int(open_timeout_s * 1000)), timeout=int(self.config.timeout_s * 1000))
         except Exception as exc:  # pyvisa-py raises a bare Exception when a TCP connect times out
@@ -231,7 +269,7 @@ class ScpiDriver(Driver):
             raise InstrumentError(f"{self.role} ({self.address}): not open when sending {message!r}")
         return self.session
 
-    # -- exchanges -------------------------------------------------------------------------------------------
+    # -- exchanges ----------------------------------------------------------------------------------------------
 
     def _fail(self, exc: Exception, sent: str) -> InstrumentError:
         if isinstance(exc, VisaIOError) and exc.error_code == constants.StatusCode.error_timeout:
@@ -354,7 +392,11 @@ class ScpiDriver(Driver):
             raise self.unexpected_reply("*IDN?", "'maker,model,serial,firmware'", reply)
         return Identity(*fields, raw=reply)
 
-    # -- the setpoint guard ------------------------------------------------------------------------------------
+    def make_safe(self) -> list[str]:
+        """Run the declared safe state (`SAFE`), step by step; a failed confirmation is an InstrumentError."""
+        return [step.run(self) for step in self.SAFE] or ["nothing to switch (measuring instrument)"]
+
+    # -- the setpoint guard -------------------------------------------------------------------------------------
 
     def check_setting(self, quantity: str, value: float, unit: str) -> None:
         """Check one value of a bounded quantity; a driver whose quantity needs more than its limits overrides."""
@@ -362,8 +404,8 @@ class ScpiDriver(Driver):
 
     def check_held_setpoints(self) -> None:
         """Read back and check the setpoints the instrument holds; runs before anything switches on."""
-        for query, quantity, unit in self.HELD_SETPOINTS:
-            self.check_setting(quantity, self.query_float(query), unit)
+        for held in self.HELD_SETPOINTS:
+            self.check_setting(held.quantity, self.query_float(held.query), held.unit)
 
     def check_message(self, message: str) -> None:
         """Raise SetpointRefused, before anything of `message` is sent, if it sets a bounded quantity beyond the

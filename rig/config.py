@@ -133,7 +133,7 @@ def driver_settings(model: type[Settings], role: str, settings: dict[str, Any]) 
         loc, message, more = first_error(errors)
         first = reported_error(errors)
         if first["type"] == "extra_forbidden":
-            message += f" (settings of this driver: {', '.join(model.model_fields)})"
+            message += f" (settings of this driver: {', '.join(model.model_fields) or 'none'})"
         elif first["type"] != "missing":
             message += f" (got {first['input']!r})"
         suffix = f" (and {more} more)" if more > 0 else ""
@@ -159,6 +159,7 @@ class MeterPosition(Strict):
     load: RoleConfig | None = None  # a load path of this position's own, through its relay, role "load@<n>"
     attenuator: RoleConfig | None = None  # RF attenuator in front of this meter's modem, role "attenuator@<n>"
     modem: RoleConfig | None = None  # AT port of this meter's modem (or a twin modem on the same RF path), "modem@<n>"
+    cover: RoleConfig | None = None  # what opens and closes this meter's terminal cover (tamper), "cover@<n>"
 
     @field_validator("accuracy_class", mode="before")
     @classmethod
@@ -221,7 +222,7 @@ class BenchConfig(Strict):
 
 
 POSITION_ROLES = {"interface": "meter", "load": "load", "attenuator": "attenuator",
-                  "modem": "modem"}  # MeterPosition field -> role name prefix
+                  "modem": "modem", "cover": "cover"}  # MeterPosition field -> role name prefix
 
 
 def bench_roles(config: BenchConfig) -> dict[str, RoleConfig]:

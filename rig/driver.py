@@ -7,8 +7,9 @@ from functools import cache
 from importlib import metadata
 from typing import ClassVar
 
-from rig.config import RoleConfig
+from rig.config import DriverSettings, RoleConfig, driver_settings
 from rig.errors import ConfigError, SetpointRefused
+from rig.resources import ANY_RESOURCE, Accepts, Resource
 from rig.transcript import Transcript
 
 DRIVER_GROUP = "rig.drivers"
@@ -65,14 +66,17 @@ class Identity:
 class Driver:
     """Host side of one instrument playing one role.
 
-    Subclasses declare the instrument's ratings (`RATINGS`: quantity -> (low, high)) and which meter rating
-    bounds a setpoint (`METER_RATINGS`: quantity -> MeterPosition attribute), and implement open, identify,
-    make_safe and close.
+    Subclasses declare the instrument's ratings (`RATINGS`: quantity -> (low, high)), which meter rating bounds a
+    setpoint (`METER_RATINGS`: quantity -> MeterPosition attribute), their settings model (`SETTINGS_MODEL`) and
+    the resources they reach (`ACCEPTS`), and implement open, identify, make_safe and close. The constructor
+    validates both, so a misspelt setting or a malformed address is refused before anything opens.
     """
 
     RATINGS: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
     METER_RATINGS: ClassVar[dict[str, str]] = {}
     SAFE_KEYS: ClassVar[frozenset[str]] = frozenset()
+    SETTINGS_MODEL: ClassVar[type[DriverSettings]] = DriverSettings  # no settings
+    ACCEPTS: ClassVar[Accepts] = ANY_RESOURCE
 
     def __init__(self, role: str, config: RoleConfig, limits: SetpointLimits, transcript: Transcript,
                  secrets: dict[str, str] | None = None):
@@ -86,6 +90,8 @@ class Driver:
         if unknown:
             raise ConfigError(f"roles.{role}.safe: unknown key(s) {', '.join(sorted(unknown))} for driver "
                               f"{config.driver} (accepted: {', '.join(sorted(self.SAFE_KEYS)) or 'none'})")
+        self.settings = driver_settings(self.SETTINGS_MODEL, role, config.settings)
+        self.resource: Resource = self.ACCEPTS.parse(config.resource, role)
 
     def open(self) -> None:
         raise NotImplementedError

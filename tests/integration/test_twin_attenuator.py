@@ -15,8 +15,9 @@ def with_attenuators(data):
     for position, scheme in ((1, "http"), (2, "telnet")):
         data["positions"][position - 1]["attenuator"] = {
             "driver": "rcdat", "resource": f"{scheme}://127.0.0.1:0", "safe": {"attenuation_db": 10},
-            "settings": {"model": "RCDAT-6000-110", "serial": f"SIM1160000{position}"},
             **({"limits": {"attenuation_db": {"min": 0, "max": 100}}} if position == 1 else {})}
+        data["twin"]["instruments"][f"attenuator@{position}"] = {"model": "RCDAT-6000-110",
+                                                                 "serial": f"SIM1160000{position}"}
 
 
 class AttenuatorTwin(OpenBenchOnTwin):

@@ -159,8 +159,12 @@ def test_make_safe_fails_when_the_input_stays_on(connect):
 def test_current_sample_latency_comes_from_settings(connect):
     assert connect([])[0].current_sample_latency_s == 0.002
     assert connect([], settings={"current_sample_latency_s": 0.015})[0].current_sample_latency_s == 0.015
-    with pytest.raises(ConfigError, match=r"roles.load@1.settings.current_sample_latency_s: 'soon' is not"):
+    with pytest.raises(ConfigError, match=r"roles.load@1.settings.current_sample_latency_s: Input should be a valid "
+                                          r"number, unable to parse string as a number \(got 'soon'\)"):
         connect([], settings={"current_sample_latency_s": "soon"})
+    with pytest.raises(ConfigError, match=r"roles.load@1.settings.current_sample_latency_s: Input should be greater "
+                                          r"than or equal to 0 \(got -0.1\)"):
+        connect([], settings={"current_sample_latency_s": -0.1})
 
 
 @pytest.mark.parametrize(("send", "message", "refused"), [

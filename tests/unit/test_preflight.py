@@ -137,8 +137,43 @@ def test_an_unknown_safe_key_names_its_line(tmp_path):
                              f"key(s) attenuation for driver rcdat (accepted: attenuation_db)")
 
 
-def test_any_other_exception_of_a_driver_constructor_names_the_role_settings(tmp_path):
+def test_a_scpi_setting_that_is_not_a_number_names_its_line(tmp_path):
     path = write_bench(tmp_path, edit=lambda d: d["roles"]["reference"]["settings"].update(accuracy_class_pct="tiny"))
+    assert refused(path) == (f"{path}:{line_of(path, 'accuracy_class_pct: tiny')}: roles.reference.settings."
+                             f"accuracy_class_pct: Input should be a valid number, unable to parse string as a number "
+                             f"(got 'tiny')")
+
+
+def test_a_misspelt_scpi_setting_names_file_line_and_field(tmp_path):
+    path = write_bench(tmp_path, edit=lambda d: d["roles"]["source"].update(settings={
+        "voltage_accuracy_pct_readng": 0.1}))
+    assert refused(path) == (f"{path}:{line_of(path, 'voltage_accuracy_pct_readng')}: roles.source.settings."
+                             f"voltage_accuracy_pct_readng: unknown field (settings of this driver: visa_backend, "
+                             f"voltage_accuracy_pct_reading, voltage_accuracy_pct_full_scale)")
+
+
+def test_a_setting_of_a_driver_without_settings_is_refused(tmp_path):
+    path = write_bench(tmp_path, edit=lambda d: d["positions"][0]["attenuator"].update(settings={"model": "X"}))
+    assert refused(path) == (f"{path}:{line_of(path, 'model: X')}: positions.0.attenuator.settings.model: unknown "
+                             f"field (settings of this driver: none)")
+
+
+def test_a_malformed_scpi_address_is_refused_before_opening(tmp_path):
+    path = write_bench(tmp_path, edit=lambda d: d["roles"]["current"].update(resource="TCPIP0::127.0.0.1::x::SOCKET"))
+    assert refused(path) == (f"{path}:{line_of(path, '::x::')}: roles.current.resource: port 'x' in "
+                             f"'TCPIP0::127.0.0.1::x::SOCKET' is not a number")
+    path = write_bench(tmp_path, edit=lambda d: d["roles"]["source"].update(resource="tcp://127.0.0.1:5025"))
+    assert refused(path) == (f"{path}:{line_of(path, 'tcp://127.0.0.1:5025')}: roles.source.resource: a SCPI "
+                             f"instrument is reached at a VISA resource name such as "
+                             f"'TCPIP0::192.0.2.10::5025::SOCKET', got 'tcp://127.0.0.1:5025'")
+
+
+def test_any_other_exception_of_a_driver_constructor_names_the_role_settings(tmp_path, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise ValueError("could not convert string to float: 'tiny'")
+
+    monkeypatch.setattr(driver_class("scpi_reference_meter"), "__init__", refuse)
+    path = write_bench(tmp_path)
     assert refused(path) == (f"{path}:{line_of(path, 'settings:', after='reference:')}: roles.reference.settings: "
                              f"driver scpi_reference_meter refused this role's configuration: ValueError: could not "
                              f"convert string to float: 'tiny'")
@@ -155,6 +190,16 @@ def test_any_other_exception_of_a_driver_constructor_names_the_role_settings(tmp
      "roles.meter@2.settings.deadline_s: Input should be greater than 0 (got 0)"),
     ("dlms_meter", "tcp://127.0.0.1:1", {"clinet": "reader"}, "meter@2", "roles.meter@2.settings.clinet: unknown"),
     ("at_modem", "/dev/ttyUSB2", {"baud": 9600}, "modem@1", "roles.modem@1.settings.baud: unknown field"),
+    ("chroma61500", "TCPIP0::127.0.0.1::1::SOCKET", {"visa_backend": ""}, "source",
+     "roles.source.settings.visa_backend: String should have at least 1 character"),
+    ("chroma63800", "TCPIP0::127.0.0.1::1::SOCKET", {"current_sample_latency": 0.01}, "load@1",
+     "roles.load@1.settings.current_sample_latency: unknown field"),
+    ("scpi_current_amplifier", "TCPIP0::127.0.0.1::1::SOCKET", {"accuracy_class_pct": 0.1}, "current",
+     "roles.current.settings.accuracy_class_pct: unknown field (settings of this driver: visa_backend)"),
+    ("scpi_reference_meter", "TCPIP0::127.0.0.1::1::SOCKET", {"sample_instant": "end"}, "reference",
+     "roles.reference.settings.sample_instant: Input should be 'send', 'middle' or 'reply' (got 'end')"),
+    ("hes_http", "http://127.0.0.1:1", {"policy": "uppcl"}, "hes", "roles.hes.settings.policy: unknown field"),
+    ("rcdat", "telnet://127.0.0.1", {"serial": "X"}, "attenuator@1", "roles.attenuator@1.settings.serial: unknown"),
 ])
 def test_each_driver_declares_its_settings(driver, resource, settings, role, message):
     config = RoleConfig(driver=driver, resource=resource, settings=settings)

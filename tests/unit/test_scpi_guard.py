@@ -2,7 +2,12 @@
 
 import pytest
 
-from drivers.scpi import compile_header, program_units, setting_value
+from drivers.ac_load import Chroma63800Load
+from drivers.chroma_source import Chroma61500Source
+from drivers.current_amplifier import ScpiCurrentAmplifier
+from drivers.reference_meter import ScpiReferenceMeter
+from drivers.scpi import Held, Setting, Switch
+from drivers.scpi_messages import compile_header, program_units, setting_value
 
 VOLTAGE = "[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]:AC"
 
@@ -61,3 +66,22 @@ def test_numbers_with_suffixes(parameter, unit, value):
 ])
 def test_what_cannot_be_checked_is_not_a_number(parameter, unit):
     assert setting_value(parameter, unit) is None
+
+
+def test_the_guard_tables_are_gathered_from_the_declared_methods():
+    level = "[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]"
+    assert Chroma61500Source.SETTINGS == (Setting(f"{level}:AC", "voltage", "V"),
+                                          Setting("[SOURce:]FREQuency[:IMMediate]", "frequency", "Hz"),
+                                          Setting(f"{level}:DC", "voltage", "V"), Setting(level, "voltage", "V"))
+    assert Chroma61500Source.SWITCHES == (Switch("OUTPut[:STATe]"),)
+    assert Chroma61500Source.HELD_SETPOINTS == (Held("SOUR:VOLT:AC?", "voltage", "V"),)
+    assert ScpiCurrentAmplifier.HELD_SETPOINTS == (Held("SOUR:CURR?", "current", "A"),)
+    assert [switch.header for switch in Chroma63800Load.SWITCHES] == ["LOAD[:STATe]", "LOAD:SHORt[:STATe]"]
+    assert ScpiReferenceMeter.SETTINGS == ScpiReferenceMeter.SWITCHES == ScpiReferenceMeter.HELD_SETPOINTS == ()
+
+
+def test_a_declared_method_reads_like_a_written_one():
+    assert Chroma61500Source.set_voltage.run.__qualname__ == "Chroma61500Source.set_voltage"
+    assert Chroma61500Source.set_voltage.run.__doc__ == ("Set the voltage (V): 'SOUR:VOLT:AC {:.3f}', refused beyond "
+                                                         "the limits before anything is sent.")
+    assert ScpiReferenceMeter.integration_running.run.__doc__ == "'INT:STAT?': RUN -> True, STOP -> False."
