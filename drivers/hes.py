@@ -22,32 +22,53 @@ import httpx
 
 from drivers.http_deadline import DeadlineTransport, deadline
 from rig.driver import Driver, Identity
-from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
-
-FINAL_STATUSES = ("executed", "failed", "cancelled")
+from rig.errors import ConfigError, HeadEndError, InstrumentError, InstrumentTimeout, SetpointRefused
+from rig.resources import Accepts
+from rig.roles import Account, Alert, Command, Credited, EmergencyCredit, GroupCommand, HeadEnd
 
 
 class HesRefused(SetpointRefused, ConfigError):
     """A request the client refuses before sending (a recharge or tariff that is not positive)."""
 
 
-class HesHttpError(InstrumentError):
+class HesHttpError(HeadEndError):
     """The HES answered 4xx or 5xx; carries the status and the response body."""
 
-    def __init__(self, message: str, status: int, body: str):
-        super().__init__(message)
-        self.status = status
-        self.body = body
+
+def account_of(data: dict) -> Account:
+    credit = data.get("emergency_credit") or {}
+    return Account(id=str(data["account"]), balance=float(data["balance"]), currency=str(data.get("currency", "")),
+                   supply=str(data.get("supply", "")), pending_command=data.get("pending_command"),
+                   emergency_credit=EmergencyCredit(str(credit.get("state", "none")), float(credit.get("taken", 0.0))),
+                   last_energy_wh=data.get("last_energy_wh"), disconnect_reason=data.get("disconnect_reason"),
+                   raw=data)
 
 
-class HesClient(Driver):
+def command_of(data: dict) -> Command:
+    return Command(id=str(data["id"]), account=str(data["account"]), action=str(data["action"]),
+                   origin=str(data.get("origin", "")), status=str(data["status"]),
+                   attempts=int(data.get("attempts", 0)),
+                   group=data.get("group"), error=data.get("error"), reason=data.get("reason"),
+                   history=list(data.get("history") or []), raw=data)
+
+
+def credited_of(data: dict) -> Credited:
+    reconnect = data.get("reconnect")
+    return Credited(account_of(data["account"]), command_of(reconnect) if reconnect else None, raw=data)
+
+
+def alert_of(data: dict) -> Alert:
+    return Alert(seq=int(data["seq"]), account=str(data["account"]), threshold_pct=float(data["threshold_pct"]),
+                 balance=float(data["balance"]), local_time=str(data.get("local_time", "")), raw=data)
+
+
+class HesClient(Driver, HeadEnd):
     """A head-end system's HTTP/JSON API playing the role `hes`."""
+
+    ACCEPTS = Accepts(("http",), "an HES resource is 'http://host:port[/prefix]'")  # no settings: the base model
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not self.address.startswith(("http://", "https://")):
-            raise ConfigError(f"roles.{self.role}.resource: an HES resource is 'http://host:port[/prefix]', "
-                              f"got {self.address!r}")
         self.token = self.secrets.get("token")
         if self.token:
             self.transcript.add_secret(self.token)
@@ -137,36 +158,45 @@ class HesClient(Driver):
     def status(self) -> dict:
         return self.request("GET", "/status")
 
-    def accounts(self) -> list[dict]:
-        return self.request("GET", "/accounts")
+    def policy_name(self) -> str | None:
+        """The policy GET /status names; None if the HES does not say (or has no /status)."""
+        try:
+            return self.status().get("policy") or None
+        except HesHttpError as exc:
+            if exc.status != 404:
+                raise
+            return None
 
-    def account(self, account: str) -> dict:
-        return self.request("GET", f"/accounts/{account}")
+    def accounts(self) -> list[Account]:
+        return [account_of(a) for a in self.request("GET", "/accounts")]
+
+    def account(self, account: str) -> Account:
+        return account_of(self.request("GET", f"/accounts/{account}"))
 
     def balance(self, account: str) -> float:
-        return float(self.account(account)["balance"])
+        return self.account(account).balance
 
-    def read_now(self, account: str) -> dict:
+    def read_now(self, account: str) -> Account:
         """On-demand read of the account's meter; the account as charged after it."""
-        return self.request("POST", f"/accounts/{account}/read")
+        return account_of(self.request("POST", f"/accounts/{account}/read"))
 
-    def recharge(self, account: str, amount: float, reference: str | None = None) -> dict:
-        """Credit a recharge; {'account': ..., 'reconnect': command or None}. Never re-sent."""
+    def recharge(self, account: str, amount: float, reference: str | None = None) -> Credited:
+        """Credit a recharge; the account and the reconnect it queued. Never re-sent."""
         self._refuse_unless_positive(f"recharge of account {account}:", amount)
         body: dict[str, Any] = {"amount": amount}
         if reference is not None:
             body["reference"] = reference
-        return self.request("POST", f"/accounts/{account}/recharge", body)
+        return credited_of(self.request("POST", f"/accounts/{account}/recharge", body))
 
-    def adjust_balance(self, account: str, amount: float, reason: str) -> dict:
+    def adjust_balance(self, account: str, amount: float, reason: str) -> Account:
         """A balance adjustment outside recharges (credit > 0, debit < 0); the account after it. Never re-sent."""
         if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or not amount:
             raise HesRefused(f"{self.role} ({self.address}): adjustment of account {account}: {amount!r} refused: "
                              f"must be a non-zero amount; nothing was sent")
-        return self.request("POST", f"/accounts/{account}/adjustment", {"amount": amount, "reason": reason})
+        return account_of(self.request("POST", f"/accounts/{account}/adjustment", {"amount": amount, "reason": reason}))
 
-    def request_emergency_credit(self, account: str) -> dict:
-        return self.request("POST", f"/accounts/{account}/emergency-credit")
+    def request_emergency_credit(self, account: str) -> Credited:
+        return credited_of(self.request("POST", f"/accounts/{account}/emergency-credit"))
 
     def set_conversion_date(self, account: str, converted_at: datetime | None) -> dict:
         """When the account was converted to prepaid (starts the policy's grace period); None: no grace."""
@@ -180,48 +210,53 @@ class HesClient(Driver):
         self._refuse_unless_positive("tariff per kWh", per_kwh)
         self.request("PUT", "/tariff", {"per_kwh": per_kwh})
 
-    def alerts(self, account: str | None = None) -> list[dict]:
-        return self.request("GET", "/alerts", params={"account": account})
+    def alerts(self, account: str | None = None) -> list[Alert]:
+        return [alert_of(a) for a in self.request("GET", "/alerts", params={"account": account})]
 
     def events(self, since: int = 0, account: str | None = None) -> list[dict]:
         return self.request("GET", "/events", params={"since": since or None, "account": account})
 
     # -- commands ------------------------------------------------------------------------------------------
 
-    def disconnect(self, account: str) -> dict:
-        return self.request("POST", f"/accounts/{account}/disconnect")
+    def disconnect(self, account: str) -> Command:
+        return command_of(self.request("POST", f"/accounts/{account}/disconnect"))
 
-    def connect(self, account: str) -> dict:
-        return self.request("POST", f"/accounts/{account}/connect")
+    def connect(self, account: str) -> Command:
+        return command_of(self.request("POST", f"/accounts/{account}/connect"))
 
-    def group_command(self, action: str, accounts: list[str], reason: str | None = None) -> dict:
-        """A group disconnect or connect; {'id', 'commands': [...], 'refused': [{'account', 'reason'}]}."""
+    def group_command(self, action: str, accounts: list[str], reason: str | None = None) -> GroupCommand:
+        """A group disconnect or connect: the commands accepted and the accounts refused, with the reasons."""
         if action not in ("disconnect", "connect"):
             raise ConfigError(f"{self.role}: group action must be 'disconnect' or 'connect', got {action!r}")
         body: dict[str, Any] = {"action": action, "accounts": list(accounts)}
         if reason is not None:
             body["reason"] = reason
-        return self.request("POST", "/group-commands", body)
+        return self._group_of(self.request("POST", "/group-commands", body))
 
-    def group(self, group_id: str) -> dict:
-        return self.request("GET", f"/group-commands/{group_id}")
+    def group(self, group_id: str) -> GroupCommand:
+        return self._group_of(self.request("GET", f"/group-commands/{group_id}"))
 
-    def command(self, command_id: str) -> dict:
-        return self.request("GET", f"/commands/{command_id}")
+    @staticmethod
+    def _group_of(data: dict) -> GroupCommand:
+        return GroupCommand(str(data["id"]), [command_of(c) for c in data.get("commands", [])],
+                            {r["account"]: r["reason"] for r in data.get("refused", [])}, raw=data)
 
-    def commands(self, account: str | None = None, group: str | None = None) -> list[dict]:
-        return self.request("GET", "/commands", params={"account": account, "group": group})
+    def command(self, command_id: str) -> Command:
+        return command_of(self.request("GET", f"/commands/{command_id}"))
 
-    def wait_for_command(self, command_id: str, timeout_s: float, poll_s: float = 0.1) -> dict:
+    def commands(self, account: str | None = None, group: str | None = None) -> list[Command]:
+        return [command_of(c) for c in self.request("GET", "/commands", params={"account": account, "group": group})]
+
+    def wait_for_command(self, command_id: str, timeout_s: float, poll_s: float = 0.1) -> Command:
         """Poll until the command is executed, failed or cancelled; InstrumentTimeout says what was last seen."""
         deadline = time.monotonic() + timeout_s
         while True:
             command = self.command(command_id)
-            if command["status"] in FINAL_STATUSES:
+            if command.settled:
                 return command
             if time.monotonic() >= deadline:
                 raise InstrumentTimeout(f"{self.role} ({self.address}): command {command_id} not settled "
-                                        f"within {timeout_s:g} s; last status {command['status']!r}")
+                                        f"within {timeout_s:g} s; last status {command.status!r}")
             time.sleep(poll_s)
 
     # -- clock ---------------------------------------------------------------------------------------------

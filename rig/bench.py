@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -11,13 +12,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rig.config import BenchFile, RoleConfig, bench_roles
+from rig.config import BenchFile, RoleConfig, bench_roles, position_of_role
 from rig.driver import Driver, Identity, SetpointLimits, driver_class
-from rig.errors import BenchBroken, ConfigError, InstrumentError, RigError
+from rig.errors import BenchBroken, ConfigError, InstrumentError, PositionBroken, RigError
 from rig.transcript import Transcript
 
 ROLE_LIMIT_FIELDS = {"voltage_v": ("voltage", "V"), "current_a": ("current", "A"), "power_w": ("power", "W")}
 ROLE_RANGE_FIELDS = {"frequency_hz": "frequency", "attenuation_db": "attenuation"}
+METER_FAULT = re.compile(r"^meter@(\d+) \(")  # drivers name their role first in every message
+POSITION_ROLE = re.compile(r"@(\d+)$")
 
 
 def setpoint_limits(bench: BenchFile, role: str, cls: type[Driver]) -> SetpointLimits:
@@ -89,6 +92,7 @@ class Bench:
         self.drivers: dict[str, Driver] = {}
         self.identities: dict[str, Identity] = {}
         self.broken: str | None = None
+        self.broken_positions: dict[int, str] = {}  # a meter under test that stopped answering breaks its position
         self.safe_after_latch = False  # a safe-state attempt was made while the bench was latched broken
         self._lock = threading.RLock()
 
@@ -132,13 +136,17 @@ class Bench:
         """Open every role, then drive the whole bench safe (a killed earlier run may have left it live).
 
         A role that cannot be opened does not stop the others: each one that opens is made safe, then the bench
-        is latched broken naming every role that failed."""
+        is latched broken naming every role that failed; a meter under test that cannot be reached (`meter@N`)
+        breaks only its position."""
         failures = []
         for role in self.roles:
             try:
                 self.open_role(role)
             except RigError as exc:
-                failures.append(str(exc))
+                if role.startswith("meter@") and isinstance(exc, InstrumentError):
+                    self.latch_position(position_of_role(role), str(exc))  # a meter under test: its position only
+                else:
+                    failures.append(str(exc))
         if failures:
             self.latch("; ".join(failures))
         self.make_safe("start of run")
@@ -148,6 +156,9 @@ class Bench:
     def __getitem__(self, role: str) -> Driver:
         if self.broken:
             raise BenchBroken(f"bench broken: {self.broken}")
+        at = POSITION_ROLE.search(role)
+        if at is not None:
+            self.check_position(int(at.group(1)))
         try:
             return self.drivers[role]
         except KeyError:
@@ -159,6 +170,16 @@ class Bench:
         if self.broken is None:
             self.broken = cause
             self.transcript.record("bench", None, None, note=f"bench broken: {cause}")
+
+    def latch_position(self, number: int, cause: str) -> None:
+        """Mark one position broken (its meter stopped answering); the first cause is kept, the bench goes on."""
+        if number not in self.broken_positions:
+            self.broken_positions[number] = cause
+            self.transcript.record(f"meter@{number}", None, None, note=f"position {number} broken: {cause}")
+
+    def check_position(self, number: int) -> None:
+        if number in self.broken_positions:
+            raise PositionBroken(f"position {number} broken: {self.broken_positions[number]}")
 
     def make_safe(self, reason: str) -> list[dict]:
         """Drive every opened role to its safe state, each under its own timeout; record what was done.
@@ -207,3 +228,11 @@ def _as_rig_error(role: str, address: str, what: str, exc: Exception) -> RigErro
 
 def is_driver_fault(exc: BaseException) -> bool:
     return isinstance(exc, InstrumentError)
+
+
+def meter_fault_position(exc: BaseException) -> int | None:
+    """The position whose meter under test raised exc (a fault of that position, not of the bench), else None."""
+    if not isinstance(exc, InstrumentError):
+        return None
+    found = METER_FAULT.match(str(exc))
+    return int(found.group(1)) if found else None

@@ -35,3 +35,25 @@ class BenchLocked(RigError):
 
 class MeasurementFailure(AssertionError):
     """One or more measurements of the unit under test are outside their limits."""
+
+
+class HeadEndError(InstrumentError):
+    """The head end answered a request with an error (HTTP 4xx or 5xx); carries the status and the body."""
+
+    def __init__(self, message: str, status: int, body: str):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+    @property
+    def refused(self) -> bool:
+        """The head end refused the request (4xx), as against failing to carry it out (5xx)."""
+        return 400 <= self.status < 500
+
+
+class PositionBroken(RigError):
+    """The meter at one position stopped answering; later tests of that position may not use it."""
+
+
+class NotObserved(MeasurementFailure):
+    """The system under test did not do what a plan waited for within its trial timeout (FAIL)."""

@@ -2,10 +2,11 @@
 
 import time
 
-import allure
 import pytest
 
-pytestmark = [pytest.mark.smoke, allure.epic("Bench"), allure.feature("Smoke")]
+from rig.plan import Equals, Limits
+
+pytestmark = [pytest.mark.smoke, pytest.mark.feature("Smoke")]
 
 SETTLE_S = 0.2
 
@@ -22,14 +23,13 @@ def test_every_role_identifies(bench):
 @pytest.mark.parametrize("voltage_v", [230.0, 240.0, 253.0])
 def test_source_holds_voltage(source, measure, voltage_v):
     """The source's measured output matches its setpoint within the instrument's read-back accuracy."""
-    allure.dynamic.parameter("voltage_v", voltage_v)
     source.set_voltage(voltage_v)
     source.set_frequency(50.0)
     source.set_output(True)
     time.sleep(SETTLE_S)
     tolerance = source.voltage_readback_tolerance(voltage_v)
-    measure("output_voltage", source.measure_voltage(), "V", expected=voltage_v, tolerance=tolerance)
-    measure("output_frequency", source.measure_frequency(), "Hz", expected=50.0, tolerance=0.1)
+    measure("output_voltage", source.measure_voltage(), "V", Limits.within(voltage_v, tolerance))
+    measure("output_frequency", source.measure_frequency(), "Hz", Limits.within(50.0, 0.1))
 
 
 def test_safe_state_reached(bench, source, measure):
@@ -39,5 +39,5 @@ def test_safe_state_reached(bench, source, measure):
     time.sleep(SETTLE_S)
     bench.make_safe("smoke plan")
     source = bench["source"]  # a role that failed to reach its safe state has latched the bench: ERROR here
-    assert source.output_enabled() is False
-    measure("voltage_after_safe_state", source.measure_voltage(), "V", low=0.0, high=1.0)
+    measure("output_enabled_after_safe_state", source.output_enabled(), "", Equals(False))
+    measure("voltage_after_safe_state", source.measure_voltage(), "V", Limits(0.0, 1.0))

@@ -17,6 +17,15 @@ def attach_csv(name: str, text: str) -> None:
     allure.attach(text, name=name, attachment_type=allure.attachment_type.CSV)
 
 
+def parameter(name: str, value: object) -> None:
+    """A parameter of the running test in its Allure result (load point, voltage, ...)."""
+    allure.dynamic.parameter(name, value)
+
+
+def attach_text(name: str, text: str) -> None:
+    allure.attach(text, name=name, attachment_type=allure.attachment_type.TEXT)
+
+
 def attach_latency(table: Iterable[Mapping], name: str = "reconnect latency against attenuation") -> None:
     """The latency plot and its table (rows: profile, attenuation_db, median_s, p95_s, max_s)."""
     rows = list(table)

@@ -79,7 +79,8 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 def attach_error_curves(group: MeterGroup, items: list[pytest.Item]) -> None:
-    measurements = [m for other in items for m in other.stash.get(MEASUREMENTS_KEY, []) if m.name == "error"]
+    measurements = [m for other in items if MEASUREMENTS_KEY in other.stash for m in other.stash[MEASUREMENTS_KEY].taken
+                    if m.name == "error"]
     for meter in group.positions:
         points = [ErrorPoint.from_measurement(m.as_record()) for m in measurements if m.position == meter.position]
         if not points:

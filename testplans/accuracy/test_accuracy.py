@@ -16,15 +16,16 @@ from __future__ import annotations
 import math
 import time
 
-import allure
 import pytest
 from meter_groups import Energiser, MeterGroup, pulse_constants
 
 from rig import progress
 from rig.accuracy import GatedMeasurement, creep_minimum_time_s, error_pct, pulse_period_s, wait_until_settled
+from rig.plan import Limits
+from rig.report.attach import parameter
 from rig.standards import LoadPoint, limit_for
 
-pytestmark = [pytest.mark.accuracy, allure.epic("Metering accuracy")]
+pytestmark = [pytest.mark.accuracy]
 
 
 def class_index(accuracy_class: str) -> float:
@@ -35,12 +36,12 @@ def expected_power_w(voltage_v: float, point: LoadPoint) -> float:
     return voltage_v * point.current_a * math.cos(math.radians(point.phase_deg))
 
 
-@allure.feature("Error at load points")
+@pytest.mark.feature("Error at load points")
 def test_error_at_load_point(group: MeterGroup, point: LoadPoint, energiser: Energiser, reference, counter,
                              measure, accuracy_plan):
     """Error % of every position at one load point against the class limit of the standard."""
-    allure.dynamic.parameter("load point", f"{point.name} ({point.current_a:g} A), PF {point.pf}")
-    allure.dynamic.parameter("positions", group.numbers)
+    parameter("load point", f"{point.name} ({point.current_a:g} A), PF {point.pf}")
+    parameter("positions", group.numbers)
     meter = group.rating
     method = accuracy_plan.method
     energiser.apply(meter.un_v, meter.fn_hz, point)
@@ -52,7 +53,7 @@ def test_error_at_load_point(group: MeterGroup, point: LoadPoint, energiser: Ene
         min_pulses=method.min_pulses, quantisation_fraction=method.quantisation_fraction,
         max_duration_s=method.max_point_s, counter_name=f"counter ({counter.address})").run()
     for position, window in windows.items():
-        measure("error", window.error_pct, "%", low=-point.limit_pct, high=point.limit_pct,
+        measure("error", window.error_pct, "%", Limits(-point.limit_pct, point.limit_pct),
                 uncertainty=window.uncertainty_pct, position=position,
                 details={"load_point": point.name, "current_a": point.current_a, "pf": point.pf,
                          "pulses": window.pulses, "window_s": round(window.window_s, 6),
@@ -61,7 +62,7 @@ def test_error_at_load_point(group: MeterGroup, point: LoadPoint, energiser: Ene
                          "quantisation_pct": window.quantisation_pct})
 
 
-@allure.feature("Starting current")
+@pytest.mark.feature("Starting current")
 def test_starting_current(group: MeterGroup, energiser: Energiser, counter, measure, accuracy_plan):
     """At the starting current (PF 1) every meter starts and keeps registering: at least N pulses within
     the allowance times their theoretical duration, plus one period for the first pulse's phase."""
@@ -69,7 +70,7 @@ def test_starting_current(group: MeterGroup, energiser: Energiser, counter, meas
     config = accuracy_plan.starting_current
     current_a = group.spec.starting_current_factor * meter.base_current_a
     point = LoadPoint("Ist", "1", current_a, limit_pct=math.inf)
-    allure.dynamic.parameter("starting current", f"{current_a:g} A")
+    parameter("starting current", f"{current_a:g} A")
     energiser.apply(meter.un_v, meter.fn_hz, point)
     time.sleep(energiser.settle_s())
     power_w = expected_power_w(meter.un_v, point)
@@ -79,12 +80,12 @@ def test_starting_current(group: MeterGroup, energiser: Energiser, counter, meas
     progress.wait(window_s, "starting current")
     after = counter.read_counts()
     for position in group.numbers:
-        measure("pulses_at_starting_current", after[position] - before[position], "pulses", low=config.pulses,
+        measure("pulses_at_starting_current", after[position] - before[position], "pulses", Limits(low=config.pulses),
                 position=position, details={"current_a": current_a, "window_s": window_s,
                                             "pulse_period_s": periods[position]})
 
 
-@allure.feature("No-load creep")
+@pytest.mark.feature("No-load creep")
 def test_no_load_creep(group: MeterGroup, energiser: Energiser, counter, measure, accuracy_plan):
     """With 1.1 Un and the current circuit open, no meter gives more than one pulse in the minimum time
     dt = C / (k m Un Imax) of the standard."""
@@ -94,25 +95,25 @@ def test_no_load_creep(group: MeterGroup, energiser: Energiser, counter, measure
     duration_s = config.duration_factor * max(
         creep_minimum_time_s(group.spec.creep_constant, m.test_output_constant, m.measuring_elements, m.un_v,
                              m.imax_a) for m in group.positions)
-    allure.dynamic.parameter("voltage", f"{voltage_v:g} V")
-    allure.dynamic.parameter("duration", f"{duration_s:.1f} s")
+    parameter("voltage", f"{voltage_v:g} V")
+    parameter("duration", f"{duration_s:.1f} s")
     energiser.apply(voltage_v, meter.fn_hz, None)
     time.sleep(energiser.settle_s())
     before = counter.read_counts()
     progress.wait(duration_s, "no-load creep")
     after = counter.read_counts()
     for position in group.numbers:
-        measure("creep_pulses", after[position] - before[position], "pulses", low=0, high=config.max_pulses,
+        measure("creep_pulses", after[position] - before[position], "pulses", Limits(0, config.max_pulses),
                 position=position, details={"voltage_v": voltage_v, "duration_s": duration_s})
 
 
-@allure.feature("Register (dosage) test")
-def test_register_dosage(group: MeterGroup, energiser: Energiser, bench, reference, counter, measure,
+@pytest.mark.feature("Register (dosage) test")
+def test_register_dosage(group: MeterGroup, energiser: Energiser, positions, reference, counter, measure,
                          accuracy_plan):
     """The energy register moves with the reference within the class limit, and with the test output within
     the meter-constant limit. Registers, counters and reference are read at rest (current off), so nothing
     moves while they are read."""
-    readers = {m.position: bench[f"meter@{m.position}"] for m in group.positions if m.interface is not None}
+    readers = {p.number: p.meter for p in positions if p.number in group.numbers and p.has("meter")}
     if not readers:
         pytest.skip(f"no position of {group.label} has a meter data interface (positions[].interface)")
     meter = group.rating
@@ -139,7 +140,7 @@ def test_register_dosage(group: MeterGroup, energiser: Energiser, bench, referen
         pulse_wh = (counts_after[position] - counts_before[position]) * 1000 / constant
         details = {"register_wh": register_wh, "reference_wh": reference_wh, "test_output_wh": pulse_wh,
                    "current_a": current_a, "duration_s": config.duration_s}
-        measure("register_error", error_pct(register_wh, reference_wh), "%", low=-limit_pct, high=limit_pct,
+        measure("register_error", error_pct(register_wh, reference_wh), "%", Limits(-limit_pct, limit_pct),
                 position=position, details=details)
-        measure("register_vs_test_output", error_pct(register_wh, pulse_wh), "%", low=-meter_constant_limit_pct,
-                high=meter_constant_limit_pct, position=position, details=details)
+        measure("register_vs_test_output", error_pct(register_wh, pulse_wh), "%",
+                Limits(-meter_constant_limit_pct, meter_constant_limit_pct), position=position, details=details)

@@ -1,25 +1,28 @@
-"""Link plan set-up: one test per meter position with a load path and an RF attenuator of its own, the limits
-profile, the sweep, and the position's RF path restored (attenuation 0, 4G) after every test."""
+"""Link plan set-up: the plan data, the limits profile, the sweep, and the position's RF path restored
+(attenuation 0, 4G) after every test."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from radio import RadioPath, load_limits, parse_sweep
+from sweep import RadioPath, load_limits, parse_sweep
 
-from fixtures.plugin import rig_session
 from rig.errors import ConfigError
+from rig.plan import PlanData, load_plan_data, supply
 
+PLAN_FILE = Path(__file__).parent / "plan.yaml"
 OPTIONS_KEY = pytest.StashKey[dict]()
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
-    """Before the first link plan is collected, read the limits and check the sweep and trial counts: a bad file
-    or option stops the run before any test, naming file, line and field (or the option)."""
+    """Before the first link plan is collected, read the plan data and the limits and check the sweep and trial
+    counts: a bad file or option stops the run before any test, naming file, line and field (or the option)."""
     config = collector.config
     if not isinstance(collector, pytest.Module) or OPTIONS_KEY in config.stash:
         return
     try:
-        options = {"limits": load_limits(config.getoption("link_limits")),
+        options = {"plan": load_plan_data(PLAN_FILE), "limits": load_limits(config.getoption("link_limits")),
                    "sweep": parse_sweep(config.getoption("link_sweep"))}
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -31,12 +34,10 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
     config.stash[OPTIONS_KEY] = options
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "position" not in metafunc.fixturenames:
-        return
-    positions = [m for m in rig_session(metafunc.config).bench_file.config.positions
-                 if m.interface is not None and m.load is not None and m.attenuator is not None]
-    metafunc.parametrize("position", positions, ids=[f"position{m.position}-{m.serial}" for m in positions])
+@pytest.fixture(scope="session")
+def plan(request: pytest.FixtureRequest) -> PlanData:
+    """testplans/link/plan.yaml: load current, poll period, recharge."""
+    return request.config.stash[OPTIONS_KEY]["plan"]
 
 
 @pytest.fixture(scope="session")
@@ -61,10 +62,20 @@ def link_2g_trials(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
-def radio_path(position, bench) -> RadioPath:
+def radio_path(pos) -> RadioPath:
     """The position's attenuator and modem (if the bench has one); attenuation 0 and 4G again afterwards."""
-    modem_role = f"modem@{position.position}"
-    path = RadioPath(bench[f"attenuator@{position.position}"],
-                     bench[modem_role] if position.modem is not None else None)
+    path = RadioPath(pos)
     yield path
     path.restore()
+
+
+@pytest.fixture
+def supplied(plan: PlanData, link_limits):
+    """supplied(pos, source, hes): the position supplied through its relay, nothing pending at the head end (no
+    on-demand read: a slow or lossy link, which these plans provoke, may never fit one in the head end's deadline)."""
+
+    def start(pos, source, hes) -> float:
+        return supply(pos, source, hes, plan.load_a, recharge=plan.recharge, timeout_s=link_limits.trial_timeout_s,
+                      read_meter=False)
+
+    return start

@@ -10,45 +10,40 @@ every step usable on both, 2G's median latency must be at least `min_2g_over_4g_
 
 from __future__ import annotations
 
-import allure
 import pytest
-from radio import POLL_S, latency_sweep, supply_position, wait_for_flow
+from sweep import Sweep, latency_sweep
 
+from rig.plan import Equals, Limits, LoadWatch
 from rig.report.attach import attach_latency
-from rig.timing import CurrentWatcher
+from rig.roles import Modem
 
-pytestmark = [pytest.mark.link, allure.epic("4G link"), allure.feature("2G against 4G")]
+pytestmark = [pytest.mark.link, pytest.mark.feature("2G against 4G")]
 
 
-def test_2g_reconnects_far_slower_than_4g(position, bench, source, hes, measure, radio_path, link_limits,
-                                          link_sweep, link_trials, link_2g_trials):
-    if radio_path.modem is None:
-        pytest.skip(f"position {position.position} has no modem role: its technology cannot be switched")
-    account = position.serial
-    meter = bench[f"meter@{position.position}"]
-    load = bench[f"load@{position.position}"]
-    allure.dynamic.parameter("position", f"{position.position} ({account})")
-    supply_position(source, load, hes, account, meter, position.un_v, link_limits.trial_timeout_s)
+def test_2g_reconnects_far_slower_than_4g(pos, source, hes, measure, plan, radio_path, link_limits, link_sweep,
+                                          link_trials, link_2g_trials, supplied):
+    modem = pos.get(Modem)
+    supplied(pos, source, hes)
+    sweeps = [Sweep("4g", link_sweep, link_trials, link_limits.reconnect_max_s, link_limits.trial_timeout_s),
+              Sweep("2g", link_sweep, link_2g_trials, link_limits.reconnect_2g_max_s, link_limits.trial_timeout_2g_s)]
     tables = {}
-    with CurrentWatcher.for_load(load, poll_s=POLL_S) as watcher:
-        wait_for_flow(watcher, link_limits.trial_timeout_s)
-        for technology, limit_s, trials, timeout_s in (
-                ("4g", link_limits.reconnect_max_s, link_trials, link_limits.trial_timeout_s),
-                ("2g", link_limits.reconnect_2g_max_s, link_2g_trials, link_limits.trial_timeout_2g_s)):
+    with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
+        watch.flowing(link_limits.trial_timeout_s)
+        for sweep in sweeps:
             radio_path.set_attenuation(0.0)
-            radio_path.modem.set_technology(technology)
-            if not radio_path.wait_registration(True, link_limits.registration_wait_s):
-                measure(f"registered_{technology}_at_0_db", 0.0, "", expected=1, tolerance=0,
-                        position=position.position)
+            modem.set_technology(sweep.label)
+            registered = radio_path.wait_registration(True, link_limits.registration_wait_s)
+            if not registered:
+                measure(f"registered_{sweep.label}_at_0_db", registered, "", Equals(True))
                 continue
-            tables[technology] = latency_sweep(technology, position, hes, meter, watcher, radio_path, measure,
-                                               link_limits, link_sweep, trials, limit_s, timeout_s)
+            tables[sweep.label] = latency_sweep(sweep, pos, hes, watch, radio_path, measure, link_limits,
+                                                plan.recharge)
     rows = [row for table in tables.values() for row in table]
     if rows:
-        attach_latency(rows, name=f"reconnect latency 2G against 4G, position {position.position}")
+        attach_latency(rows, name=f"reconnect latency 2G against 4G, position {pos.number}")
     fourg = {row["attenuation_db"]: row for row in tables.get("4g", [])}
     for row in tables.get("2g", []):
         if row["attenuation_db"] in fourg:
             ratio = row["median_s"] / fourg[row["attenuation_db"]]["median_s"]
-            measure("median_latency_2g_over_4g", ratio, "", low=link_limits.min_2g_over_4g_ratio,
-                    position=position.position, details={"2g": row, "4g": fourg[row["attenuation_db"]]})
+            measure("median_latency_2g_over_4g", ratio, "", Limits(low=link_limits.min_2g_over_4g_ratio),
+                    details={"2g": row, "4g": fourg[row["attenuation_db"]]})

@@ -22,33 +22,31 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import allure
 import pytest
-from radio import LOAD_A, POLL_S, RECHARGE, BenchSetupError, RadioPath, supply_position, wait_for_flow, wait_until
+from sweep import BenchSetupError, RadioPath
 
-from fixtures.plugin import rig_session
-from rig.timing import CurrentWatcher, EventTimeout
+from rig.plan import Limits, LoadWatch, Position, wait_until
+from rig.report.attach import attach_text
+from rig.roles import SignalReport
 
-pytestmark = [pytest.mark.link, allure.epic("4G link"), allure.feature("Group reconnect")]
+pytestmark = [pytest.mark.link, pytest.mark.feature("Group reconnect")]
 
 
 @dataclass
 class Member:
-    """One position of the group: its meter, load, RF path and the watcher on its load's current."""
+    """One position of the group: the position, its RF path and the watch on its load's current."""
 
-    position: object
-    meter: object
-    load: object
+    pos: Position
     radio_path: RadioPath
-    watcher: CurrentWatcher | None = None
+    watch: LoadWatch | None = None
 
     @property
     def account(self) -> str:
-        return self.position.serial
+        return self.pos.serial
 
     @property
     def number(self) -> int:
-        return self.position.position
+        return self.pos.number
 
 
 def unregistered(group: list[Member], link_limits) -> list[int]:
@@ -60,7 +58,7 @@ def unregistered(group: list[Member], link_limits) -> list[int]:
         if member.radio_path.modem is not None:
             if not member.radio_path.wait_registration(True, max(0.0, deadline - time.monotonic())):
                 lost.append(member.number)
-        elif member.meter.read_signal_dbm() < link_limits.registration_loss_dbm:
+        elif member.pos.get(SignalReport).read_signal_dbm() < link_limits.registration_loss_dbm:
             lost.append(member.number)
     return lost
 
@@ -79,7 +77,7 @@ def deepest_registered_step(group: list[Member], link_limits, sweep: list[float]
         lost = unregistered(group, link_limits)
         if not lost:
             return held_db
-        allure.attach(f"positions {lost} not registered at {held_db:g} dB", name=f"no registration at {held_db:g} dB")
+        attach_text(f"no registration at {held_db:g} dB", f"positions {lost} not registered at {held_db:g} dB")
     return None
 
 
@@ -88,10 +86,12 @@ def cut_group(hes, group: list[Member], timeout_s: float) -> None:
     for member in group:
         hes.adjust_balance(member.account, -hes.balance(member.account), reason="link plan: group credit used up")
     for member in group:
-        member.watcher.wait_for("falls_below", LOAD_A / 2, timeout_s=timeout_s)
+        if member.watch.cut(timeout_s) is None:
+            raise BenchSetupError(f"position {member.number}: the supply was not cut within {timeout_s:g} s of "
+                                  f"using up the credit: no group reconnect to time")
     for member in group:
-        wait_until(lambda a=member.account: (lambda s: s["supply"] == "disconnected" and not s["pending_command"])(
-            hes.account(a)), timeout_s, f"the HES to record account {member.account} disconnected")
+        wait_until(lambda a=member.account: hes.account(a).disconnected, timeout_s,
+                   f"the HES to record account {member.account} disconnected")
 
 
 @dataclass(frozen=True)
@@ -106,16 +106,22 @@ class GroupTrial:
     positions: list[dict]
 
 
-def group_trial(hes, group: list[Member], timeout_s: float, note: str) -> GroupTrial:
-    """Recharge every account, one right after the other, and time the return of each load's current; a position
-    whose current has not risen timeout_s after the first acceptance is recorded as not reconnected."""
+def recharge_group(hes, group: list[Member], note: str, recharge: float) -> dict[int, tuple]:
+    """Every account recharged, one right after the other: position -> (accepted at, +- half, reconnect id)."""
     accepted = {}
     for member in group:
         sent = time.monotonic()
-        answer = hes.recharge(member.account, RECHARGE, reference=f"link plan: {note} {time.time_ns()}")
+        answer = hes.recharge(member.account, recharge, reference=f"link plan: {note} {time.time_ns()}")
         answered = time.monotonic()
         accepted[member.number] = ((sent + answered) / 2, (answered - sent) / 2,
-                                   (answer.get("reconnect") or {}).get("id"))
+                                   answer.reconnect.id if answer.reconnect else None)
+    return accepted
+
+
+def group_trial(hes, group: list[Member], timeout_s: float, note: str, recharge: float) -> GroupTrial:
+    """Recharge every account and time the return of each load's current; a position whose current has not risen
+    timeout_s after the first acceptance is recorded as not reconnected."""
+    accepted = recharge_group(hes, group, note, recharge)
     first_at, first_half, _ = min(accepted.values())
     deadline = first_at + timeout_s
     rows, rises = [], []
@@ -123,9 +129,8 @@ def group_trial(hes, group: list[Member], timeout_s: float, note: str) -> GroupT
         at, half, command = accepted[member.number]
         row = {"position": member.number, "account": member.account, "command": command,
                "recharge_accepted_after_first_s": at - first_at}
-        try:
-            rise = member.watcher.wait_for("rises_above", LOAD_A / 2, timeout_s=max(0.0, deadline - time.monotonic()))
-        except EventTimeout:
+        rise = member.watch.restored(max(0.0, deadline - time.monotonic()))
+        if rise is None:
             row.update(reconnected=False, latency_s=None, waited_s=time.monotonic() - at)
         else:
             rises.append((rise, member.number))
@@ -138,17 +143,10 @@ def group_trial(hes, group: list[Member], timeout_s: float, note: str) -> GroupT
 
 
 @pytest.fixture
-def group(request: pytest.FixtureRequest, bench, source, hes, link_limits) -> list[Member]:
-    """Every position with a meter interface, a load and an attenuator; afterwards each at attenuation 0 on 4G,
-    and supplied again (credit, meter connected)."""
-    positions = [p for p in rig_session(request.config).bench_file.config.positions
-                 if p.interface is not None and p.load is not None and p.attenuator is not None]
-    if not positions:
-        raise BenchSetupError("the bench has no position with a meter interface, a load and an attenuator")
-    members = [Member(p, bench[f"meter@{p.position}"], bench[f"load@{p.position}"],
-                      RadioPath(bench[f"attenuator@{p.position}"],
-                                bench[f"modem@{p.position}"] if p.modem is not None else None))
-               for p in positions]
+def group(positions, source, hes, supplied) -> list[Member]:
+    """Every position of the bench; afterwards each at attenuation 0 on 4G, and supplied again (credit, meter
+    connected)."""
+    members = [Member(p, RadioPath(p)) for p in positions]
     yield members
     problems = []
     for member in members:
@@ -158,53 +156,52 @@ def group(request: pytest.FixtureRequest, bench, source, hes, link_limits) -> li
             problems.append(f"position {member.number} RF path: {exc}")
     for member in members:
         try:
-            supply_position(source, member.load, hes, member.account, member.meter, member.position.un_v,
-                            link_limits.trial_timeout_s)
+            supplied(member.pos, source, hes)
         except Exception as exc:  # noqa: BLE001 - as above
             problems.append(f"position {member.number} supply: {exc}")
     if problems:
         raise BenchSetupError("group reconnect plan could not restore the bench: " + "; ".join(problems))
 
 
-def test_group_reconnects_within_the_group_sla(group, source, hes, measure, link_limits, link_sweep):
-    allure.dynamic.parameter("positions", ", ".join(f"{m.number} ({m.account})" for m in group))
+def test_group_reconnects_within_the_group_sla(group, source, hes, measure, plan, link_limits, link_sweep, supplied):
     timeout_s = link_limits.group_reconnect_max_s + link_limits.trial_timeout_s
     for member in group:
         if member.radio_path.modem is not None:
             member.radio_path.modem.set_technology("4g")
-        supply_position(source, member.load, hes, member.account, member.meter, member.position.un_v,
-                        link_limits.trial_timeout_s)
+        supplied(member.pos, source, hes)
     with ExitStack() as stack:
         for member in group:
-            member.watcher = stack.enter_context(
-                CurrentWatcher.for_load(member.load, poll_s=POLL_S, name=f"load@{member.number} current"))
+            member.watch = stack.enter_context(LoadWatch(member.pos.load, plan.load_a, plan.poll_s,
+                                                         name=f"load@{member.number} current"))
         for member in group:
-            wait_for_flow(member.watcher, link_limits.trial_timeout_s)
+            member.watch.flowing(link_limits.trial_timeout_s)
         held_db = set_group_attenuation(group, 0.0)
         lost = unregistered(group, link_limits)
         if lost:
             raise BenchSetupError(f"positions {lost}: no 4G registration at {held_db:g} dB")
-        if not timed_group_trial(group, hes, measure, link_limits, held_db, timeout_s):
+        if not timed_group_trial(group, hes, measure, plan, link_limits, held_db, timeout_s):
             return
         deep_db = deepest_registered_step(group, link_limits, link_sweep)
         if deep_db is None:
-            allure.attach("no step of --link-sweep beyond 0 dB keeps every position registered",
-                          name="group reconnect: 0 dB only")
+            attach_text("group reconnect: 0 dB only", "no step of --link-sweep beyond 0 dB keeps every position "
+                                                      "registered")
             return
-        timed_group_trial(group, hes, measure, link_limits, deep_db, timeout_s)
+        timed_group_trial(group, hes, measure, plan, link_limits, deep_db, timeout_s)
 
 
-def timed_group_trial(group: list[Member], hes, measure, link_limits, attenuation_db: float,
+def timed_group_trial(group: list[Member], hes, measure, plan, link_limits, attenuation_db: float,
                       timeout_s: float) -> bool:
     """Cut the group, recharge it and measure the group latency at this attenuation; True if every position
     reconnected (and its current flows again)."""
+    latency = measure.declare("group_reconnect_latency", "s", Limits(0.0, link_limits.group_reconnect_max_s))
     cut_group(hes, group, link_limits.trial_timeout_s)
-    trial = group_trial(hes, group, timeout_s, f"group at {attenuation_db:g} dB")
+    trial = group_trial(hes, group, timeout_s, f"group at {attenuation_db:g} dB", plan.recharge)
     details = {"attenuation_db": attenuation_db, "positions": trial.positions, "all_reconnected": trial.reconnected,
                "last_position": trial.last_position, "waited_up_to_s": timeout_s}
-    measure("group_reconnect_latency", trial.latency_s, "s", low=0.0, high=link_limits.group_reconnect_max_s,
-            uncertainty=trial.uncertainty_s, details=details)
-    if trial.reconnected:
-        for member in group:
-            wait_for_flow(member.watcher, link_limits.trial_timeout_s)
-    return trial.reconnected
+    if not trial.reconnected:
+        latency.not_observed(trial.latency_s, uncertainty=trial.uncertainty_s, details=details)
+        return False
+    latency(trial.latency_s, uncertainty=trial.uncertainty_s, details=details)
+    for member in group:
+        member.watch.flowing(link_limits.trial_timeout_s)
+    return True

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import time
 
-import allure
 import pytest
-from radio import LOAD_A, POLL_S, RECHARGE, BenchSetupError, supply_position, wait_for_flow, wait_until
+from sweep import BenchSetupError
 
-from rig.timing import CurrentWatcher, find_crossing
+from rig.plan import Equals, Limits, LoadWatch, poll_until
+from rig.roles import SETTLED, DisconnectControl, SignalReport
+from rig.timing import find_crossing
 
-pytestmark = [pytest.mark.link, allure.epic("4G link"), allure.feature("Link loss and recovery")]
-
-FINAL = ("executed", "failed", "cancelled")
+pytestmark = [pytest.mark.link, pytest.mark.feature("Link loss and recovery")]
 
 
 def transitions(samples, threshold_a: float) -> list[str]:
@@ -40,76 +39,78 @@ def transitions(samples, threshold_a: float) -> list[str]:
         seen.append(name)
 
 
-def confirm_outage(radio_path, meter, link_limits) -> dict:
+def confirm_outage(radio_path, signal: SignalReport, link_limits) -> dict:
     """Registration lost: from the modem where there is one, else from the RSRP the meter reports."""
     if radio_path.modem is not None:
         if not radio_path.wait_registration(False, link_limits.registration_wait_s):
             raise BenchSetupError(f"{radio_path.modem.role}: still registered {link_limits.registration_wait_s:g} s "
                                   f"after setting {link_limits.outage_attenuation_db:g} dB")
         return {"evidence": "modem AT+CEREG", "registration": vars(radio_path.modem.registration())}
-    rsrp_dbm = meter.read_signal_dbm()
+    rsrp_dbm = signal.read_signal_dbm()
     if rsrp_dbm >= link_limits.registration_loss_dbm:
-        raise BenchSetupError(f"{meter.role}: reports RSRP {rsrp_dbm:g} dBm at {link_limits.outage_attenuation_db:g} "
+        raise BenchSetupError(f"{signal.role}: reports RSRP {rsrp_dbm:g} dBm at {link_limits.outage_attenuation_db:g} "
                               f"dB, not below the loss threshold {link_limits.registration_loss_dbm:g} dBm")
     return {"evidence": "meter 0.1.96.12.5.255", "rsrp_dbm": rsrp_dbm}
 
 
-def test_commands_queued_in_an_outage_execute_once_in_order(position, bench, source, hes, measure, radio_path,
-                                                            link_limits):
-    account = position.serial
-    meter = bench[f"meter@{position.position}"]
-    load = bench[f"load@{position.position}"]
-    allure.dynamic.parameter("position", f"{position.position} ({account})")
-    supply_position(source, load, hes, account, meter, position.un_v, link_limits.trial_timeout_s)
-    known = {command["id"] for command in hes.commands(account=account)}
-    with CurrentWatcher.for_load(load, poll_s=POLL_S) as watcher:
-        wait_for_flow(watcher, link_limits.trial_timeout_s)
+def new_commands(hes, account: str, known: set[str]) -> list:
+    return [c for c in hes.commands(account=account) if c.id not in known]
+
+
+def settle_after_recovery(hes, account: str, known: set[str], limits, recharge: float) -> float:
+    """Once the disconnect queued in the outage is settled, the consumer recharges; waits for every command to
+    settle (each within recovery_max_s; judged after from what the HES shows). The time it took."""
+    restored_at = time.monotonic()
+
+    def all_settled():
+        commands = new_commands(hes, account, known)
+        return commands and all(c.settled for c in commands) and not hes.account(account).pending_command
+
+    if poll_until(all_settled, limits.recovery_max_s):
+        hes.recharge(account, recharge, reference=f"link plan: recharge after the outage {time.time_ns()}")
+        poll_until(all_settled, limits.recovery_max_s)
+    return time.monotonic() - restored_at
+
+
+def test_commands_queued_in_an_outage_execute_once_in_order(pos, source, hes, measure, plan, radio_path, link_limits,
+                                                            supplied):
+    meter, signal = pos.get(DisconnectControl), pos.get(SignalReport)
+    issued = measure.declare("commands_issued", "", Equals(2))
+    in_order = measure.declare("commands_in_order", "", Equals(True))
+    switched_count = measure.declare("relay_transitions_after_recovery", "", Equals(2))
+    switched_order = measure.declare("transitions_in_order", "", Equals(True))
+    current = measure.declare("current_after_recovery", "A", Limits(low=plan.load_a / 2))
+    output = measure.declare("reported_output_state", "", Equals(True))
+    supplied(pos, source, hes)
+    known = {command.id for command in hes.commands(account=pos.serial)}
+    with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
+        watch.flowing(link_limits.trial_timeout_s)
         radio_path.set_attenuation(link_limits.outage_attenuation_db)
-        outage = confirm_outage(radio_path, meter, link_limits)
-        outage_from = len(watcher.samples)
-        hes.adjust_balance(account, -hes.balance(account), reason="link plan: credit used up in an outage")
+        outage = confirm_outage(radio_path, signal, link_limits)
+        outage_from = len(watch.samples)
+        hes.adjust_balance(pos.serial, -hes.balance(pos.serial), reason="link plan: credit used up in an outage")
         time.sleep(link_limits.outage_hold_s)
-        during = [c for c in hes.commands(account=account) if c["id"] not in known]
-        switched = transitions(watcher.samples[outage_from:], LOAD_A / 2)
-        if not during or any(c["status"] in FINAL for c in during) or switched:
-            raise BenchSetupError(f"the link was not down: commands {[(c['id'], c['status']) for c in during]}, "
+        during = new_commands(hes, pos.serial, known)
+        switched = transitions(watch.samples[outage_from:], watch.threshold_a)
+        if not during or any(c.status in SETTLED for c in during) or switched:
+            raise BenchSetupError(f"the link was not down: commands {[(c.id, c.status) for c in during]}, "
                                   f"relay transitions {switched} during the outage")
-        restored_at = time.monotonic()
         radio_path.set_attenuation(0.0)
-
-        def all_final():
-            commands = [c for c in hes.commands(account=account) if c["id"] not in known]
-            done = commands and all(c["status"] in FINAL for c in commands) and not hes.account(account)[
-                "pending_command"]
-            return commands if done else None
-
-        try:
-            wait_until(all_final, link_limits.recovery_max_s, "the disconnect to be settled")
-            hes.recharge(account, RECHARGE, reference=f"link plan: recharge after the outage {time.time_ns()}")
-            wait_until(all_final, link_limits.recovery_max_s, "every command to be settled")
-        except Exception:  # noqa: BLE001 - judged below from what the HES shows
-            pass
-        recovered_s = time.monotonic() - restored_at
+        recovered_s = settle_after_recovery(hes, pos.serial, known, link_limits, plan.recharge)
         time.sleep(link_limits.settle_s)
-        commands = [c for c in hes.commands(account=account) if c["id"] not in known]
-        samples = list(watcher.samples[outage_from:])
-    switched = transitions(samples, LOAD_A / 2)
-    executed = [c for c in commands if c["status"] == "executed"]
-    actions = [c["action"] for c in commands]
-    details = {"outage": outage, "commands": commands, "transitions": switched, "recovered_s": recovered_s}
-    measure("commands_issued", len(commands), "", expected=2, tolerance=0, position=position.position,
-            details={"actions": actions})
-    measure("commands_executed", len(executed), "", expected=len(commands), tolerance=0,
-            position=position.position, details=details)
-    finished = [c["history"][-1]["local_time"] for c in commands]
-    in_order = actions == ["disconnect", "connect"] and finished == sorted(finished)
-    measure("commands_in_order", float(in_order), "", expected=1, tolerance=0, position=position.position,
-            details={"actions": actions, "histories": [c["history"] for c in commands]})
-    measure("relay_transitions_after_recovery", len(switched), "", expected=2, tolerance=0,
-            position=position.position, details={"transitions": switched})
-    measure("transitions_in_order", float(switched[:2] == ["cut", "reconnect"]), "", expected=1, tolerance=0,
-            position=position.position, details={"transitions": switched})
-    measure("current_after_recovery", samples[-1].value, "A", low=LOAD_A / 2, position=position.position)
+        commands = new_commands(hes, pos.serial, known)
+        samples = list(watch.samples[outage_from:])
+    switched = transitions(samples, watch.threshold_a)
+    actions = [c.action for c in commands]
+    records = [c.as_record() for c in commands]
+    issued(len(commands), details={"actions": actions})
+    measure("commands_executed", sum(c.status == "executed" for c in commands), "", Equals(len(commands)),
+            details={"outage": outage, "commands": records, "transitions": switched, "recovered_s": recovered_s})
+    finished = [c.history[-1]["local_time"] for c in commands]
+    in_order(actions == ["disconnect", "connect"] and finished == sorted(finished),
+             details={"actions": actions, "histories": [c.history for c in commands]})
+    switched_count(len(switched), details={"transitions": switched})
+    switched_order(switched[:2] == ["cut", "reconnect"], details={"transitions": switched})
+    current(samples[-1].value)
     state = meter.relay_state()
-    measure("reported_output_state", float(state["output_state"]), "", low=1, high=1, position=position.position,
-            details=state)
+    output(state.output_state, details=state.as_record())

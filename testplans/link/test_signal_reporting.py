@@ -9,35 +9,34 @@ figure, not the twin's) - the attenuation the attenuator reads back; every repor
 
 from __future__ import annotations
 
-import allure
 import pytest
 
-pytestmark = [pytest.mark.link, allure.epic("4G link"), allure.feature("Signal reporting")]
+from rig.plan import Equals, Limits
+from rig.roles import SignalReport
+
+pytestmark = [pytest.mark.link, pytest.mark.feature("Signal reporting")]
 
 
-def test_reported_rsrp_follows_the_attenuation(position, bench, source, measure, radio_path, link_limits,
-                                               link_sweep):
-    meter = bench[f"meter@{position.position}"]
-    allure.dynamic.parameter("position", f"{position.position} ({position.serial})")
-    if radio_path.modem is not None:
-        radio_path.modem.set_technology("4g")
+def test_reported_rsrp_follows_the_attenuation(pos, source, measure, radio_path, link_limits, link_sweep):
+    signal = pos.get(SignalReport)
+    modem = radio_path.modem
+    if modem is not None:
+        modem.set_technology("4g")
     tolerance = link_limits.rsrp_tolerance_db
     for attenuation_db in link_sweep:
-        expected = link_limits.cell_rsrp_dbm - attenuation_db
-        if expected < link_limits.registration_loss_dbm:
+        if link_limits.cell_rsrp_dbm - attenuation_db < link_limits.registration_loss_dbm:
             continue  # no registration, so no RSRP to report
         held_db = radio_path.set_attenuation(attenuation_db)
-        expected = link_limits.cell_rsrp_dbm - held_db
+        expected = Limits.within(link_limits.cell_rsrp_dbm - held_db, tolerance)
         details = {"attenuation_db": held_db, "cell_rsrp_dbm": link_limits.cell_rsrp_dbm}
-        measure("meter_reported_rsrp", meter.read_signal_dbm(), "dBm", expected=expected, tolerance=tolerance,
-                position=position.position, details=details)
-        if radio_path.modem is None:
+        measure("meter_reported_rsrp", signal.read_signal_dbm(), "dBm", expected, details=details)
+        if modem is None:
             continue
-        if not radio_path.wait_registration(True, link_limits.registration_wait_s):
-            measure("modem_registered", 0.0, "", expected=1, tolerance=0, position=position.position, details=details)
+        registered = radio_path.wait_registration(True, link_limits.registration_wait_s)
+        if not registered:
+            measure("modem_registered", registered, "", Equals(True), details=details)
             continue
-        cesq_rsrp, _rsrq = radio_path.modem.cesq()
-        _mode, qcsq = radio_path.modem.qcsq()
+        cesq_rsrp, _rsrq = modem.cesq()
+        _mode, qcsq = modem.qcsq()
         for name, value in (("modem_cesq_rsrp", cesq_rsrp), ("modem_qcsq_rsrp", qcsq.get("rsrp_dbm"))):
-            measure(name, float("nan") if value is None else value, "dBm", expected=expected, tolerance=tolerance,
-                    position=position.position, details=details)
+            measure(name, float("nan") if value is None else value, "dBm", expected, details=details)

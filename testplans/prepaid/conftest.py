@@ -1,26 +1,32 @@
-"""Prepaid plan set-up: one test per meter position with its own load path, the limits profile, the policy."""
+"""Prepaid plan set-up: the plan data, the limits profile and the policy, read before the first test."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from drivers.hes import HesHttpError
-from fixtures.plugin import rig_session
 from rig.errors import ConfigError
+from rig.plan import PlanData, load_plan_data, restore_supply, supply
 from rig.prepaid import POLICY_DIR, PrepaidLimits, PrepaidPolicy, load_limits, load_policy
+from rig.roles import DisconnectControl, HeadEnd
 
 DEFAULT_POLICY = "uppcl"
+PLAN_FILE = Path(__file__).parent / "plan.yaml"
 POLICY_KEY = pytest.StashKey[PrepaidPolicy]()
 LIMITS_KEY = pytest.StashKey[PrepaidLimits]()
+PLAN_KEY = pytest.StashKey[PlanData]()
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
-    """Before the first prepaid plan is collected, read the limits and the policy (or, when the HES is to name
-    it, every policy file it could name): a bad file stops the run before any test, naming file, line and field."""
+    """Before the first prepaid plan is collected, read the plan data, the limits and the policy (or, when the HES
+    is to name it, every policy file it could name): a bad file stops the run before any test, naming file, line
+    and field."""
     config = collector.config
     if not isinstance(collector, pytest.Module) or LIMITS_KEY in config.stash:
         return
     try:
+        config.stash[PLAN_KEY] = load_plan_data(PLAN_FILE)
         path, _, profile = config.getoption("prepaid_limits").rpartition(":")
         config.stash[LIMITS_KEY] = load_limits(profile, path or None)
         option = config.getoption("prepaid_policy")
@@ -33,12 +39,10 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "position" not in metafunc.fixturenames:
-        return
-    positions = [m for m in rig_session(metafunc.config).bench_file.config.positions
-                 if m.interface is not None and m.load is not None]
-    metafunc.parametrize("position", positions, ids=[f"position{m.position}-{m.serial}" for m in positions])
+@pytest.fixture(scope="session")
+def plan(request: pytest.FixtureRequest) -> PlanData:
+    """testplans/prepaid/plan.yaml: load current, credit windows, waits."""
+    return request.config.stash[PLAN_KEY]
 
 
 @pytest.fixture(scope="session")
@@ -47,20 +51,15 @@ def prepaid_limits(request: pytest.FixtureRequest) -> PrepaidLimits:
     return request.config.stash[LIMITS_KEY]
 
 
-def policy_the_hes_runs(hes) -> PrepaidPolicy:
-    """The policy the HES names in GET /status, matched to a file of testplans/prepaid/policies by file name or
-    policy name; uppcl when the HES API does not say."""
-    try:
-        name = hes.status().get("policy")
-    except HesHttpError as exc:
-        if exc.status != 404:
-            raise
-        name = None
+def policy_the_hes_runs(hes: HeadEnd) -> PrepaidPolicy:
+    """The policy the HES names, matched to a file of testplans/prepaid/policies by file name or policy name;
+    uppcl when the HES does not say."""
+    name = hes.policy_name()
     if not name:
         return load_policy(DEFAULT_POLICY)
     for path in sorted(POLICY_DIR.glob("*.yaml")):
         policy = load_policy(path)
-        if str(name).lower() in (path.stem.lower(), policy.name.lower()):
+        if name.lower() in (path.stem.lower(), policy.name.lower()):
             return policy
     raise ConfigError(f"{hes.role} ({hes.address}) runs prepaid policy {name!r}, which no file in {POLICY_DIR} "
                       f"names: give --prepaid-policy FILE")
@@ -75,3 +74,23 @@ def prepaid_policy(request: pytest.FixtureRequest, hes) -> PrepaidPolicy:
         policy = load_policy(option) if option else policy_the_hes_runs(hes)
         request.config.stash[POLICY_KEY] = policy
     return policy
+
+
+@pytest.fixture
+def supplied(plan: PlanData):
+    """supplied(pos, source, hes, load_a=plan.load_a) -> supply voltage: the position supplied through its relay."""
+
+    def start(pos, source, hes, load_a: float | None = None) -> float:
+        return supply(pos, source, hes, load_a or plan.load_a, recharge=plan.recharge, timeout_s=plan.settle_s)
+
+    return start
+
+
+@pytest.fixture
+def restore(plan: PlanData):
+    """restore(pos, hes): the meter connected with credit again, nothing pending at the head end."""
+
+    def back(pos, hes) -> None:
+        restore_supply(hes, pos.serial, pos.get(DisconnectControl), plan.recharge, plan.settle_s)
+
+    return back

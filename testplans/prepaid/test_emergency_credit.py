@@ -1,100 +1,104 @@
 """Emergency credit: the supply stays on while emergency credit lasts and is cut once it is used up.
 
 Per position, with current flowing through the meter's relay into the position's own AC load: the HES tariff is
-raised for the test so that the policy's emergency credit buys EC_S seconds of the load (and restored after).
-The HES settles the account with an on-demand read and the credit is set to what the load uses in CREDIT_S
-seconds. A policy whose emergency credit is on request gets the consumer's request at once, before the credit
-runs out; an automatic one is left to the HES. The instants the credit and then the emergency credit are used
-up come from the load's current readings (as in the cutoff plan). Between the two the current must stay above
-half the load current (up to MARGIN_S before the second, or before the instant the load current would
-have used it up when the supply was cut before); the cut must come after the second within the cutoff
-limit, the meter must report its relay open and the HES must show no credit left.
+raised for the test so that the policy's emergency credit buys `emergency_credit.emergency_s` seconds of the load
+(and restored after). The HES settles the account with an on-demand read and the credit is set to what the load
+uses in `credit_s` seconds. A policy whose emergency credit is on request gets the consumer's request at once,
+before the credit runs out; an automatic one is left to the HES. The instants the credit and then the emergency
+credit are used up come from the load's current readings (as in the cutoff plan). Between the two the current
+must stay above half the load current (up to `margin_s` before the second, or before the instant the load current
+would have used it up when the supply was cut before); the cut must come after the second within the cutoff
+limit (no cut within the wait is a FAIL, recorded as not observed), the meter must report its relay open and the
+HES must show no credit left.
 """
 
 from __future__ import annotations
 
 import time
 
-import allure
 import pytest
-from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
-from drivers.hes import HesHttpError
-from rig.timing import CurrentWatcher, attach_trace
+from rig.errors import HeadEndError
+from rig.plan import Equals, Limits, LoadWatch, energy_crossing
+from rig.roles import DisconnectControl
+from rig.timing import attach_trace
 
-pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Emergency credit")]
-
-LOAD_A = 5.0
-CREDIT_S = 2.0
-EC_S = 4.0
-MARGIN_S = 0.1
-POLL_S = 0.01
+pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Emergency credit")]
 
 
-def _credit_left(account: dict) -> float:
-    """Balance plus emergency credit still to spend, as the HES reports the account."""
-    credit = account["emergency_credit"]
-    left = account["balance"] + (credit["taken"] if credit["state"] == "active" else 0.0)
-    return max(left, 0.0)
+def request_emergency_credit(hes, account: str) -> dict:
+    """The consumer's request: what the HES granted, or its refusal."""
+    try:
+        credit = hes.request_emergency_credit(account).account.emergency_credit
+    except HeadEndError as exc:
+        if not exc.refused:
+            raise
+        return {"state": "refused", "taken": 0.0, "error": exc.body}
+    return {"state": credit.state, "taken": credit.taken}
 
 
-def test_supply_held_by_emergency_credit(position, bench, source, hes, measure, prepaid_limits, prepaid_policy):
-    account = position.serial
-    meter = bench[f"meter@{position.position}"]
-    load = bench[f"load@{position.position}"]
-    policy = prepaid_policy
+def used_up(samples, voltage_v: float, settled_at: float, credit_j: float, emergency_j: float, load_a: float):
+    """(credit used up at, emergency credit used up at or None, reading period, hold-until instant)."""
+    exhausted_at, _ = energy_crossing(samples, voltage_v, settled_at, credit_j)
+    try:
+        used_up_at, period_s = energy_crossing(samples, voltage_v, settled_at, credit_j + emergency_j)
+    except AssertionError:  # cut before the load drew it: when it would have been used up at the load current
+        return exhausted_at, None, None, exhausted_at + emergency_j / (voltage_v * load_a)
+    return exhausted_at, used_up_at, period_s, used_up_at
+
+
+def test_supply_held_by_emergency_credit(pos, source, hes, measure, plan, prepaid_limits, prepaid_policy, supplied,
+                                         restore):
+    meter = pos.get(DisconnectControl)
+    policy, data, load_a = prepaid_policy, plan.emergency_credit, plan.load_a
     amount = policy.emergency_credit.amount
     if amount <= 0:
         pytest.skip(f"policy {policy.name} grants no emergency credit")
-    allure.dynamic.parameter("position", f"{position.position} ({account})")
-    voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
     limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
+    granted = None if policy.emergency_credit.automatic else \
+        measure.declare("emergency_credit_granted", policy.currency, Limits.within(amount, 0.01))
+    kept = measure.declare("current_during_emergency_credit", "A", Limits(low=load_a / 2))
+    delay = measure.declare("cutoff_delay_after_emergency_credit", "s", Limits(0.0, limit_s))
+    credit_left = measure.declare("credit_left_at_cutoff", policy.currency,
+                                  Limits(high=prepaid_limits.credit_left_at_cutoff_max))
+    output = measure.declare("reported_output_state", "", Equals(False))
+    voltage_v = supplied(pos, source, hes)
     tariff = hes.tariff()
     try:
-        with CurrentWatcher.for_load(load, poll_s=POLL_S) as watcher:
-            wait_for_current(watcher, LOAD_A / 2, timeout_s=5)
-            hes.read_now(account)
-            hes.set_tariff(amount * 3.6e6 / (voltage_v * LOAD_A * EC_S))
-            credit = amount * CREDIT_S / EC_S
+        with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
+            watch.flowing(plan.flow_wait_s)
+            hes.read_now(pos.serial)
+            hes.set_tariff(amount * 3.6e6 / (voltage_v * load_a * data.emergency_s))
+            credit = amount * data.credit_s / data.emergency_s
             settled_at = time.monotonic()
-            hes.read_now(account)
+            hes.read_now(pos.serial)
             settled_at = (settled_at + time.monotonic()) / 2
-            hes.adjust_balance(account, credit - hes.balance(account), f"emergency credit plan: {CREDIT_S:g} s")
-            if not policy.emergency_credit.automatic:
-                try:
-                    granted = hes.request_emergency_credit(account)["account"]["emergency_credit"]
-                except HesHttpError as exc:
-                    granted = {"state": "refused", "taken": 0.0, "error": exc.body}
-                measure("emergency_credit_granted", granted["taken"], policy.currency, expected=amount,
-                        tolerance=0.01, position=position.position, details=granted)
-            cut = watcher.wait_for("falls_below", LOAD_A / 2, timeout_s=CREDIT_S + EC_S + limit_s + 10)
-            samples = list(watcher.samples)
+            hes.adjust_balance(pos.serial, credit - hes.balance(pos.serial),
+                               f"emergency credit plan: {data.credit_s:g} s")
+            if granted is not None:
+                answer = request_emergency_credit(hes, pos.serial)
+                granted(answer["taken"], details=answer)
+            cut = watch.cut(data.credit_s + data.emergency_s + limit_s + data.extra_wait_s)
+            samples = list(watch.samples)
         new_tariff = hes.tariff()
-        credit_j, emergency_j = credit / new_tariff * 3.6e6, amount / new_tariff * 3.6e6
-        exhausted_at, _ = energy_crossing(samples, voltage_v, settled_at, credit_j)
-        try:
-            used_up_at, period_s = energy_crossing(samples, voltage_v, settled_at, credit_j + emergency_j)
-        except AssertionError:
-            used_up_at, period_s = None, None
-        if used_up_at is None:  # cut before the load drew it: when it would have been used up at the load current
-            used_at = exhausted_at + emergency_j / (voltage_v * LOAD_A)
-        held_until = (used_up_at if used_up_at is not None else used_at) - MARGIN_S
-        held = [s.value for s in samples if exhausted_at <= s.t_mono <= held_until]
-        attach_trace(watcher, {"exhaustion": exhausted_at, "emergency credit used up": used_up_at})
-        details = {"credit": credit, "emergency_credit": amount, "tariff_per_kwh": new_tariff, "load_a": LOAD_A,
+        exhausted_at, used_up_at, period_s, held_until = used_up(
+            samples, voltage_v, settled_at, credit / new_tariff * 3.6e6, amount / new_tariff * 3.6e6, load_a)
+        held = [s.value for s in samples if exhausted_at <= s.t_mono <= held_until - data.margin_s]
+        attach_trace(watch.watcher, {"exhaustion": exhausted_at, "emergency credit used up": used_up_at})
+        details = {"credit": credit, "emergency_credit": amount, "tariff_per_kwh": new_tariff, "load_a": load_a,
                    "voltage_v": voltage_v, "exhausted_at_mono": exhausted_at, "used_up_at_mono": used_up_at,
-                   "cut_at_mono": cut.t_mono, "readings": len(held)}
-        kept = measure("current_during_emergency_credit", min(held) if held else 0.0, "A", low=LOAD_A / 2,
-                       position=position.position, details=details)
-        if kept.verdict != "fail" and used_up_at is not None:
-            measure("cutoff_delay_after_emergency_credit", cut.t_mono - used_up_at, "s", low=0.0, high=limit_s,
-                    uncertainty=cut.uncertainty_s + period_s + load.current_sample_latency_s,
-                    position=position.position, details=details)
-            measure("credit_left_at_cutoff", _credit_left(hes.account(account)), policy.currency,
-                    high=prepaid_limits.credit_left_at_cutoff_max, position=position.position)
-            state = meter.relay_state()
-            measure("reported_output_state", float(state["output_state"]), "", low=0, high=0,
-                    position=position.position, details=state)
+                   "cut_at_mono": cut.t_mono if cut else None, "readings": len(held)}
+        kept(min(held) if held else 0.0, details=details)
+        if kept.failed or used_up_at is None:
+            return
+        if cut is None:
+            delay.not_observed(samples[-1].t_mono - used_up_at, details=details)
+        else:
+            delay(cut.t_mono - used_up_at, uncertainty=cut.uncertainty_s + period_s + watch.latency_s,
+                  details=details)
+        credit_left(hes.account(pos.serial).credit_left)
+        state = meter.relay_state()
+        output(state.output_state, details=state.as_record())
     finally:
         hes.set_tariff(tariff)
-        restore_supply(hes, account, meter)
+        restore(pos, hes)

@@ -1,11 +1,12 @@
 """Friendly hours: credit running out inside a no-disconnection window never cuts the supply before it ends.
 
 Per position and per window case (a weekday evening at the start of the daily window, a Sunday noon), the HES
-clock is set LEAD_S before the chosen instant on a day the policy's calendar makes suitable, and the credit is
-set to what the position's load uses in CREDIT_S seconds. The exhaustion instant comes from the load's current
-readings (as in the cutoff plan); the current must keep flowing HOLD_S seconds beyond it. The HES clock then
-moves to LEAD_S before the policy's next allowed disconnection time, and the cut must come after that instant
-and within the cutoff limit, on the rig's monotonic clock mapped to HES time by a clock read.
+clock is set `friendly_hours.lead_s` before the chosen instant on a day the policy's calendar makes suitable, and
+the credit is set to what the position's load uses in `credit_s` seconds. The exhaustion instant comes from the
+load's current readings (as in the cutoff plan); the current must keep flowing `hold_s` seconds beyond it. The HES
+clock then moves to `lead_s` before the policy's next allowed disconnection time, and the cut must come after that
+instant and within the cutoff limit, on the rig's monotonic clock mapped to HES time by a clock read. No cut within
+the wait is a FAIL, recorded as not observed.
 """
 
 from __future__ import annotations
@@ -13,32 +14,25 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta
 
-import allure
 import pytest
-from supply import energy_crossing, restore_supply, supply_position, wait_for_current
 
+from rig.plan import Equals, Limits, LoadWatch, energy_crossing
 from rig.prepaid import PrepaidPolicy
-from rig.timing import CurrentWatcher, attach_trace
+from rig.roles import DisconnectControl
+from rig.timing import attach_trace
 
-pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Friendly hours")]
-
-LOAD_A = 5.0
-CREDIT_S = 4.0
-LEAD_S = 2.0
-HOLD_S = 3.0
-POLL_S = 0.01
-SEARCH_DAYS = 60
+pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Friendly hours")]
 
 
-def _window_start(policy: PrepaidPolicy, day: date) -> datetime | None:
+def _window_start(policy: PrepaidPolicy, day: date, lead_s: float) -> datetime | None:
     """The start of the daily window on a working day (Mon-Fri, no holiday before it), else None."""
     start = datetime.combine(day, policy.no_disconnection.daily[0].start)
-    if day.weekday() >= 5 or policy.calendar_blockers(start - timedelta(seconds=LEAD_S)):
+    if day.weekday() >= 5 or policy.calendar_blockers(start - timedelta(seconds=lead_s)):
         return None
     return start
 
 
-def _sunday_noon(policy: PrepaidPolicy, day: date) -> datetime | None:
+def _sunday_noon(policy: PrepaidPolicy, day: date, _lead_s: float) -> datetime | None:
     """Noon on a Sunday the policy marks as a no-disconnection weekday, else None."""
     noon = datetime.combine(day, datetime.min.time()).replace(hour=12)
     if day.weekday() != 6 or not any(b.kind == "weekday" for b in policy.calendar_blockers(noon)):
@@ -49,19 +43,19 @@ def _sunday_noon(policy: PrepaidPolicy, day: date) -> datetime | None:
 CASES = {"weekday_evening": _window_start, "sunday_noon": _sunday_noon}
 
 
-def pick_case(policy: PrepaidPolicy, after: date, choose) -> tuple[datetime, datetime]:
+def pick_case(policy: PrepaidPolicy, after: date, choose, data) -> tuple[datetime, datetime]:
     """(exhaustion instant, next allowed disconnection) on the first suitable day after `after` whose window
     ends the next morning at the end of the daily window."""
     window_end = policy.no_disconnection.daily[0].end
-    for offset in range(1, SEARCH_DAYS):
+    for offset in range(1, data.search_days):
         day = after + timedelta(days=offset)
-        at = choose(policy, day)
+        at = choose(policy, day, data.lead_s)
         if at is None:
             continue
-        resume = policy.next_disconnect_time(at + timedelta(seconds=CREDIT_S + HOLD_S))
+        resume = policy.next_disconnect_time(at + timedelta(seconds=data.credit_s + data.hold_s))
         if resume == datetime.combine(day + timedelta(days=1), window_end):
             return at, resume
-    raise AssertionError(f"no day within {SEARCH_DAYS} days after {after} suits the case {choose.__name__}")
+    raise AssertionError(f"no day within {data.search_days} days after {after} suits the case {choose.__name__}")
 
 
 def hes_to_mono(hes, policy: PrepaidPolicy, moment: datetime) -> tuple[float, float]:
@@ -73,39 +67,38 @@ def hes_to_mono(hes, policy: PrepaidPolicy, moment: datetime) -> tuple[float, fl
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_no_cut_in_friendly_hours(case, position, bench, source, hes, measure, prepaid_limits, prepaid_policy):
-    account = position.serial
-    meter = bench[f"meter@{position.position}"]
-    load = bench[f"load@{position.position}"]
-    policy = prepaid_policy
-    allure.dynamic.parameter("position", f"{position.position} ({account})")
-    voltage_v = supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
+def test_no_cut_in_friendly_hours(case, pos, source, hes, measure, plan, prepaid_limits, prepaid_policy, supplied,
+                                  restore):
+    meter, policy, data, load_a = pos.get(DisconnectControl), prepaid_policy, plan.friendly_hours, plan.load_a
     limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
-    exhaust_at, resume_at = pick_case(policy, policy.local(hes.clock()).date(), CASES[case])
+    kept = measure.declare("current_after_exhaustion_in_window", "A", Limits(low=load_a / 2))
+    delay = measure.declare("cutoff_after_window_end", "s", Limits(0.0, limit_s))
+    output = measure.declare("reported_output_state", "", Equals(False))
+    voltage_v = supplied(pos, source, hes)
+    exhaust_at, resume_at = pick_case(policy, policy.local(hes.clock()).date(), CASES[case], data)
     details = {"case": case, "exhaustion_hes_time": exhaust_at.isoformat(), "resume_hes_time": resume_at.isoformat()}
-    with CurrentWatcher.for_load(load, poll_s=POLL_S) as watcher:
-        wait_for_current(watcher, LOAD_A / 2, timeout_s=5)
-        hes.set_clock(exhaust_at - timedelta(seconds=LEAD_S))
-        credit = hes.tariff() * voltage_v * LOAD_A * CREDIT_S / 3.6e6
+    with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
+        watch.flowing(plan.flow_wait_s)
+        hes.set_clock(exhaust_at - timedelta(seconds=data.lead_s))
+        credit = hes.tariff() * voltage_v * load_a * data.credit_s / 3.6e6
         settled_at = time.monotonic()
-        hes.read_now(account)
+        hes.read_now(pos.serial)
         settled_at = (settled_at + time.monotonic()) / 2
-        hes.adjust_balance(account, credit - hes.balance(account), f"prepaid plan: credit for {CREDIT_S:g} s")
-        time.sleep(CREDIT_S + HOLD_S + 0.5)
-        samples = list(watcher.samples)
-        exhausted_at, _ = energy_crossing(samples, voltage_v, settled_at, credit / hes.tariff() * 3.6e6)
-        held = [s.value for s in samples if exhausted_at <= s.t_mono <= exhausted_at + HOLD_S]
-        lowest = min(held) if held else 0.0
-        kept = measure("current_after_exhaustion_in_window", lowest, "A", low=LOAD_A / 2, position=position.position,
-                       details={**details, "hold_s": HOLD_S, "readings": len(held)})
-        if kept.verdict != "fail":
-            hes.set_clock(resume_at - timedelta(seconds=LEAD_S))
+        hes.adjust_balance(pos.serial, credit - hes.balance(pos.serial),
+                           f"prepaid plan: credit for {data.credit_s:g} s")
+        time.sleep(data.credit_s + data.hold_s + 0.5)
+        exhausted_at, _ = energy_crossing(list(watch.samples), voltage_v, settled_at, credit / hes.tariff() * 3.6e6)
+        held = watch.readings_between(exhausted_at, exhausted_at + data.hold_s)
+        kept(min(held) if held else 0.0, details={**details, "hold_s": data.hold_s, "readings": len(held)})
+        if not kept.failed:
+            hes.set_clock(resume_at - timedelta(seconds=data.lead_s))
             resume_mono, clock_uncertainty_s = hes_to_mono(hes, policy, resume_at)
-            cut = watcher.wait_for("falls_below", LOAD_A / 2, timeout_s=LEAD_S + limit_s + 10)
-            measure("cutoff_after_window_end", cut.t_mono - resume_mono, "s", low=0.0, high=limit_s,
-                    uncertainty=cut.uncertainty_s + clock_uncertainty_s + load.current_sample_latency_s,
-                    position=position.position, details=details)
+            cut = watch.cut(data.lead_s + limit_s + data.extra_wait_s)
+            if cut is None:
+                delay.not_observed(watch.samples[-1].t_mono - resume_mono, details=details)
+            else:
+                delay(cut.t_mono - resume_mono, uncertainty=cut.uncertainty_s + clock_uncertainty_s + watch.latency_s,
+                      details=details)
             state = meter.relay_state()
-            measure("reported_output_state", float(state["output_state"]), "", low=0, high=0,
-                    position=position.position, details=state)
-    attach_trace(watcher, {"exhaustion": exhausted_at}, recharge=lambda: restore_supply(hes, account, meter))
+            output(state.output_state, details=state.as_record())
+    attach_trace(watch.watcher, {"exhaustion": exhausted_at}, recharge=lambda: restore(pos, hes))

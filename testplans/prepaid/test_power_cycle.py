@@ -20,30 +20,26 @@ from __future__ import annotations
 
 import time
 
-import allure
 import pytest
-from supply import CONNECTED, DISCONNECTED, RECHARGE, current_flows, restore_supply, supply_position
 
-from rig.timing import CurrentWatcher, EventTimeout
+from rig.plan import Equals, Limits, LoadWatch, current_flows, poll_until
+from rig.roles import ControlState, DisconnectControl
 
-pytestmark = [pytest.mark.prepaid, allure.epic("Prepaid"), allure.feature("Power cycle")]
+pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Power cycle")]
 
-LOAD_A = 5.0
-POLL_S = 0.01
-OFF_MIN_S = 1.0  # the supply stays off at least this long
-COMMAND_TRIED_MAX_S = 30.0  # longest wait, supply off, for the HES to try its reconnect
-CASES = ("stays_disconnected", "reconnect_pending")
+EXPECTED = {"stays_disconnected": (False, ControlState.DISCONNECTED),
+            "reconnect_pending": (True, ControlState.CONNECTED)}
 
 
 @pytest.fixture
-def supply_restored(position, bench, source, hes):
+def supply_restored(pos, bench, source, hes, restore):
     """After the test, pass or fail: the supply on and the meter connected with credit."""
     yield
     if bench.broken:
         return
     if not source.output_enabled():
         source.set_output(True)
-    restore_supply(hes, position.serial, bench[f"meter@{position.position}"])
+    restore(pos, hes)
 
 
 def take_credit_away(hes, account: str, policy) -> None:
@@ -53,73 +49,72 @@ def take_credit_away(hes, account: str, policy) -> None:
     hes.adjust_balance(account, -debit, "power cycle plan: no credit")
 
 
-def wait_until_tried(hes, command_id: str) -> dict:
-    """The HES's command once it was sent and not answered (or executed, or failed), waiting at most
-    COMMAND_TRIED_MAX_S."""
-    deadline = time.monotonic() + COMMAND_TRIED_MAX_S
-    while True:
-        command = hes.command(command_id)
-        if command["status"] in ("retrying", "executed", "failed") or time.monotonic() > deadline:
-            return command
-        time.sleep(0.05)
+def power_off_then_on(pos, source, hes, case: str, plan) -> dict:
+    """Supply off (recharging in the reconnect_pending case, until the HES has tried its reconnect), then on: when
+    it came back (monotonic, +- half the exchange) and the reconnect command as it stood then."""
+    pos.meter.close()  # release the association: the meter is about to lose its supply
+    source.set_output(False)
+    off_at = time.monotonic()
+    reconnect = command = None
+    if case == "reconnect_pending":
+        reconnect = hes.recharge(pos.serial, plan.recharge, reference=f"power cycle plan {time.time_ns()}").reconnect
+        if reconnect is not None:
+            tried = poll_until(lambda: (c := hes.command(reconnect.id)).status in ("retrying", "executed", "failed")
+                               and c, plan.power_cycle.command_tried_max_s)
+            command = tried or hes.command(reconnect.id)
+    time.sleep(max(0.0, off_at + plan.power_cycle.off_min_s - time.monotonic()))
+    sent = time.monotonic()
+    source.set_output(True)
+    replied = time.monotonic()
+    return {"off_s": (sent + replied) / 2 - off_at, "on_at_mono": (sent + replied) / 2,
+            "on_uncertainty_s": (replied - sent) / 2, "reconnect": reconnect,
+            "command_at_power_return": command.as_record() if command else None}
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_relay_state_across_power_cycle(case, position, bench, source, hes, measure, prepaid_limits, prepaid_policy,
-                                        supply_restored):
-    account = position.serial
-    meter = bench[f"meter@{position.position}"]
-    load = bench[f"load@{position.position}"]
-    allure.dynamic.parameter("position", f"{position.position} ({account})")
-    supply_position(source, hes, account, meter, load, position.un_v, LOAD_A)
-    where = {"position": position.position}
-    with CurrentWatcher.for_load(load, poll_s=POLL_S) as watcher:
-        if not current_flows(watcher, measure, position.position, LOAD_A, meter):
+@pytest.mark.parametrize("case", list(EXPECTED))
+def test_relay_state_across_power_cycle(case, pos, source, hes, measure, plan, prepaid_limits, prepaid_policy,
+                                        supplied, supply_restored):
+    meter = pos.get(DisconnectControl)
+    load_a = plan.load_a
+    cut = measure.declare("current_after_credit_exhausted", "A", Limits(high=load_a / 2))
+    if case == "stays_disconnected":
+        after = measure.declare("current_after_power_return", "A", Limits(high=load_a / 10))
+    else:
+        after = measure.declare("reconnect_after_power_return", "s",
+                                Limits(0.0, prepaid_limits.reconnect_after_recharge_max_s))
+    expected_output, expected_control = EXPECTED[case]
+    output = measure.declare("reported_output_state", "", Equals(expected_output))
+    control = measure.declare("reported_control_state", "", Equals(expected_control))
+    supplied(pos, source, hes)
+    with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
+        if not current_flows(watch, measure, meter, plan.flow_wait_s):
             return
-        take_credit_away(hes, account, prepaid_policy)
-        try:
-            watcher.wait_for("falls_below", LOAD_A / 2, timeout_s=prepaid_limits.cutoff_after_exhaustion_max_s)
-        except EventTimeout:
-            pass
-        cut = measure("current_after_credit_exhausted", watcher.samples[-1].value, "A", high=LOAD_A / 2, **where,
-                      details=meter.relay_state())
-        if cut.verdict == "fail":
+        take_credit_away(hes, pos.serial, prepaid_policy)
+        watch.cut(prepaid_limits.cutoff_after_exhaustion_max_s)
+        if cut(watch.latest(), details=meter.relay_state().as_record()).verdict == "fail":
             return
-        meter.close()  # release the association: the meter is about to lose its supply
-        source.set_output(False)
-        off_at = time.monotonic()
-        command = None
-        if case == "reconnect_pending":
-            reconnect = hes.recharge(account, RECHARGE, reference=f"power cycle plan {time.time_ns()}")["reconnect"]
-            command = wait_until_tried(hes, reconnect["id"]) if reconnect else None
-        time.sleep(max(0.0, off_at + OFF_MIN_S - time.monotonic()))
-        sent = time.monotonic()
-        source.set_output(True)
-        replied = time.monotonic()
-        on_at, on_uncertainty_s = (sent + replied) / 2, (replied - sent) / 2
-        details = {"off_s": on_at - off_at, "on_at_mono": on_at,
-                   "command_at_power_return": command}
+        power = power_off_then_on(pos, source, hes, case, plan)
         if case == "stays_disconnected":
             time.sleep(prepaid_limits.power_cycle_hold_s)
-            after = [s.value for s in watcher.samples if s.t_mono > on_at]
-            measure("current_after_power_return", max(after), "A", high=LOAD_A / 10, **where,
-                    details={**details, "held_s": prepaid_limits.power_cycle_hold_s, "readings": len(after)})
-            expected_output, expected_control = 0, DISCONNECTED
+            readings = watch.readings_between(power["on_at_mono"])
+            after(max(readings), details={**power, "reconnect": None, "held_s": prepaid_limits.power_cycle_hold_s,
+                                          "readings": len(readings)})
         else:
-            limit_s = prepaid_limits.reconnect_after_recharge_max_s
-            try:
-                back = watcher.wait_for("rises_above", LOAD_A / 2, timeout_s=limit_s + 5)
-            except EventTimeout:
-                back = None
-            back_at = back.t_mono if back is not None else watcher.samples[-1].t_mono
-            uncertainty_s = on_uncertainty_s + (back.uncertainty_s if back is not None else 0.0)
-            measure("reconnect_after_power_return", back_at - on_at, "s", low=0.0, high=limit_s,
-                    uncertainty=uncertainty_s, **where,
-                    details={**details, "restored_seen": back is not None,
-                             "command": hes.command(reconnect["id"]) if command else None})
-            expected_output, expected_control = 1, CONNECTED
+            judge_reconnect(after, watch, hes, power, prepaid_limits.reconnect_after_recharge_max_s
+                            + plan.power_cycle.reconnect_extra_wait_s)
     state = meter.relay_state()
-    measure("reported_output_state", float(state["output_state"]), "", expected=expected_output, tolerance=0,
-            **where, details=state)
-    measure("reported_control_state", state["control_state"], "", expected=expected_control, tolerance=0,
-            **where, details=state)
+    output(state.output_state, details=state.as_record())
+    control(state.control_state, details=state.as_record())
+
+
+def judge_reconnect(after, watch: LoadWatch, hes, power: dict, wait_s: float) -> None:
+    """The current back within wait_s of the supply's return, timed from that return."""
+    back = watch.restored(wait_s)
+    reconnect = power.pop("reconnect")
+    details = {**power, "restored_seen": back is not None,
+               "command": hes.command(reconnect.id).as_record() if power["command_at_power_return"] else None}
+    if back is None:
+        after.not_observed(watch.samples[-1].t_mono - power["on_at_mono"], details=details)
+    else:
+        after(back.t_mono - power["on_at_mono"], uncertainty=power["on_uncertainty_s"] + back.uncertainty_s,
+              details=details)

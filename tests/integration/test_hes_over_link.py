@@ -106,7 +106,7 @@ def test_a_recharge_reconnects_over_dlms_through_the_radio(start_twin):
     delivered = [e["what"] for e in twin.truth("link.delivered") if e["position"] == 1]
     assert "read 1.0.1.8.0.255" in delivered
     assert [w for w in delivered if w.startswith("remote_")] == ["remote_disconnect", "remote_reconnect"]
-    assert twin.meter.relay_state()["output_state"] is True
+    assert twin.meter.relay_state().output_state is True
 
 
 def test_a_command_queued_in_an_outage_executes_once_on_recovery_and_other_positions_keep_reading(start_twin):

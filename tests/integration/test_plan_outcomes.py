@@ -10,11 +10,12 @@ from plan_runner import ROOT, free_port, source_output_events, write_bench
 
 def test_failing_measurement_fails_the_test_after_all_are_taken(run_plan):
     run = run_plan("""
+        from rig.plan import Limits
+
         def test_two_positions(measure):
-            measure("error", 1.4, "%", low=-1.0, high=1.0, position=2)
-            measure("error", 0.3, "%", low=-1.0, high=1.0, position=3, uncertainty=0.08)
-            measure("error", -0.95, "%", low=-1.0, high=1.0, marginal=0.9, expected=0.0, tolerance=1.0,
-                    position=1)
+            measure("error", 1.4, "%", Limits(-1.0, 1.0), position=2)
+            measure("error", 0.3, "%", Limits(-1.0, 1.0), position=3, uncertainty=0.08)
+            measure("error", -0.95, "%", Limits.within(0.0, 1.0, marginal=0.9), position=1)
     """)
     assert run.wait() == 1
     assert "1 failed" in run.output
@@ -31,9 +32,11 @@ def test_failing_measurement_fails_the_test_after_all_are_taken(run_plan):
 
 def test_measurement_steps_reach_allure_with_limits_and_status(run_plan):
     run = run_plan("""
+        from rig.plan import Limits
+
         def test_one(measure):
-            measure("voltage", 240.3, "V", expected=240.0, tolerance=0.5)
-            measure("frequency", 51.0, "Hz", expected=50.0, tolerance=0.1)
+            measure("voltage", 240.3, "V", Limits.within(240.0, 0.5))
+            measure("frequency", 51.0, "Hz", Limits.within(50.0, 0.1))
     """)
     assert run.wait() == 1
     results = [json.loads(path.read_text()) for path in (run.results / "allure-results").glob("*-result.json")]
@@ -47,10 +50,12 @@ def test_measurement_steps_reach_allure_with_limits_and_status(run_plan):
 
 def test_instrument_fault_latches_the_bench_and_keeps_earlier_results(run_plan, tmp_path):
     run = run_plan("""
+        from rig.plan import Limits
+
         def test_measures_then_instrument_stops_answering(source, measure):
             source.set_voltage(240.0)
             source.set_output(True)
-            measure("voltage", source.measure_voltage(), "V", expected=240.0, tolerance=1.1)
+            measure("voltage", source.measure_voltage(), "V", Limits.within(240.0, 1.1))
             source.query("SOUR:NONSENSE?")  # the instrument queues -113 and never answers
 
         def test_later_one(source):
@@ -68,6 +73,54 @@ def test_instrument_fault_latches_the_bench_and_keeps_earlier_results(run_plan, 
     assert record["outcomes"] == {"passed": 0, "failed": 0, "error": 3, "skipped": 0}
     assert "no answer within 0.3 s" in record["bench_broken"]
     assert source_output_events(run.truth()) == [True, False]
+
+
+def test_declared_measurements_never_taken_fail_and_booleans_stay_booleans(run_plan):
+    run = run_plan("""
+        from rig.plan import Equals, Limits
+
+        def test_declares(pos, measure):
+            delay = measure.declare("cutoff_delay", "s", Limits(0.0, 3.0))
+            measure.declare("reported_output_state", "", Equals(False))
+            measure("alert_order", True, "", Equals(True))
+            if pos.number == 1:
+                delay.not_observed(4.5, details={"cut_seen": False})
+            elif pos.number == 2:
+                delay(1.2, uncertainty=0.01)
+    """, None, "-k", "position1 or position2")
+    assert run.wait() == 1
+    assert "2 failed" in run.output
+    assert "cutoff_delay at position 1 (SIM0001) = 4.5 s, limits [0, 3] s: FAIL (not observed within 4.5 s)" \
+        in run.output
+    assert "reported_output_state at position 2 (SIM0002): not measured, expected False: FAIL" in run.output
+    records = [(r["position"], r["name"], r["value"], r["verdict"], r["note"]) for r in run.measurements()]
+    assert records == [
+        (1, "alert_order", True, "pass", None), (1, "cutoff_delay", 4.5, "fail", "not observed within 4.5 s"),
+        (1, "reported_output_state", None, "fail", "not measured"),
+        (2, "alert_order", True, "pass", None), (2, "cutoff_delay", 1.2, "pass", None),
+        (2, "reported_output_state", None, "fail", "not measured")]
+
+
+def test_a_meter_that_stops_answering_breaks_its_position_only(run_plan, tmp_path):
+    def short_deadline(data):
+        data["positions"][1]["interface"]["settings"]["deadline_s"] = 0.5
+
+    defects = tmp_path / "defects.yaml"
+    defects.write_text("positions:\n  2: {interface_dead: true}\n")
+    run = run_plan("""
+        def test_reads(pos):
+            pos.meter.read_energy_import_kwh()
+
+        def test_reads_again(pos, source):
+            source.measure_voltage()
+            pos.meter.read_energy_import_kwh()
+    """, write_bench(tmp_path, edit=short_deadline), f"--twin-defects={defects}")
+    assert run.wait(timeout_s=120) == 1
+    assert "4 passed" in run.output and "2 errors" in run.output
+    assert run.output.count("position 2 broken: meter@2 (") >= 2
+    record = run.run_json()
+    assert record["outcomes"] == {"passed": 4, "failed": 0, "error": 2, "skipped": 0}
+    assert not record.get("bench_broken")
 
 
 def test_setpoint_beyond_a_meter_rating_is_an_error_that_sends_nothing(run_plan, tmp_path):

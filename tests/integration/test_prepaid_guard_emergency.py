@@ -40,7 +40,7 @@ def test_guard_plan_fails_on_an_hes_that_disconnects_positive_balances(run_plan,
     run = run_plan(GUARD, write_bench(tmp_path), f"--twin-defects={defects}")
     assert run.wait(timeout_s=300) == 1, run.output
     for position in (1, 2, 3):
-        assert f"cut_with_positive_balance at position {position} (SIM000{position}) = 1" in run.output
+        assert f"cut_with_positive_balance at position {position} (SIM000{position}) = True" in run.output
     cuts = by_name(run, "cut_with_positive_balance")
     assert sorted(cuts) == [1, 2, 3] and all(m["verdict"] == "fail" for m in cuts.values())
     window = by_name(run, "cut_in_no_disconnection_window")

@@ -59,7 +59,7 @@ def test_alerts_plan_fails_on_an_hes_that_skips_the_10_pct_alert(run_plan, tmp_p
     run = run_plan(ALERTS, write_bench(tmp_path), "-k", "position1", f"--twin-defects={defects}",
                    f"--prepaid-limits={limits_path}:quick")
     assert run.wait(timeout_s=300) == 1, run.output
-    assert "alert_10pct_present at position 1 (SIM0001) = 0" in run.output
+    assert "alert_10pct_present at position 1 (SIM0001) = False" in run.output
     verdicts = {m["name"]: m["verdict"] for m in run.measurements()}
     assert verdicts["alert_30pct_present"] == verdicts["alert_0pct_present"] == "pass"
     assert verdicts["alert_10pct_present"] == verdicts["alert_order"] == "fail"

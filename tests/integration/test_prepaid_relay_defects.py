@@ -94,7 +94,8 @@ def test_power_cycle_plan_fails_on_a_relay_stuck_open(run_plan, tmp_path):
     flows = measured["current_with_meter_connected"]
     assert flows["verdict"] == "fail" and flows["value"] < 0.1
     assert flows["details"]["control_state"] == 1 and flows["details"]["output_state"] is False
-    assert list(measured) == ["current_with_meter_connected"]
+    assert [name for name, m in measured.items() if m["value"] is not None] == ["current_with_meter_connected"]
+    assert all(m["note"] == "not measured" for m in measured.values() if m["value"] is None)  # declared, never taken
     assert "1 failed" in run.output and "error" not in run.output.splitlines()[-1]
 
 

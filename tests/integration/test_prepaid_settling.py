@@ -5,32 +5,20 @@ A link outage (the modem unregistered) holds a command at the head end for as lo
 recharge lands between the disconnect being queued and being sent without racing the clock.
 """
 
-import importlib.util
-import sys
 import time
 
 import pytest
-from plan_runner import PLANS
 from twin_thread import OpenBenchOnTwin, twin_starter
 
-from drivers.hes import HesHttpError
-from rig.errors import InstrumentTimeout
+from rig.errors import HeadEndError, InstrumentTimeout
+from rig.plan import read_when_reachable, restore_supply, supply
+from rig.plan.position import Position
+from rig.roles import ControlState
 from rig.sim.truth import read_truth
 
 ACCOUNT = "SIM0001"
 LOSS_DB = 60.0  # cell -70 dBm - 60 dB = -130 dBm: below the 4G loss threshold of -120 dBm
 
-
-def plan_module(path):
-    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-supply = plan_module(PLANS / "prepaid" / "supply.py")
-radio = plan_module(PLANS / "link" / "radio.py")
 
 
 class SupplyTwin(OpenBenchOnTwin):
@@ -42,6 +30,9 @@ class SupplyTwin(OpenBenchOnTwin):
         self.hes = self.bench["hes"]
         self.meter = self.bench["meter@1"]
         self.source = self.bench["source"]
+
+    def position(self) -> Position:
+        return Position(self.bench.config.positions[0], self.bench)
 
     def power(self, on: bool) -> None:
         self.source.set_voltage(240.0)
@@ -67,11 +58,11 @@ class SupplyTwin(OpenBenchOnTwin):
     def disconnect_queued_in_an_outage(self) -> dict:
         """Position 1 powered and read, its link down, its credit used up: the HES's disconnect waits for the link."""
         self.power(True)
-        supply.read_when_reachable(self.hes, ACCOUNT, timeout_s=5)
+        read_when_reachable(self.hes, ACCOUNT, timeout_s=5)
         self.link_down()
         self.hes.adjust_balance(ACCOUNT, -self.hes.balance(ACCOUNT), "test: credit used up")
         (command,) = self.hes.commands(account=ACCOUNT)
-        assert (command["action"], command["status"]) == ("disconnect", "queued")
+        assert (command.action, command.status) == ("disconnect", "queued")
         return command
 
     def relay_events(self) -> list[dict]:
@@ -87,51 +78,50 @@ def twin(tmp_path):
 def test_restore_supply_waits_for_the_pending_disconnect_which_the_hes_cancels_at_sending(twin):
     command = twin.disconnect_queued_in_an_outage()
     with pytest.raises(InstrumentTimeout) as info:
-        supply.restore_supply(twin.hes, ACCOUNT, twin.meter, timeout_s=1.0)
-    assert str(info.value) == (f"hes ({twin.hes.address}): account {ACCOUNT}: command {command['id']} (disconnect, "
+        restore_supply(twin.hes, ACCOUNT, twin.meter, 500.0, timeout_s=1.0)
+    assert str(info.value) == (f"hes ({twin.hes.address}): account {ACCOUNT}: command {command.id} (disconnect, "
                                f"prepaid) still 'queued' 1 s after restoring the supply")
     assert twin.hes.balance(ACCOUNT) == 500.0  # the recharge was accepted
 
     twin.attenuate(0.0)
-    supply.restore_supply(twin.hes, ACCOUNT, twin.meter)
+    restore_supply(twin.hes, ACCOUNT, twin.meter, 500.0, timeout_s=30.0)
     (settled,) = twin.hes.commands(account=ACCOUNT)
-    assert (settled["id"], settled["status"], settled["reason"]) == (
-        command["id"], "cancelled", "balance 500.00 INR is positive")
-    assert [h["status"] for h in settled["history"]] == ["queued", "cancelled"]
+    assert (settled.id, settled.status, settled.reason) == (command.id, "cancelled", "balance 500.00 INR is positive")
+    assert [h["status"] for h in settled.history] == ["queued", "cancelled"]
     assert twin.relay_events() == []
     assert [e for e in read_truth(twin.truth_path) if e["event"] == "disconnect_control" and e["position"] == 1] == []
-    assert twin.meter.relay_state()["control_state"] == supply.CONNECTED
+    assert twin.meter.relay_state().control_state is ControlState.CONNECTED
 
 
 def test_the_link_plans_supply_helper_waits_for_the_pending_command_too(twin):
     command = twin.disconnect_queued_in_an_outage()
-    with pytest.raises(InstrumentTimeout, match=rf"account {ACCOUNT}: command {command['id']} \(disconnect, "
+    with pytest.raises(InstrumentTimeout, match=rf"account {ACCOUNT}: command {command.id} \(disconnect, "
                                                 rf"prepaid\) still 'queued' 1 s after restoring the supply"):
-        radio.supply_position(twin.source, twin.bench["load@1"], twin.hes, ACCOUNT, twin.meter, 240.0, 1.0)
+        supply(twin.position(), twin.source, twin.hes, 5.0, recharge=500.0, timeout_s=1.0)
     twin.attenuate(0.0)
-    radio.supply_position(twin.source, twin.bench["load@1"], twin.hes, ACCOUNT, twin.meter, 240.0, 5.0)
-    assert [c["status"] for c in twin.hes.commands(account=ACCOUNT)] == ["cancelled"]
+    supply(twin.position(), twin.source, twin.hes, 5.0, recharge=500.0, timeout_s=5.0)
+    assert [c.status for c in twin.hes.commands(account=ACCOUNT)] == ["cancelled"]
     assert twin.relay_events() == []
 
 
 def test_the_read_endpoint_answers_an_error_unless_it_has_a_fresh_reading(twin):
-    with pytest.raises(HesHttpError) as info:
+    with pytest.raises(HeadEndError) as info:
         twin.hes.read_now(ACCOUNT)  # the source is off: the meter's communication module is down
     assert info.value.status == 502
     assert f'"account": "{ACCOUNT}"' in info.value.body and "communication module is down" in info.value.body
 
     twin.power(True)
     powered = time.monotonic()
-    account = supply.read_when_reachable(twin.hes, ACCOUNT, timeout_s=5)
-    assert account["account"] == ACCOUNT and account["last_energy_wh"] is not None
+    account = read_when_reachable(twin.hes, ACCOUNT, timeout_s=5)
+    assert account.id == ACCOUNT and account.last_energy_wh is not None
     booted = twin.wait_for(lambda e: e["event"] == "meter.power" and e["position"] == 1 and e["on"], "power-up")
     assert time.monotonic() - powered >= 0.5 and booted["answering_from_mono"] > booted["t_mono"]
 
     twin.link_down()
     asked = time.monotonic()
-    with pytest.raises(HesHttpError) as info:
+    with pytest.raises(HeadEndError) as info:
         twin.hes.read_now(ACCOUNT)
     assert info.value.status == 504 and time.monotonic() - asked < 3
     assert '"cause": "no reading within 1.5 s"' in info.value.body
     with pytest.raises(InstrumentTimeout, match=rf"account {ACCOUNT}: its meter was not read within 1 s: .*504"):
-        supply.read_when_reachable(twin.hes, ACCOUNT, timeout_s=1)
+        read_when_reachable(twin.hes, ACCOUNT, timeout_s=1)

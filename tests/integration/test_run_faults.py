@@ -27,6 +27,8 @@ ENERGISE_AND_WAIT = """
 FILL_THE_DISK = """
     from pathlib import Path
 
+    from rig.plan import Limits
+
     def test_fills_the_disk_while_energised(source):
         source.set_voltage(240.0)
         source.set_output(True)
@@ -36,7 +38,7 @@ FILL_THE_DISK = """
                 filler.flush()
 
     def test_measures_on_a_full_disk(source, measure):
-        measure("voltage", source.measure_voltage(), "V", low=0)
+        measure("voltage", source.measure_voltage(), "V", Limits(low=0))
 """
 
 

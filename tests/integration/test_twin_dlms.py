@@ -19,6 +19,7 @@ from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
 from rig.driver import SetpointLimits, driver_class
 from rig.errors import InstrumentError, InstrumentTimeout
+from rig.roles import ControlState, LimiterSettings, RelayState
 from rig.sim.launcher import TwinProcess
 from rig.sim.truth import read_truth
 from rig.transcript import Transcript
@@ -147,7 +148,7 @@ def test_the_twin_process_serves_the_meter_as_a_run_uses_it(tmp_path):
         bench.open()
         assert bench.identities["meter@1"].serial == "SIM0001"
         assert bench["meter@1"].read_energy_import_kwh() == 0.0
-        assert bench["meter@1"].relay_state()["output_state"] is True
+        assert bench["meter@1"].relay_state().output_state is True
     finally:
         bench.close()
         transcript.close()
@@ -190,13 +191,13 @@ def test_energy_and_instantaneous_values_follow_the_model(twin, transport):
 
 def test_remote_disconnect_opens_the_relay_and_reconnect_closes_it(twin, transport):
     meter = twin.driver(transport)
-    assert meter.relay_state() == {"output_state": True, "control_state": 1, "control_mode": 5}
+    assert meter.relay_state() == RelayState(True, ControlState(1), 5)
     meter.remote_disconnect()
     assert twin.relay_events() == [(False, "meter@1 remote_disconnect")]
-    assert meter.relay_state() == {"output_state": False, "control_state": 0, "control_mode": 5}
+    assert meter.relay_state() == RelayState(False, ControlState(0), 5)
     meter.remote_reconnect()  # mode 5: straight back to connected (transition d)
     assert twin.relay_events() == [(False, "meter@1 remote_disconnect"), (True, "meter@1 remote_reconnect")]
-    assert meter.relay_state() == {"output_state": True, "control_state": 1, "control_mode": 5}
+    assert meter.relay_state() == RelayState(True, ControlState(1), 5)
 
 
 def test_in_control_mode_4_a_remote_reconnect_only_arms_the_relay(start_twin):
@@ -205,14 +206,15 @@ def test_in_control_mode_4_a_remote_reconnect_only_arms_the_relay(start_twin):
     meter.remote_disconnect()
     meter.remote_reconnect()  # transition a: ready_for_reconnection, the customer's button closes the relay
     assert twin.relay_events() == [(False, "meter@1 remote_disconnect")]
-    assert meter.relay_state() == {"output_state": False, "control_state": 2, "control_mode": 4}
+    assert meter.relay_state() == RelayState(False, ControlState(2), 4)
 
 
 def test_limiter_opens_the_relay_when_power_stays_above_the_threshold(twin, transport):
     meter = twin.driver(transport)
     meter.set_limiter(3000.0, 1)
-    assert meter.read_limiter() == {"threshold_active_w": 3000.0, "threshold_normal_w": 3000.0,
-                                    "min_over_threshold_duration_s": 1.0, "min_under_threshold_duration_s": 0.0}
+    assert meter.read_limiter() == LimiterSettings(
+        threshold_active_w=3000.0, threshold_normal_w=3000.0,
+        min_over_threshold_duration_s=1.0, min_under_threshold_duration_s=0.0)
     twin.energize(240.0, 10.0)  # 2.4 kW: below the threshold
     time.sleep(1.3)
     assert twin.events("limiter.trip") == [] and twin.relay_events() == []
@@ -222,7 +224,7 @@ def test_limiter_opens_the_relay_when_power_stays_above_the_threshold(twin, tran
     assert time.monotonic() - start >= 1.0
     assert trip["over_s"] >= 1.0 and trip["power_w"] == pytest.approx(4800, rel=0.01)
     assert twin.relay_events() == [(False, "meter@1 limiter")]
-    assert meter.relay_state() == {"output_state": False, "control_state": 2, "control_mode": 5}
+    assert meter.relay_state() == RelayState(False, ControlState(2), 5)
 
 
 def test_the_public_client_reads_clock_and_energy_but_may_not_act(twin, transport):

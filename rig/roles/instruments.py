@@ -1,4 +1,4 @@
-"""What a test may ask of each role, whatever instrument fills it."""
+"""Roles of the bench's instruments: what a test may ask of each, whatever instrument fills it."""
 
 from __future__ import annotations
 

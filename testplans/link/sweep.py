@@ -1,8 +1,8 @@
-"""Helpers of the link plans: limits, the sweep, a position's RF path, and one reconnect-latency trial.
+"""Helpers of the link plans: limits, the sweep, a position's RF path, and reconnect-latency trials.
 
 A trial is judged by physics: the supply is cut by the HES (credit used up), then a recharge is accepted by
 the HES (the instant its answer arrives, +- half the request's round trip), and the latency runs to the instant
-the current through the meter's relay into the position's load rises again (CurrentWatcher on the load).
+the current through the meter's relay into the position's load rises again (the position's LoadWatch).
 """
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import allure
 from pydantic import BaseModel, ConfigDict, Field
 
-from rig.errors import ConfigError, InstrumentTimeout, RigError
-from rig.timing import CurrentWatcher, EventTimeout
+from rig.errors import ConfigError, RigError
+from rig.plan import Limits, LoadWatch, Measurements, Position, wait_until
+from rig.report.attach import attach_text
+from rig.roles import HeadEnd
 from rig.yamlfile import read_yaml, validate
 
 HERE = Path(__file__).parent
 LIMITS_FILE = HERE / "limits.yaml"
-LOAD_A = 5.0
-POLL_S = 0.01
-RECHARGE = 500.0
-SETTLED = ("executed", "failed", "cancelled")  # HES command statuses; any other is still pending
 
 
 class Strict(BaseModel):
@@ -90,12 +87,12 @@ class BenchSetupError(RigError):
     """The bench did not reach the state a plan needs (not a fault of the meter or the HES)."""
 
 
-@dataclass
 class RadioPath:
     """A position's RF attenuator and, where the bench has one, its modem's AT port."""
 
-    attenuator: object
-    modem: object | None
+    def __init__(self, pos: Position):
+        self.attenuator = pos.attenuator
+        self.modem = pos.modem
 
     def set_attenuation(self, attenuation_db: float) -> float:
         """Set and read back; the attenuation the instrument holds."""
@@ -134,77 +131,31 @@ class Trial:
     command: str | None
 
 
-def wait_until(check, timeout_s: float, what: str, poll_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise EventTimeout(f"waited {timeout_s:g} s for {what}")
-        time.sleep(poll_s)
-
-
-def wait_for_flow(watcher: CurrentWatcher, timeout_s: float) -> None:
-    """Until the latest reading shows the load's current flowing through the relay."""
-    wait_until(lambda: watcher.samples and watcher.samples[-1].value > LOAD_A / 2, timeout_s,
-               f"{watcher.name} above {LOAD_A / 2:g} A", poll_s=watcher.poll_s)
-
-
-def cut_supply(hes, account: str, watcher: CurrentWatcher, timeout_s: float) -> None:
+def cut_supply(hes: HeadEnd, account: str, watch: LoadWatch, timeout_s: float) -> None:
     """Use up the account's credit; the HES disconnects: the current through the relay stops and the HES has
     recorded the disconnect as executed."""
     hes.adjust_balance(account, -hes.balance(account), reason="link plan: credit used up")
-    watcher.wait_for("falls_below", LOAD_A / 2, timeout_s=timeout_s)
-    wait_until(lambda: (lambda a: a["supply"] == "disconnected" and not a["pending_command"])(hes.account(account)),
-               timeout_s, f"the HES to record account {account} disconnected")
+    if watch.cut(timeout_s) is None:
+        raise BenchSetupError(f"account {account}: the supply was not cut within {timeout_s:g} s of using up the "
+                              f"credit: no reconnect to time")
+    wait_until(lambda: hes.account(account).disconnected, timeout_s,
+               f"the HES to record account {account} disconnected")
 
 
-def reconnect_trial(hes, account: str, watcher: CurrentWatcher, timeout_s: float, note: str) -> Trial:
+def reconnect_trial(hes: HeadEnd, account: str, watch: LoadWatch, timeout_s: float, note: str,
+                    recharge: float) -> Trial:
     """Cut the supply, then recharge and time the return of the current. A reconnect that does not come within
     timeout_s gives latency None."""
-    cut_supply(hes, account, watcher, timeout_s)
+    cut_supply(hes, account, watch, timeout_s)
     sent = time.monotonic()
-    answer = hes.recharge(account, RECHARGE, reference=f"link plan: {note} {time.time_ns()}")
+    answer = hes.recharge(account, recharge, reference=f"link plan: {note} {time.time_ns()}")
     answered = time.monotonic()
-    command = (answer.get("reconnect") or {}).get("id")
+    command = answer.reconnect.id if answer.reconnect else None
     accepted_at, half_request = (sent + answered) / 2, (answered - sent) / 2
-    try:
-        rise = watcher.wait_for("rises_above", LOAD_A / 2, timeout_s=timeout_s)
-    except EventTimeout:
+    rise = watch.restored(timeout_s)
+    if rise is None:
         return Trial(None, half_request, time.monotonic() - accepted_at, command)
     return Trial(rise.t_mono - accepted_at, rise.uncertainty_s + half_request, rise.t_mono - accepted_at, command)
-
-
-def pending_command(hes, account: str) -> dict | None:
-    """The account's command the HES has not settled (executed, failed or cancelled), if any."""
-    return next((c for c in hes.commands(account=account) if c["status"] not in SETTLED), None)
-
-
-def wait_for_no_pending_command(hes, account: str, timeout_s: float) -> None:
-    """Until the HES has no command pending for the account; InstrumentTimeout naming it after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while (pending := pending_command(hes, account)) is not None:
-        if time.monotonic() > deadline:
-            raise InstrumentTimeout(f"{hes.role} ({hes.address}): account {account}: command {pending['id']} "
-                                    f"({pending['action']}, {pending['origin']}) still {pending['status']!r} "
-                                    f"{timeout_s:g} s after restoring the supply")
-        time.sleep(0.05)
-
-
-def supply_position(source, load, hes, account: str, meter, voltage_v: float, timeout_s: float) -> None:
-    """Supply on, the account in credit and the meter connected, the load drawing LOAD_A through the relay; returns
-    once the HES has no command pending for the account (none sent later can switch the supply under a trial)."""
-    source.set_voltage(voltage_v)
-    if not source.output_enabled():
-        source.set_output(True)
-    if hes.balance(account) <= 0 or not meter.relay_state()["output_state"]:
-        hes.recharge(account, RECHARGE, reference=f"link plan: restore supply {time.time_ns()}")
-    wait_for_no_pending_command(hes, account, timeout_s)
-    wait_until(lambda: meter.relay_state()["output_state"], timeout_s, f"meter of {account} to reconnect")
-    load.set_mode("CURR")
-    load.set_level(LOAD_A)
-    load.set_input(True)
 
 
 def step_row(profile: str, attenuation_db: float, latencies: list[float]) -> dict:
@@ -213,34 +164,44 @@ def step_row(profile: str, attenuation_db: float, latencies: list[float]) -> dic
             "p95_s": percentile(latencies, 0.95), "max_s": max(latencies)}
 
 
-def latency_sweep(label, position, hes, meter, watcher, radio_path, measure, link_limits, sweep, trials,
-                  limit_s, timeout_s) -> list[dict]:
-    """The sweep's trials on the current technology; the table rows (profile `label`) of the usable steps."""
-    account = position.serial
+@dataclass
+class Sweep:
+    """One position's latency sweep on one technology: its steps, trials per step, limit and trial timeout."""
+
+    label: str
+    steps: list[float]
+    trials: int
+    limit_s: float
+    timeout_s: float
+
+
+def latency_sweep(sweep: Sweep, pos: Position, hes: HeadEnd, watch: LoadWatch, radio_path: RadioPath,
+                  measure: Measurements, link_limits: LinkLimits, recharge: float) -> list[dict]:
+    """The sweep's trials on the current technology; the table rows (profile `label`) of the usable steps. A step
+    without registration ends the sweep; so does a trial that does not reconnect (recorded as not observed)."""
     rows = []
-    for attenuation_db in sweep:
+    for attenuation_db in sweep.steps:
         held_db = radio_path.set_attenuation(attenuation_db)
         if radio_path.modem is not None and not radio_path.wait_registration(True, link_limits.registration_wait_s):
-            allure.attach(f"{label}: no registration at {held_db:g} dB: sweep ended", name=f"{label} link lost")
+            attach_text(f"{sweep.label} link lost", f"{sweep.label}: no registration at {held_db:g} dB: sweep ended")
             break
-        latencies, timed_out = [], False
-        for trial in range(1, trials + 1):
-            result = reconnect_trial(hes, account, watcher, timeout_s,
-                                     f"{label} {held_db:g} dB trial {trial}")
-            details = {"technology": label, "attenuation_db": held_db, "trial": trial, "command": result.command,
-                       "reconnected": result.latency_s is not None}
-            value = result.latency_s if result.latency_s is not None else result.waited_s
-            measure(f"reconnect_latency_{label}", value, "s", low=0.0, high=limit_s, uncertainty=result.uncertainty_s,
-                    position=position.position, details=details)
+        latencies = []
+        for trial in range(1, sweep.trials + 1):
+            latency = measure.declare(f"reconnect_latency_{sweep.label}", "s", Limits(0.0, sweep.limit_s))
+            result = reconnect_trial(hes, pos.serial, watch, sweep.timeout_s,
+                                     f"{sweep.label} {held_db:g} dB trial {trial}", recharge)
+            details = {"technology": sweep.label, "attenuation_db": held_db, "trial": trial,
+                       "command": result.command, "reconnected": result.latency_s is not None}
             if result.latency_s is None:
-                timed_out = True
+                latency.not_observed(result.waited_s, uncertainty=result.uncertainty_s, details=details)
                 break
+            latency(result.latency_s, uncertainty=result.uncertainty_s, details=details)
             latencies.append(result.latency_s)
         if latencies:
-            row = step_row(label, held_db, latencies)
+            row = step_row(sweep.label, held_db, latencies)
             rows.append(row)
-            measure(f"reconnect_latency_{label}_step_max", row["max_s"], "s", low=0.0, high=limit_s,
-                    position=position.position, details={**row, "trials": latencies})
-        if timed_out:
+            measure(f"reconnect_latency_{sweep.label}_step_max", row["max_s"], "s", Limits(0.0, sweep.limit_s),
+                    details={**row, "trials": latencies})
+        if len(latencies) < sweep.trials:
             break
     return rows

@@ -1,0 +1,24 @@
+"""What a test may ask of each role, whatever instrument fills it."""
+
+from rig.roles.cover import Cover
+from rig.roles.eventlog import EventLog, MeterEvent
+from rig.roles.headend import SETTLED, Account, Alert, Command, Credited, EmergencyCredit, GroupCommand, HeadEnd
+from rig.roles.instruments import (
+    AcLoad,
+    AcSource,
+    Attenuator,
+    CurrentSource,
+    MeterReadout,
+    Modem,
+    PulseCounter,
+    ReferenceMeter,
+)
+from rig.roles.limiter import LimiterSettings, LoadLimiter
+from rig.roles.relay import ControlState, DisconnectControl, RelayState
+from rig.roles.signal import SignalReport
+
+__all__ = ["SETTLED", "AcLoad", "AcSource", "Account", "Alert", "Attenuator", "Command", "ControlState", "Cover",
+           "Credited",
+           "CurrentSource", "DisconnectControl", "EmergencyCredit", "EventLog", "GroupCommand", "HeadEnd",
+           "LimiterSettings", "LoadLimiter", "MeterEvent", "MeterReadout", "Modem", "PulseCounter", "ReferenceMeter",
+           "RelayState", "SignalReport"]
