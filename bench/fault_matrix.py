@@ -58,7 +58,8 @@ FREEZE_S = 8.0
 TRICKLE_S = 0.4
 SOCKET_TIMEOUT_S = 2.0
 PORT = re.compile(r"^(TCPIP\d*::[^:]+::|(?:tcp|http|telnet)://[^:/]+:)(\d+)(.*)$")
-POSITION_FIELDS = {"interface": "meter", "load": "load", "attenuator": "attenuator", "modem": "modem"}
+POSITION_FIELDS = {"interface": "meter", "load": "load", "attenuator": "attenuator", "modem": "modem",
+                   "cover": "cover"}
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,21 @@ from dlms_cosem.hdlc import frames
 from dlms_cosem.protocol import acse, xdlms
 from pydantic import Field
 
-from rig.config import DriverSettings, RoleConfig, driver_settings
+from rig.config import DriverSettings, RoleConfig
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
-from rig.roles import MeterReadout
+from rig.resources import Accepts
+from rig.roles import (
+    ControlState,
+    DisconnectControl,
+    EventLog,
+    LimiterSettings,
+    LoadLimiter,
+    MeterEvent,
+    MeterReadout,
+    RelayState,
+    SignalReport,
+)
 
 T = TypeVar("T")
 
@@ -56,7 +67,10 @@ POWER_FACTOR = "1.0.13.7.0.255"
 SIGNAL_STRENGTH = "0.1.96.12.5.255"
 DISCONNECT_CONTROL = "0.0.96.3.10.255"
 LIMITER = "0.0.17.0.0.255"
+NON_ROLLOVER_EVENT_LOG = "0.0.99.98.5.255"  # IS 15959 event profile holding tamper events such as cover open
 DATA, REGISTER, EXTENDED_REGISTER, CLOCK_CLASS, DISCONNECT_CLASS, LIMITER_CLASS = 1, 3, 4, 8, 70, 71
+PROFILE_GENERIC = 7
+EVENT_POLL_S = 0.25
 UNIT_WH, UNIT_W, UNIT_A, UNIT_V, UNIT_DBM, NO_UNIT = 30, 27, 33, 35, 70, 255
 
 DATA_ACCESS_RESULTS = {0: "success", 1: "hardware-fault", 2: "temporary-failure", 3: "read-write-denied",
@@ -75,28 +89,15 @@ FIXED_SIZES = {3: 1, 23: 4, 24: 8, 25: 12, 26: 5, 27: 4}
 OCTET_STRING, VISIBLE_STRING, UTF8_STRING = 9, 10, 12
 
 
+RESOURCES = Accepts(("tcp", "socket", "serial"), "a DLMS meter is reached at 'tcp://host:port' (TCP wrapper) or a "
+                                                 "serial device path such as '/dev/ttyUSB0' (HDLC)",
+                    default_port=DEFAULT_PORT)
+
+
 def parse_resource(resource: str, role: str) -> tuple[str, str, int]:
     """('tcp', host, port) or ('hdlc', serial path, 0)."""
-    if resource.startswith("tcp://"):
-        host, _, port = resource.removeprefix("tcp://").split("/")[0].rpartition(":")
-        if not host:
-            host, port = port, str(DEFAULT_PORT)
-    elif resource.upper().startswith("TCPIP") and resource.upper().endswith("::SOCKET"):
-        parts = resource.split("::")
-        if len(parts) != 4:
-            raise ConfigError(f"roles.{role}.resource: expected 'TCPIP0::host::port::SOCKET', got {resource!r}")
-        host, port = parts[1], parts[2]
-    elif resource.upper().startswith("ASRL") and resource.upper().endswith("::INSTR"):
-        return "hdlc", resource[4:-7], 0
-    elif resource.startswith("/") or resource.upper().startswith("COM"):
-        return "hdlc", resource, 0
-    else:
-        raise ConfigError(f"roles.{role}.resource: a DLMS meter is reached at 'tcp://host:port' (TCP wrapper) or a "
-                          f"serial device path such as '/dev/ttyUSB0' (HDLC), got {resource!r}")
-    try:
-        return "tcp", host.strip("[]"), int(port)
-    except ValueError:
-        raise ConfigError(f"roles.{role}.resource: port {port!r} in {resource!r} is not a number") from None
+    where = RESOURCES.parse(resource, role)
+    return ("hdlc", where.path, 0) if "serial" in where.kinds else ("tcp", where.host, where.port)
 
 
 def decode_data(data: bytes, pos: int = 0) -> tuple[Any, int]:
@@ -262,7 +263,7 @@ class DlmsSettings(DriverSettings):
     utc_offset_min: Annotated[int, Field(ge=-720, le=840)] = IST_OFFSET_MIN
 
 
-class DlmsMeter(Driver, MeterReadout):
+class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalReport, EventLog):
     """A DLMS/COSEM meter on its data port (role 'meter@<position>').
 
     Settings: `client` ('public', SAP 16, no security, or 'reader', SAP 32, LLS with the secret `lls_password`),
@@ -273,9 +274,12 @@ class DlmsMeter(Driver, MeterReadout):
     replaced by '***'); a call that overruns its deadline raises InstrumentTimeout naming what was sent.
     """
 
+    SETTINGS_MODEL = DlmsSettings
+    ACCEPTS = RESOURCES
+
     def __init__(self, role: str, config: RoleConfig, *args, **kwargs):
-        self.settings = settings = driver_settings(DlmsSettings, role, config.settings)
         super().__init__(role, config, *args, **kwargs)
+        settings = self.settings
         self.client_name = settings.client
         if self.client_name not in CLIENT_SAPS:
             raise ConfigError(f"roles.{self.role}.settings.client: {self.client_name!r} is not one of "
@@ -586,12 +590,13 @@ class DlmsMeter(Driver, MeterReadout):
     def read_signal_dbm(self) -> float:
         return self._call("read_signal_dbm", lambda session: self._register(session, SIGNAL_STRENGTH, (UNIT_DBM,)))
 
-    def relay_state(self) -> dict[str, Any]:
-        def body(session: _Session) -> dict[str, Any]:
+    def relay_state(self) -> RelayState:
+        def body(session: _Session) -> RelayState:
             values = [self._get_value(session, DISCONNECT_CONTROL, DISCONNECT_CLASS, index) for index in (2, 3, 4)]
-            if not isinstance(values[0], bool) or not all(isinstance(v, int) for v in values[1:]):
+            if not isinstance(values[0], bool) or not all(isinstance(v, int) for v in values[1:]) \
+                    or values[1] not in set(ControlState):
                 raise InstrumentError(f"{self._where()}: disconnect control attributes 2..4 are {values!r}")
-            return {"output_state": values[0], "control_state": values[1], "control_mode": values[2]}
+            return RelayState(values[0], ControlState(values[1]), values[2])
         return self._call("relay_state", body)
 
     def remote_disconnect(self) -> None:
@@ -617,8 +622,8 @@ class DlmsMeter(Driver, MeterReadout):
             raise InstrumentError(f"{self._where()}: the limiter monitors {logical_name} in unit {unit}, not W")
         return scaler
 
-    def read_limiter(self) -> dict[str, float]:
-        def body(session: _Session) -> dict[str, float]:
+    def read_limiter(self) -> LimiterSettings:
+        def body(session: _Session) -> LimiterSettings:
             scale = 10.0 ** self._limiter_scaler(session)
             values = {name: self._get_value(session, LIMITER, LIMITER_CLASS, index)
                       for name, index in (("threshold_active_w", 3), ("threshold_normal_w", 4),
@@ -626,7 +631,8 @@ class DlmsMeter(Driver, MeterReadout):
             for name, value in values.items():
                 if not isinstance(value, int | float) or isinstance(value, bool):
                     raise InstrumentError(f"{self._where()}: limiter {name} is {value!r}, not a number")
-            return {name: value * scale if name.endswith("_w") else float(value) for name, value in values.items()}
+            return LimiterSettings(**{name: value * scale if name.endswith("_w") else float(value)
+                                      for name, value in values.items()})
         return self._call("read_limiter", body)
 
     def set_limiter(self, threshold_w: float, duration_s: float) -> None:
@@ -651,6 +657,47 @@ class DlmsMeter(Driver, MeterReadout):
             self._set(session, LIMITER, LIMITER_CLASS, 6,
                       dlms_data.DoubleLongUnsignedData(math.floor(duration_s)).to_bytes())
         self._call("set_limiter", body)
+
+
+    # -- event log ------------------------------------------------------------------------------------------
+
+    def events_since(self, instant: datetime) -> list[MeterEvent]:
+        """The non-rollover event log's entries stamped at or after `instant`: its buffer (class 7, attribute 2)
+        read with its capture objects (attribute 3), which say where the clock and the event code stand."""
+        def body(session: _Session) -> list[MeterEvent]:
+            captures = self._get_value(session, NON_ROLLOVER_EVENT_LOG, PROFILE_GENERIC, 3)
+            rows = self._get_value(session, NON_ROLLOVER_EVENT_LOG, PROFILE_GENERIC, 2)
+            time_at, code_at = self._event_columns(captures)
+            events = []
+            for row in rows or []:
+                try:
+                    events.append(MeterEvent(int(row[code_at]), date_time_from_bytes(row[time_at],
+                                                                                       self.utc_offset_min)))
+                except (TypeError, ValueError, IndexError, struct.error):
+                    raise InstrumentError(f"{self._where()}: event log entry {row!r} is not (time, code) as its "
+                                          f"capture objects say") from None
+            return [event for event in events if event.at >= instant]
+        return self._call("events_since", body)
+
+    def _event_columns(self, captures: Any) -> tuple[int, int]:
+        """Columns of the clock's time and of the event code in the log's rows."""
+        names = [(c[0], ".".join(map(str, c[1])), c[2]) for c in captures or [] if isinstance(c, list) and len(c) >= 3]
+        try:
+            time_at = names.index((CLOCK_CLASS, CLOCK, 2))
+            code_at = next(index for index, (class_id, name, attribute) in enumerate(names)
+                           if class_id == DATA and name.startswith("0.0.96.11.") and attribute == 2)
+        except (ValueError, StopIteration):
+            raise InstrumentError(f"{self._where()}: event log {NON_ROLLOVER_EVENT_LOG} captures {names!r}, not "
+                                  f"the clock and an event code") from None
+        return time_at, code_at
+
+    def wait_for_event(self, code: int, since: datetime, timeout_s: float) -> MeterEvent | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = next((event for event in self.events_since(since) if event.code == code), None)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            time.sleep(min(EVENT_POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -29,7 +29,7 @@ def free_port() -> int:
 def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = True, port: int | None = None,
                 timeout_s: float = 2.0, only_roles: tuple[str, ...] | None = None, edit=None) -> Path:
     """A copy of the sim bench with its own lock folder; `only_roles` keeps just those roles (and no
-    position interfaces, loads, attenuators or modems); `edit(data)` may change anything."""
+    position interfaces, loads, attenuators, modems or covers); `edit(data)` may change anything."""
     data = yaml.safe_load(SIM_BENCH.read_text())
     role_configs = list(data["roles"].values()) + [
         position[field] for position in data["positions"] for field in ("interface", "load") if position.get(field)]
@@ -40,7 +40,7 @@ def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = Tru
     if only_roles is not None:
         data["roles"] = {role: config for role, config in data["roles"].items() if role in only_roles}
         for position in data["positions"]:
-            for field in ("interface", "load", "attenuator", "modem"):
+            for field in ("interface", "load", "attenuator", "modem", "cover"):
                 position.pop(field, None)
     data["lock_dir"] = str(folder / "locks")
     data["twin"]["autostart"] = autostart
