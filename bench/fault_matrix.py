@@ -384,20 +384,22 @@ def proxy_mode(mode: Mode) -> Injection:
     return lambda trial: trial.proxy.set_mode(mode)
 
 
-def freeze_link(seconds: float) -> Injection:
+def paused(seconds: float, pause: Injection, resume: Injection) -> Injection:
+    """pause, then resume after seconds."""
     def inject(trial: Trial) -> None:
-        trial.proxy.set_mode(Mode.FREEZE)
+        pause(trial)
         time.sleep(seconds)
-        trial.proxy.set_mode(Mode.PASS)
+        resume(trial)
     return inject
+
+
+def freeze_link(seconds: float) -> Injection:
+    return paused(seconds, proxy_mode(Mode.FREEZE), proxy_mode(Mode.PASS))
 
 
 def freeze_twin(seconds: float) -> Injection:
-    def inject(trial: Trial) -> None:
-        trial.twin.signal(signal.SIGSTOP)
-        time.sleep(seconds)
-        trial.twin.signal(signal.SIGCONT)
-    return inject
+    return paused(seconds, lambda trial: trial.twin.signal(signal.SIGSTOP),
+                  lambda trial: trial.twin.signal(signal.SIGCONT))
 
 
 def send_signals(*numbers: int, gap_s: float = 0.4) -> Injection:

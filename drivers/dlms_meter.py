@@ -70,6 +70,17 @@ LIMITER = "0.0.17.0.0.255"
 NON_ROLLOVER_EVENT_LOG = "0.0.99.98.5.255"  # IS 15959 event profile holding tamper events such as cover open
 DATA, REGISTER, EXTENDED_REGISTER, CLOCK_CLASS, DISCONNECT_CLASS, LIMITER_CLASS = 1, 3, 4, 8, 70, 71
 PROFILE_GENERIC = 7
+# The meter's COSEM objects the driver knows (IS 15959): logical name -> (what it is, interface class).
+# `read(obis, attribute)` reads any attribute of these (or of any object, given its class).
+OBJECTS: dict[str, tuple[str, int]] = {
+    LOGICAL_DEVICE_NAME: ("logical device name", DATA), METER_SERIAL: ("meter serial number", DATA),
+    MANUFACTURER_NAME: ("manufacturer name", DATA), FIRMWARE_VERSION: ("firmware version", DATA),
+    CLOCK: ("clock", CLOCK_CLASS), ENERGY_IMPORT: ("cumulative energy import", REGISTER),
+    VOLTAGE: ("voltage", REGISTER), CURRENT: ("current", REGISTER), ACTIVE_POWER: ("active power", REGISTER),
+    POWER_FACTOR: ("power factor", REGISTER), SIGNAL_STRENGTH: ("signal strength", REGISTER),
+    DISCONNECT_CONTROL: ("disconnect control", DISCONNECT_CLASS), LIMITER: ("load limiter", LIMITER_CLASS),
+    NON_ROLLOVER_EVENT_LOG: ("non-rollover event log", PROFILE_GENERIC),
+}
 EVENT_POLL_S = 0.25
 UNIT_WH, UNIT_W, UNIT_A, UNIT_V, UNIT_DBM, NO_UNIT = 30, 27, 33, 35, 70, 255
 
@@ -658,6 +669,18 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
                       dlms_data.DoubleLongUnsignedData(math.floor(duration_s)).to_bytes())
         self._call("set_limiter", body)
 
+
+    def read(self, logical_name: str, attribute: int, class_id: int | None = None) -> Any:
+        """Attribute `attribute` of the COSEM object `logical_name` ('0.0.96.1.0.255'), decoded from A-XDR (ints,
+        floats, bools, str, bytes for octet strings and date-times, lists for arrays and structures). The class
+        comes from OBJECTS unless given."""
+        if class_id is None:
+            if logical_name not in OBJECTS:
+                raise ConfigError(f"{self._where()}: {logical_name} is not in the driver's object map: give its "
+                                  f"class_id")
+            class_id = OBJECTS[logical_name][1]
+        return self._call(f"read {logical_name} attribute {attribute}",
+                          lambda session: self._get_value(session, logical_name, class_id, attribute))
 
     # -- event log ------------------------------------------------------------------------------------------
 

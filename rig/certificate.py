@@ -92,8 +92,19 @@ def calibrations(config: BenchConfig) -> dict[str, dict]:
 # -- the certificate's content ----------------------------------------------------------------------------
 
 
+class LimitedRow:
+    """A row checked against limits low and high (None: that side open)."""
+
+    low: float | None
+    high: float | None
+
+    @property
+    def limit_text(self) -> str:
+        return limits_text(self.low, self.high)
+
+
 @dataclass
-class PointRow:
+class PointRow(LimitedRow):
     load_point: str
     pf: str
     current_a: float | None
@@ -103,23 +114,15 @@ class PointRow:
     high: float | None
     verdict: str
 
-    @property
-    def limit_text(self) -> str:
-        return limits_text(self.low, self.high)
-
 
 @dataclass
-class OtherRow:
+class OtherRow(LimitedRow):
     title: str
     value: float
     unit: str
     low: float | None
     high: float | None
     verdict: str
-
-    @property
-    def limit_text(self) -> str:
-        return limits_text(self.low, self.high)
 
 
 @dataclass

@@ -32,21 +32,36 @@ def run_plan(tmp_path):
 
 
 @pytest.fixture
-def scripted(tmp_path):
+def twin(start_twin):
+    """The first twin of the test module's start_twin fixture, with its defaults."""
+    return start_twin()
+
+
+@pytest.fixture
+def opened():
+    """opened(driver, peer) -> (driver, peer) with the driver opened; both closed at teardown."""
+    pairs = []
+
+    def open_pair(driver, peer):
+        pairs.append((driver, peer))
+        driver.open()
+        return driver, peer
+
+    yield open_pair
+    for driver, peer in pairs:
+        driver.close()
+        peer.close()
+
+
+@pytest.fixture
+def scripted(tmp_path, opened):
     """scripted(cls, role, steps, limits=None, timeout_s=0.5, settings=None) -> (driver, peer): a driver opened
     against a loopback peer that expects exactly `steps`; both closed at teardown."""
-    opened = []
 
     def make(cls, role: str, steps, limits: SetpointLimits | None = None, timeout_s: float = 0.5,
              settings: dict | None = None):
         peer = ScriptedScpiPeer(steps)
         config = RoleConfig(driver=cls.__name__, resource=peer.resource, timeout_s=timeout_s, settings=settings or {})
-        driver = cls(role, config, limits or SetpointLimits(), Transcript(tmp_path / "transcript.jsonl"))
-        opened.append((driver, peer))
-        driver.open()
-        return driver, peer
+        return opened(cls(role, config, limits or SetpointLimits(), Transcript(tmp_path / "transcript.jsonl")), peer)
 
-    yield make
-    for driver, peer in opened:
-        driver.close()
-        peer.close()
+    return make

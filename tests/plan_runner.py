@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,17 +14,35 @@ from pathlib import Path
 
 import yaml
 
+from rig.bench import Bench
+from rig.config import load_bench
+from rig.sim.launcher import TwinProcess
 from rig.sim.truth import read_truth
+from rig.transcript import Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_BENCH = ROOT / "benches" / "sim.yaml"
 PLANS = ROOT / "testplans"
+SOURCE_ONLY_BENCH = """\
+name: test
+roles:
+  source:
+    driver: chroma61500
+    resource: TCPIP0::127.0.0.1::5025::SOCKET
+"""
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def hes_defects_file(folder: Path, hes_defects: dict) -> Path:
+    """A defects file in folder giving the twin's HES hes_defects."""
+    path = folder / "defects.yaml"
+    path.write_text(yaml.safe_dump({"hes": hes_defects}))
+    return path
 
 
 def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = True, port: int | None = None,
@@ -53,6 +72,19 @@ def write_bench(folder: Path, name: str = "bench.yaml", *, autostart: bool = Tru
     path = folder / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def bench_on_twin_process(folder: Path, edit=None):
+    """Yields (bench, truth path): the rig's bench opened on a twin process serving a copy of the sim bench
+    (write_bench's edit) in folder; both closed when the block ends."""
+    bench_file = load_bench(write_bench(folder, edit=edit))
+    twin = TwinProcess(bench_file.path, folder / "truth.jsonl")
+    bench = Bench(bench_file, Transcript(folder / "transcript.jsonl"), twin.resources)
+    bench.open()
+    yield bench, folder / "truth.jsonl"
+    bench.close()
+    twin.stop()
 
 
 class PlanRun:

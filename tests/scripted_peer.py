@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @dataclass
@@ -124,3 +125,49 @@ class ScriptedScpiPeer:
     def assert_complete(self) -> None:
         assert self.mismatches == []
         assert [step.expect for step in self.steps] == [], "expected exchanges never happened"
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """An HTTP request handler that logs nothing."""
+
+    def log_message(self, *_args):
+        pass
+
+
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A threaded HTTP server for handler on a free loopback port, serving in the background, and its resource."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def stop_http(server: ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+class TelnetServer:
+    """Accepts connections on a free loopback port, counting them, each served by _converse(conn) in its own thread.
+    A subclass sets its own state before calling this __init__, which starts serving."""
+
+    def __init__(self):
+        self.connections = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.resource = f"telnet://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        self._server.settimeout(10)
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
+
+    def _converse(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self):
+        self._server.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from pathlib import Path
 
+import pytest
 from plan_runner import write_bench
 
 from rig.bench import Bench
@@ -38,6 +40,16 @@ class TwinOnThread:
         async def on_loop():
             return function(*args)
         return self.run(on_loop())
+
+    def wait_for(self, predicate, what: str, timeout_s: float = 5.0) -> dict:
+        """The first event in self.truth_path that predicate accepts, waited for up to timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = [e for e in read_truth(self.truth_path) if predicate(e)]
+            if found:
+                return found[0]
+            time.sleep(0.01)
+        raise AssertionError(f"no truth event {what} within {timeout_s} s in {self.truth_path}")
 
     def stop_twin(self) -> None:
         self.run(self.twin.stop())
@@ -83,3 +95,12 @@ def twin_starter(twin_class, folder: Path):
     finally:
         for twin in twins:
             twin.close()
+
+
+def starter_fixture(twin_class):
+    """A fixture that yields twin_starter(twin_class, tmp_path)'s start (`start_twin = starter_fixture(MyTwin)`)."""
+    @pytest.fixture
+    def start(tmp_path):
+        with twin_starter(twin_class, tmp_path) as start:
+            yield start
+    return start

@@ -14,7 +14,7 @@ from rig.sim.scpi import (
     ILLEGAL_PARAMETER,
     MISSING_PARAMETER,
     ScpiError,
-    ScpiInterpreter,
+    ScpiInstrumentSim,
     parse_bool,
     parse_number,
 )
@@ -26,17 +26,13 @@ RESISTANCE_RANGE_OHM = (1.0, 10000.0)  # (unverified) overridable with settings 
 MODE_NAMES = {"CURR": "CURR", "CURRENT": "CURR", "POW": "POW", "POWER": "POW", "RES": "RES", "RESISTANCE": "RES"}
 
 
-class ChromaLoadSim:
+class ChromaLoadSim(ScpiInstrumentSim):
     """Answers like a Chroma 63803 for role 'load@<position>'."""
 
-    transport = "scpi"
-
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
-        self.role = role
-        self.model = model
         position = model.position_of(role, "load", "an AC load on a position's own load path")
+        super().__init__(role, model, settings.get("idn", f"Chroma ATE,63803,SIM63803-{position:04d},1.20"))
         self.position = position
-        self.idn = settings.get("idn", f"Chroma ATE,63803,SIM63803-{position:04d},1.20")
         self.current_noise_a = float(settings.get("current_noise_a", 0.002))
         self.voltage_noise_v = float(settings.get("voltage_noise_v", 0.02))
         self.latency_s = float(settings.get("latency_s", 0.001))
@@ -46,11 +42,7 @@ class ChromaLoadSim:
         load = self.meter.load
         self.levels = self._default_levels()
         self.levels[load.mode] = load.setpoint
-        self.scpi = ScpiInterpreter()
         add = self.scpi.add
-        add("*IDN?", lambda _a: self.idn)
-        add("*RST", self._reset)
-        add("*OPC?", lambda _a: "1")
         add("[LOAD:]MODE", self._set_mode)
         add("[LOAD:]MODE?", lambda _a: self.meter.load.mode)
         add("LOAD[:STATe]", lambda a: self.model.set_load(self.position, by=self.role, on=parse_bool(a)))

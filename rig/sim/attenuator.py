@@ -13,12 +13,12 @@ Settings: `model` (default 'RCDAT-6000-110'; the range is the name's last number
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 
 from aiohttp import web
 
 from rig.errors import ConfigError
+from rig.sim.lines import serve_lines
 from rig.sim.model import PhysicalModel
 
 STEP_DB = 0.25
@@ -111,19 +111,4 @@ class RcdatSim:
         return web.Response(text=self.handle(request.raw_path))
 
     async def _serve_telnet(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
-        try:
-            while line := await reader.readline():
-                text = line.decode("ascii", errors="replace").strip()
-                if not text:
-                    continue
-                if self.latency_s:
-                    await asyncio.sleep(self.latency_s)
-                writer.write(self.handle(text).encode("ascii") + b"\r\n")
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self._connections.discard(writer)
-            with contextlib.suppress(Exception):
-                writer.close()
+        await serve_lines(reader, writer, self.handle, self.latency_s, self._connections, end=b"\r\n")

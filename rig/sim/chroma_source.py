@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 from rig.sim.model import PhysicalModel
-from rig.sim.scpi import ScpiInterpreter, parse_bool, parse_number
+from rig.sim.scpi import ScpiInstrumentSim, parse_bool, parse_number
 
 VOLTAGE_RANGE_V = (0.0, 300.0)
 FREQUENCY_RANGE_HZ = (15.0, 1000.0)
 CURRENT_LIMIT_RANGE_A = (0.0, 40.0)
 
 
-class ChromaSourceSim:
+class ChromaSourceSim(ScpiInstrumentSim):
     """Answers like a Chroma 61504; measurement readings carry a small gain error and noise."""
 
-    transport = "scpi"
-
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
-        self.role = role
-        self.model = model
-        self.idn = settings.get("idn", "Chroma ATE,61504,SIM61504-0001,1.10")
+        super().__init__(role, model, settings.get("idn", "Chroma ATE,61504,SIM61504-0001,1.10"))
         self.voltage_gain_error = float(settings.get("voltage_gain_error", 0.0005))
         self.voltage_noise_v = float(settings.get("voltage_noise_v", 0.02))
         self.latency_s = float(settings.get("latency_s", 0.0))
         self.output_stuck_on = bool(settings.get("output_stuck_on", False))  # a welded output relay
-        self.scpi = ScpiInterpreter()
         add = self.scpi.add
-        add("*IDN?", lambda _a: self.idn)
-        add("*RST", self._reset)
-        add("*OPC?", lambda _a: "1")
         add("OUTPut[:STATe]", self._set_output)
         add("OUTPut[:STATe]?", lambda _a: "ON" if self.model.source.output_on else "OFF")
         add("[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]:AC", self._set_voltage)
@@ -77,6 +69,3 @@ class ChromaSourceSim:
     def _current(self) -> float:
         voltage = self.model.supply_voltage_v()
         return self.model.supply_power_w() / voltage if voltage > 0 else 0.0
-
-    def handle(self, message: str) -> str | None:
-        return self.scpi.execute(message)

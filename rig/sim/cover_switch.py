@@ -16,8 +16,8 @@ Settings: `latency_s` (added before every answer). Truth event: cover (position,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
+from rig.sim.lines import serve_lines
 from rig.sim.model import PhysicalModel
 
 
@@ -60,17 +60,4 @@ class CoverSwitchSim:
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
-        try:
-            while line := await reader.readline():
-                if self.latency_s:
-                    await asyncio.sleep(self.latency_s)
-                reply = self.handle(line.decode("ascii", errors="replace").rstrip("\n"))
-                writer.write(reply.encode("ascii", errors="replace") + b"\n")
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self._connections.discard(writer)
-            with contextlib.suppress(ConnectionError):
-                writer.close()
+        await serve_lines(reader, writer, self.handle, self.latency_s, self._connections)

@@ -7,28 +7,20 @@ model's setters, so the truth file records every change; read-backs show the set
 from __future__ import annotations
 
 from rig.sim.model import PhysicalModel
-from rig.sim.scpi import ScpiInterpreter, parse_bool, parse_number
+from rig.sim.scpi import ScpiInstrumentSim, parse_bool, parse_number
 
 CURRENT_RANGE_A = (0.0, 120.0)
 PHASE_RANGE_DEG = (-180.0, 180.0)
 
 
-class CurrentAmplifierSim:
+class CurrentAmplifierSim(ScpiInstrumentSim):
     """Answers like a 120 A current amplifier; the measured current carries a small noise."""
 
-    transport = "scpi"
-
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
-        self.role = role
-        self.model = model
-        self.idn = settings.get("idn", "RIG-SIM,PCA-120,SIM-PCA-0001,1.00")
+        super().__init__(role, model, settings.get("idn", "RIG-SIM,PCA-120,SIM-PCA-0001,1.00"))
         self.current_noise_a = float(settings.get("current_noise_a", 0.0005))
         self.latency_s = float(settings.get("latency_s", 0.0))
-        self.scpi = ScpiInterpreter()
         add = self.scpi.add
-        add("*IDN?", lambda _a: self.idn)
-        add("*RST", self._reset)
-        add("*OPC?", lambda _a: "1")
         add("OUTPut[:STATe]", lambda a: self.model.set_current_output(parse_bool(a), by=self.role))
         add("OUTPut[:STATe]?", lambda _a: "ON" if self.model.current.output_on else "OFF")
         add("[SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude]", self._set_current)
@@ -54,6 +46,3 @@ class CurrentAmplifierSim:
     def _current(self) -> float:
         """Actual (settling) loop current plus noise; never negative."""
         return abs(self.model.circuit_current_a() + self.model.rng.gauss(0.0, self.current_noise_a))
-
-    def handle(self, message: str) -> str | None:
-        return self.scpi.execute(message)

@@ -137,43 +137,33 @@ class ModemSim:
     def handle(self, command: str) -> bytes:
         """The framed answer to one command line."""
         text = command.upper()
-        if text == "AT":
-            return self._ok()
+        queries = {"AT": self._ok, "ATI": lambda: self._ok(self.manufacturer, self.model_name,
+                                                            f"Revision: {self.revision}"),
+                   "AT+CGMR": lambda: self._ok(self.revision), "AT+CGSN": lambda: self._ok(self.imei),
+                   "AT+CSQ": lambda: self._ok(self._csq()), "AT+CESQ": lambda: self._ok(self._cesq()),
+                   "AT+QCSQ": lambda: self._ok(self._qcsq()),
+                   "AT+CEREG?": lambda: self._ok(f"+CEREG: {self.cereg_n},{self._cereg_fields()}")}
+        if text in queries:
+            return queries[text]()
         if text in ("ATE0", "ATE1", "ATE"):
             self.echo = text == "ATE1"
             return self._ok()
-        if text.startswith("AT+CMEE="):
-            value = text.removeprefix("AT+CMEE=")
-            if value not in ("0", "1", "2"):
-                return self._error()
-            self.cmee = int(value)
-            return self._ok()
-        if text == "ATI":
-            return self._ok(self.manufacturer, self.model_name, f"Revision: {self.revision}")
-        if text == "AT+CGMR":
-            return self._ok(self.revision)
-        if text == "AT+CGSN":
-            return self._ok(self.imei)
-        if text == "AT+CSQ":
-            return self._ok(self._csq())
-        if text == "AT+CESQ":
-            return self._ok(self._cesq())
-        if text == "AT+QCSQ":
-            return self._ok(self._qcsq())
-        if text == "AT+CEREG?":
-            return self._ok(f"+CEREG: {self.cereg_n},{self._cereg_fields()}")
-        if text.startswith("AT+CEREG="):
-            value = text.removeprefix("AT+CEREG=")
-            if value not in ("0", "1", "2"):
-                return self._error()
-            self.cereg_n = int(value)
-            return self._ok()
+        for prefix, setting in (("AT+CMEE=", "cmee"), ("AT+CEREG=", "cereg_n")):
+            if text.startswith(prefix):
+                return self._set_mode(setting, text.removeprefix(prefix))
         match = QCFG.match(text)
         if match:
             return self._nwscanmode(match.group(1))
         if text.startswith("AT"):
             return b"\r\nERROR\r\n"  # a command this modem does not know
         return b""  # not a command at all: a modem stays silent
+
+    def _set_mode(self, setting: str, value: str) -> bytes:
+        """AT+CMEE=n or AT+CEREG=n: n is 0, 1 or 2."""
+        if value not in ("0", "1", "2"):
+            return self._error()
+        setattr(self, setting, int(value))
+        return self._ok()
 
     def _registered(self) -> bool:
         return self.link.update()

@@ -17,18 +17,14 @@ from __future__ import annotations
 import math
 
 from rig.sim.model import PhysicalModel
-from rig.sim.scpi import ScpiInterpreter
+from rig.sim.scpi import ScpiInstrumentSim
 
 
-class ReferenceMeterSim:
+class ReferenceMeterSim(ScpiInstrumentSim):
     """Answers like a class 0.02 reference standard meter."""
 
-    transport = "scpi"
-
     def __init__(self, role: str, model: PhysicalModel, settings: dict):
-        self.role = role
-        self.model = model
-        self.idn = settings.get("idn", "RIG-SIM,RSM-002,SIM-RSM-0001,2.01")
+        super().__init__(role, model, settings.get("idn", "RIG-SIM,RSM-002,SIM-RSM-0001,2.01"))
         self.accuracy_class_pct = float(settings.get("accuracy_class_pct", 0.02))
         self.gain_error = float(settings.get("gain_error_pct", 0.005)) / 100
         self.base_latency_s = float(settings.get("latency_s", 0.02))
@@ -36,11 +32,7 @@ class ReferenceMeterSim:
         self.running = False
         self._start: tuple[float, float] | None = None  # (t, circuit energy Wh) at INT:STAR
         self._stop: tuple[float, float] | None = None  # (t, circuit energy Wh) at INT:STOP
-        self.scpi = ScpiInterpreter()
         add = self.scpi.add
-        add("*IDN?", lambda _a: self.idn)
-        add("*RST", self._reset)
-        add("*OPC?", lambda _a: "1")
         for verb in ("FETCh", "MEASure"):
             add(f"{verb}[:SCALar]:VOLTage[:AC]?", lambda _a: f"{self._reading(self.model.supply_voltage_v()):.4f}")
             add(f"{verb}[:SCALar]:CURRent[:AC]?", lambda _a: f"{self._reading(self.model.circuit_current_a()):.5f}")
@@ -104,6 +96,3 @@ class ReferenceMeterSim:
 
     def integration_time_s(self) -> float:
         return self._span()[0]
-
-    def handle(self, message: str) -> str | None:
-        return self.scpi.execute(message)

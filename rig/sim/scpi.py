@@ -11,6 +11,10 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rig.sim.model import PhysicalModel
 
 Handler = Callable[[list[str]], str | None]
 
@@ -182,3 +186,25 @@ class ScpiInterpreter:
             if is_query and response is not None:
                 responses.append(response)
         return ";".join(responses) if responses else None
+
+
+class ScpiInstrumentSim:
+    """Base of the simulated SCPI instruments: answers *IDN? with idn, *RST with _reset() and *OPC? with 1;
+    a subclass adds its own commands to self.scpi."""
+
+    transport = "scpi"
+
+    def __init__(self, role: str, model: PhysicalModel, idn: str):
+        self.role = role
+        self.model = model
+        self.idn = idn
+        self.scpi = ScpiInterpreter()
+        self.scpi.add("*IDN?", lambda _a: self.idn)
+        self.scpi.add("*RST", self._reset)
+        self.scpi.add("*OPC?", lambda _a: "1")
+
+    def _reset(self, _args: list[str]) -> None:
+        raise NotImplementedError
+
+    def handle(self, message: str) -> str | None:
+        return self.scpi.execute(message)

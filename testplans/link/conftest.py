@@ -1,15 +1,15 @@
-"""Link plan set-up: the plan data, the limits profile, the sweep, and the position's RF path restored
-(attenuation 0, 4G) after every test."""
+"""Link plan set-up: the plan data, the limits profile and the sweep, read before the first test; the `link`
+fixture every plan works through, and the position's RF path restored (attenuation 0, 4G) after every test."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from sweep import RadioPath, load_limits, parse_sweep
+from sweep import Link, RadioPath, load_limits, parse_sweep
 
 from rig.errors import ConfigError
-from rig.plan import PlanData, load_plan_data, supply
+from rig.plan import load_plan_data
 
 PLAN_FILE = Path(__file__).parent / "plan.yaml"
 OPTIONS_KEY = pytest.StashKey[dict]()
@@ -34,31 +34,10 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
     config.stash[OPTIONS_KEY] = options
 
 
-@pytest.fixture(scope="session")
-def plan(request: pytest.FixtureRequest) -> PlanData:
-    """testplans/link/plan.yaml: load current, poll period, recharge."""
-    return request.config.stash[OPTIONS_KEY]["plan"]
-
-
-@pytest.fixture(scope="session")
-def link_limits(request: pytest.FixtureRequest):
-    """--link-limits PROFILE (of testplans/link/limits.yaml) or FILE.yaml:PROFILE, read before collection."""
-    return request.config.stash[OPTIONS_KEY]["limits"]
-
-
-@pytest.fixture(scope="session")
-def link_sweep(request: pytest.FixtureRequest) -> list[float]:
-    return request.config.stash[OPTIONS_KEY]["sweep"]
-
-
-@pytest.fixture(scope="session")
-def link_trials(request: pytest.FixtureRequest) -> int:
-    return request.config.stash[OPTIONS_KEY]["link_trials"]
-
-
-@pytest.fixture(scope="session")
-def link_2g_trials(request: pytest.FixtureRequest) -> int:
-    return request.config.stash[OPTIONS_KEY]["link_2g_trials"]
+@pytest.fixture
+def link(request: pytest.FixtureRequest, bench, source) -> Link:
+    """The link plans' source, HES, plan data, limits, sweep, trial counts and supply."""
+    return Link(bench, source, request.config.stash[OPTIONS_KEY])
 
 
 @pytest.fixture
@@ -68,14 +47,3 @@ def radio_path(pos) -> RadioPath:
     yield path
     path.restore()
 
-
-@pytest.fixture
-def supplied(plan: PlanData, link_limits):
-    """supplied(pos, source, hes): the position supplied through its relay, nothing pending at the head end (no
-    on-demand read: a slow or lossy link, which these plans provoke, may never fit one in the head end's deadline)."""
-
-    def start(pos, source, hes) -> float:
-        return supply(pos, source, hes, plan.load_a, recharge=plan.recharge, timeout_s=link_limits.trial_timeout_s,
-                      read_meter=False)
-
-    return start

@@ -10,15 +10,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rig.bench import Bench
 from rig.errors import ConfigError, RigError
-from rig.plan import Limits, LoadWatch, Measurements, Position, wait_until
+from rig.plan import Limits, LoadWatch, Measurements, PlanData, Position, supply, wait_until
 from rig.report.attach import attach_text
-from rig.roles import HeadEnd
+from rig.roles import AcSource, HeadEnd
 from rig.yamlfile import read_yaml, validate
 
 HERE = Path(__file__).parent
@@ -81,6 +83,29 @@ def percentile(values: list[float], fraction: float) -> float:
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class Link:
+    """What every link plan uses: the source, the HES (the bench's, when first used), the plan data, the limits,
+    the sweep and the trial counts, and a position's supply through its relay."""
+
+    def __init__(self, bench: Bench, source: AcSource, options: dict):
+        self.bench, self.source = bench, source
+        self.plan: PlanData = options["plan"]
+        self.limits: LinkLimits = options["limits"]
+        self.sweep: list[float] = options["sweep"]
+        self.trials: int = options["link_trials"]
+        self.trials_2g: int = options["link_2g_trials"]
+
+    @cached_property
+    def hes(self) -> HeadEnd:
+        return self.bench["hes"]
+
+    def supply(self, pos: Position) -> float:
+        """The position supplied through its relay, nothing pending at the head end (no on-demand read: a slow or
+        lossy link, which these plans provoke, may never fit one in the head end's deadline); the supply voltage."""
+        return supply(pos, self.source, self.hes, self.plan.load_a, recharge=self.plan.recharge,
+                      timeout_s=self.limits.trial_timeout_s, read_meter=False)
 
 
 class BenchSetupError(RigError):
@@ -175,21 +200,21 @@ class Sweep:
     timeout_s: float
 
 
-def latency_sweep(sweep: Sweep, pos: Position, hes: HeadEnd, watch: LoadWatch, radio_path: RadioPath,
-                  measure: Measurements, link_limits: LinkLimits, recharge: float) -> list[dict]:
+def latency_sweep(sweep: Sweep, pos: Position, link: Link, watch: LoadWatch, radio_path: RadioPath,
+                  measure: Measurements) -> list[dict]:
     """The sweep's trials on the current technology; the table rows (profile `label`) of the usable steps. A step
     without registration ends the sweep; so does a trial that does not reconnect (recorded as not observed)."""
     rows = []
     for attenuation_db in sweep.steps:
         held_db = radio_path.set_attenuation(attenuation_db)
-        if radio_path.modem is not None and not radio_path.wait_registration(True, link_limits.registration_wait_s):
+        if radio_path.modem is not None and not radio_path.wait_registration(True, link.limits.registration_wait_s):
             attach_text(f"{sweep.label} link lost", f"{sweep.label}: no registration at {held_db:g} dB: sweep ended")
             break
         latencies = []
         for trial in range(1, sweep.trials + 1):
             latency = measure.declare(f"reconnect_latency_{sweep.label}", "s", Limits(0.0, sweep.limit_s))
-            result = reconnect_trial(hes, pos.serial, watch, sweep.timeout_s,
-                                     f"{sweep.label} {held_db:g} dB trial {trial}", recharge)
+            result = reconnect_trial(link.hes, pos.serial, watch, sweep.timeout_s,
+                                     f"{sweep.label} {held_db:g} dB trial {trial}", link.plan.recharge)
             details = {"technology": sweep.label, "attenuation_db": held_db, "trial": trial,
                        "command": result.command, "reconnected": result.latency_s is not None}
             if result.latency_s is None:

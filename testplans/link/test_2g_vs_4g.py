@@ -20,14 +20,13 @@ from rig.roles import Modem
 pytestmark = [pytest.mark.link, pytest.mark.feature("2G against 4G")]
 
 
-def test_2g_reconnects_far_slower_than_4g(pos, source, hes, measure, plan, radio_path, link_limits, link_sweep,
-                                          link_trials, link_2g_trials, supplied):
-    modem = pos.get(Modem)
-    supplied(pos, source, hes)
-    sweeps = [Sweep("4g", link_sweep, link_trials, link_limits.reconnect_max_s, link_limits.trial_timeout_s),
-              Sweep("2g", link_sweep, link_2g_trials, link_limits.reconnect_2g_max_s, link_limits.trial_timeout_2g_s)]
+def test_2g_reconnects_far_slower_than_4g(pos, link, measure, radio_path):
+    modem, link_limits = pos.get(Modem), link.limits
+    link.supply(pos)
+    sweeps = [Sweep("4g", link.sweep, link.trials, link_limits.reconnect_max_s, link_limits.trial_timeout_s),
+              Sweep("2g", link.sweep, link.trials_2g, link_limits.reconnect_2g_max_s, link_limits.trial_timeout_2g_s)]
     tables = {}
-    with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
+    with LoadWatch(pos.load, link.plan.load_a, link.plan.poll_s) as watch:
         watch.flowing(link_limits.trial_timeout_s)
         for sweep in sweeps:
             radio_path.set_attenuation(0.0)
@@ -36,8 +35,7 @@ def test_2g_reconnects_far_slower_than_4g(pos, source, hes, measure, plan, radio
             if not registered:
                 measure(f"registered_{sweep.label}_at_0_db", registered, "", Equals(True))
                 continue
-            tables[sweep.label] = latency_sweep(sweep, pos, hes, watch, radio_path, measure, link_limits,
-                                                plan.recharge)
+            tables[sweep.label] = latency_sweep(sweep, pos, link, watch, radio_path, measure)
     rows = [row for table in tables.values() for row in table]
     if rows:
         attach_latency(rows, name=f"reconnect latency 2G against 4G, position {pos.number}")

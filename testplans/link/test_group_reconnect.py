@@ -143,7 +143,7 @@ def group_trial(hes, group: list[Member], timeout_s: float, note: str, recharge:
 
 
 @pytest.fixture
-def group(positions, source, hes, supplied) -> list[Member]:
+def group(positions, link) -> list[Member]:
     """Every position of the bench; afterwards each at attenuation 0 on 4G, and supplied again (credit, meter
     connected)."""
     members = [Member(p, RadioPath(p)) for p in positions]
@@ -156,19 +156,20 @@ def group(positions, source, hes, supplied) -> list[Member]:
             problems.append(f"position {member.number} RF path: {exc}")
     for member in members:
         try:
-            supplied(member.pos, source, hes)
+            link.supply(member.pos)
         except Exception as exc:  # noqa: BLE001 - as above
             problems.append(f"position {member.number} supply: {exc}")
     if problems:
         raise BenchSetupError("group reconnect plan could not restore the bench: " + "; ".join(problems))
 
 
-def test_group_reconnects_within_the_group_sla(group, source, hes, measure, plan, link_limits, link_sweep, supplied):
+def test_group_reconnects_within_the_group_sla(group, link, measure):
+    hes, plan, link_limits = link.hes, link.plan, link.limits
     timeout_s = link_limits.group_reconnect_max_s + link_limits.trial_timeout_s
     for member in group:
         if member.radio_path.modem is not None:
             member.radio_path.modem.set_technology("4g")
-        supplied(member.pos, source, hes)
+        link.supply(member.pos)
     with ExitStack() as stack:
         for member in group:
             member.watch = stack.enter_context(LoadWatch(member.pos.load, plan.load_a, plan.poll_s,
@@ -181,7 +182,7 @@ def test_group_reconnects_within_the_group_sla(group, source, hes, measure, plan
             raise BenchSetupError(f"positions {lost}: no 4G registration at {held_db:g} dB")
         if not timed_group_trial(group, hes, measure, plan, link_limits, held_db, timeout_s):
             return
-        deep_db = deepest_registered_step(group, link_limits, link_sweep)
+        deep_db = deepest_registered_step(group, link_limits, link.sweep)
         if deep_db is None:
             attach_text("group reconnect: 0 dB only", "no step of --link-sweep beyond 0 dB keeps every position "
                                                       "registered")

@@ -72,16 +72,16 @@ def settle_after_recovery(hes, account: str, known: set[str], limits, recharge: 
     return time.monotonic() - restored_at
 
 
-def test_commands_queued_in_an_outage_execute_once_in_order(pos, source, hes, measure, plan, radio_path, link_limits,
-                                                            supplied):
+def test_commands_queued_in_an_outage_execute_once_in_order(pos, link, measure, radio_path):
     meter, signal = pos.get(DisconnectControl), pos.get(SignalReport)
+    hes, plan, link_limits = link.hes, link.plan, link.limits
     issued = measure.declare("commands_issued", "", Equals(2))
     in_order = measure.declare("commands_in_order", "", Equals(True))
     switched_count = measure.declare("relay_transitions_after_recovery", "", Equals(2))
     switched_order = measure.declare("transitions_in_order", "", Equals(True))
     current = measure.declare("current_after_recovery", "A", Limits(low=plan.load_a / 2))
     output = measure.declare("reported_output_state", "", Equals(True))
-    supplied(pos, source, hes)
+    link.supply(pos)
     known = {command.id for command in hes.commands(account=pos.serial)}
     with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
         watch.flowing(link_limits.trial_timeout_s)

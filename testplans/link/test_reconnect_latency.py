@@ -21,14 +21,13 @@ from rig.report.attach import attach_latency
 pytestmark = [pytest.mark.link, pytest.mark.feature("Reconnect latency")]
 
 
-def test_reconnect_latency_against_attenuation(pos, source, hes, measure, plan, radio_path, link_limits, link_sweep,
-                                               link_trials, supplied):
+def test_reconnect_latency_against_attenuation(pos, link, measure, radio_path):
     if radio_path.modem is not None:
         radio_path.modem.set_technology("4g")
-    supplied(pos, source, hes)
-    sweep = Sweep("4g", link_sweep, link_trials, link_limits.reconnect_max_s, link_limits.trial_timeout_s)
-    with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
-        watch.flowing(link_limits.trial_timeout_s)
-        rows = latency_sweep(sweep, pos, hes, watch, radio_path, measure, link_limits, plan.recharge)
+    link.supply(pos)
+    sweep = Sweep("4g", link.sweep, link.trials, link.limits.reconnect_max_s, link.limits.trial_timeout_s)
+    with LoadWatch(pos.load, link.plan.load_a, link.plan.poll_s) as watch:
+        watch.flowing(link.limits.trial_timeout_s)
+        rows = latency_sweep(sweep, pos, link, watch, radio_path, measure)
     if rows:
         attach_latency(rows, name=f"reconnect latency against attenuation, position {pos.number}")

@@ -17,13 +17,13 @@ from rig.roles import SignalReport
 pytestmark = [pytest.mark.link, pytest.mark.feature("Signal reporting")]
 
 
-def test_reported_rsrp_follows_the_attenuation(pos, source, measure, radio_path, link_limits, link_sweep):
-    signal = pos.get(SignalReport)
+def test_reported_rsrp_follows_the_attenuation(pos, link, measure, radio_path):
+    signal, link_limits = pos.get(SignalReport), link.limits
     modem = radio_path.modem
     if modem is not None:
         modem.set_technology("4g")
     tolerance = link_limits.rsrp_tolerance_db
-    for attenuation_db in link_sweep:
+    for attenuation_db in link.sweep:
         if link_limits.cell_rsrp_dbm - attenuation_db < link_limits.registration_loss_dbm:
             continue  # no registration, so no RSRP to report
         held_db = radio_path.set_attenuation(attenuation_db)

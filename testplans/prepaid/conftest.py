@@ -1,15 +1,18 @@
-"""Prepaid plan set-up: the plan data, the limits profile and the policy, read before the first test."""
+"""Prepaid plan set-up: the plan data, the limits profile and the policy, read before the first test, and the
+`prepaid` fixture every plan works through."""
 
 from __future__ import annotations
 
+import time
+from functools import cached_property
 from pathlib import Path
 
 import pytest
 
 from rig.errors import ConfigError
-from rig.plan import PlanData, load_plan_data, restore_supply, supply
+from rig.plan import PlanData, Position, load_plan_data, restore_supply, supply
 from rig.prepaid import POLICY_DIR, PrepaidLimits, PrepaidPolicy, load_limits, load_policy
-from rig.roles import DisconnectControl, HeadEnd
+from rig.roles import AcSource, DisconnectControl, HeadEnd
 
 DEFAULT_POLICY = "uppcl"
 PLAN_FILE = Path(__file__).parent / "plan.yaml"
@@ -39,18 +42,6 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
-@pytest.fixture(scope="session")
-def plan(request: pytest.FixtureRequest) -> PlanData:
-    """testplans/prepaid/plan.yaml: load current, credit windows, waits."""
-    return request.config.stash[PLAN_KEY]
-
-
-@pytest.fixture(scope="session")
-def prepaid_limits(request: pytest.FixtureRequest) -> PrepaidLimits:
-    """--prepaid-limits PROFILE (of testplans/prepaid/limits.yaml) or FILE.yaml:PROFILE, read before collection."""
-    return request.config.stash[LIMITS_KEY]
-
-
 def policy_the_hes_runs(hes: HeadEnd) -> PrepaidPolicy:
     """The policy the HES names, matched to a file of testplans/prepaid/policies by file name or policy name;
     uppcl when the HES does not say."""
@@ -65,32 +56,55 @@ def policy_the_hes_runs(hes: HeadEnd) -> PrepaidPolicy:
                       f"names: give --prepaid-policy FILE")
 
 
-@pytest.fixture
-def prepaid_policy(request: pytest.FixtureRequest, hes) -> PrepaidPolicy:
+def policy_for(config: pytest.Config, hes: HeadEnd) -> PrepaidPolicy:
     """--prepaid-policy NAME_OR_FILE, else the policy the HES says it runs (asked once per run)."""
-    policy = request.config.stash.get(POLICY_KEY, None)
+    policy = config.stash.get(POLICY_KEY, None)
     if policy is None:
-        option = request.config.getoption("prepaid_policy")
+        option = config.getoption("prepaid_policy")
         policy = load_policy(option) if option else policy_the_hes_runs(hes)
-        request.config.stash[POLICY_KEY] = policy
+        config.stash[POLICY_KEY] = policy
     return policy
 
 
+class Prepaid:
+    """What every prepaid plan uses: the source and the HES, the plan data, the limits, the policy (asked of the
+    HES when first used), and the position's supply through its relay and its restoring."""
+
+    def __init__(self, config: pytest.Config, source: AcSource, hes: HeadEnd):
+        self.config, self.source, self.hes = config, source, hes
+        self.plan: PlanData = config.stash[PLAN_KEY]
+        self.limits: PrepaidLimits = config.stash[LIMITS_KEY]
+
+    @cached_property
+    def policy(self) -> PrepaidPolicy:
+        return policy_for(self.config, self.hes)
+
+    def supply(self, pos: Position, load_a: float | None = None) -> float:
+        """The position supplied through its relay, its load drawing load_a (plan.load_a); the supply voltage."""
+        plan = self.plan
+        return supply(pos, self.source, self.hes, load_a or plan.load_a, recharge=plan.recharge,
+                      timeout_s=plan.settle_s)
+
+    def restore(self, pos: Position) -> None:
+        """The meter connected with credit again, nothing pending at the head end."""
+        restore_supply(self.hes, pos.serial, pos.get(DisconnectControl), self.plan.recharge, self.plan.settle_s)
+
+    def credit_for(self, voltage_v: float, load_a: float, seconds: float) -> float:
+        """What the load drawing load_a at voltage_v uses in `seconds`, at the HES tariff."""
+        return self.hes.tariff() * voltage_v * load_a * seconds / 3.6e6
+
+    def set_credit(self, account: str, credit: float, reason: str) -> float:
+        """Settle the account with an on-demand read and set its balance to `credit`; the settling instant
+        (monotonic, the middle of the read)."""
+        hes = self.hes
+        settled_at = time.monotonic()
+        hes.read_now(account)
+        settled_at = (settled_at + time.monotonic()) / 2
+        hes.adjust_balance(account, credit - hes.balance(account), reason)
+        return settled_at
+
+
 @pytest.fixture
-def supplied(plan: PlanData):
-    """supplied(pos, source, hes, load_a=plan.load_a) -> supply voltage: the position supplied through its relay."""
-
-    def start(pos, source, hes, load_a: float | None = None) -> float:
-        return supply(pos, source, hes, load_a or plan.load_a, recharge=plan.recharge, timeout_s=plan.settle_s)
-
-    return start
-
-
-@pytest.fixture
-def restore(plan: PlanData):
-    """restore(pos, hes): the meter connected with credit again, nothing pending at the head end."""
-
-    def back(pos, hes) -> None:
-        restore_supply(hes, pos.serial, pos.get(DisconnectControl), plan.recharge, plan.settle_s)
-
-    return back
+def prepaid(request: pytest.FixtureRequest, source, hes) -> Prepaid:
+    """The prepaid plans' source, HES, plan data, limits, policy and supply helpers."""
+    return Prepaid(request.config, source, hes)

@@ -39,22 +39,14 @@ def set_alert_base(hes, account: str, amount: float) -> None:
         hes.adjust_balance(account, amount - balance, "alerts plan: balance at the recharge")
 
 
-def cross_threshold(hes, account: str, amount: float, step: float, threshold: float) -> float:
-    """Settle the account and set its balance `step` above `amount`; the settling instant (monotonic)."""
-    settled_at = time.monotonic()
-    hes.read_now(account)
-    settled_at = (settled_at + time.monotonic()) / 2
-    hes.adjust_balance(account, amount + step - hes.balance(account), f"alerts plan: a step above {threshold:g} %")
-    return settled_at
-
-
-def test_alerts_at_thresholds(pos, source, hes, measure, plan, prepaid_limits, prepaid_policy, supplied, restore):
-    policy, data, load_a = prepaid_policy, plan.alerts, plan.load_a
-    limit_s = prepaid_limits.alert_after_threshold_max_s
+def test_alerts_at_thresholds(pos, prepaid, measure):
+    hes, policy, plan = prepaid.hes, prepaid.policy, prepaid.plan
+    data, load_a = plan.alerts, plan.load_a
+    limit_s = prepaid.limits.alert_after_threshold_max_s
     thresholds = policy.alert_thresholds_pct
     early = measure.declare("alerts_before_draining", "", Equals(0))
     order = measure.declare("alert_order", "", Equals(True))
-    voltage_v = supplied(pos, source, hes)
+    voltage_v = prepaid.supply(pos)
     first_seq = max((a.seq for a in hes.alerts()), default=0)
     set_alert_base(hes, pos.serial, data.recharge)
     logged_early = new_alerts(hes, pos.serial, first_seq)
@@ -67,8 +59,8 @@ def test_alerts_at_thresholds(pos, source, hes, measure, plan, prepaid_limits, p
             delay = measure.declare(f"alert_{threshold:g}pct_delay", "s", Limits(0.0, limit_s))
             amount = data.recharge * threshold / 100
             balance = measure.declare(f"alert_{threshold:g}pct_balance", policy.currency, Limits(high=amount))
-            step = hes.tariff() * voltage_v * load_a * data.step_s / 3.6e6
-            settled_at = cross_threshold(hes, pos.serial, amount, step, threshold)
+            step = prepaid.credit_for(voltage_v, load_a, data.step_s)
+            settled_at = prepaid.set_credit(pos.serial, amount + step, f"alerts plan: a step above {threshold:g} %")
             before = new_alerts(hes, pos.serial, first_seq, threshold)
             premature(len(before), details={"alerts": [a.as_record() for a in before]})
             found = poll_until(lambda t=threshold: first_alert(hes, pos.serial, first_seq, t), data.step_s + limit_s,
@@ -84,4 +76,4 @@ def test_alerts_at_thresholds(pos, source, hes, measure, plan, prepaid_limits, p
             balance(alert.balance, details=alert.as_record())
     logged = [a.threshold_pct for a in new_alerts(hes, pos.serial, first_seq)]
     order(logged == thresholds, details={"logged": logged, "expected": thresholds})
-    restore(pos, hes)
+    prepaid.restore(pos)

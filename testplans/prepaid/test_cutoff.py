@@ -13,8 +13,6 @@ is a FAIL too.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from rig.plan import Equals, Limits, LoadWatch, current_flows, energy_between, energy_crossing
@@ -24,24 +22,21 @@ from rig.timing import attach_trace
 pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Cutoff timing")]
 
 
-def test_cutoff_after_credit_exhaustion(pos, source, hes, measure, plan, prepaid_limits, supplied, restore):
-    meter = pos.get(DisconnectControl)
-    limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
+def test_cutoff_after_credit_exhaustion(pos, prepaid, measure):
+    meter, hes, plan, limits = pos.get(DisconnectControl), prepaid.hes, prepaid.plan, prepaid.limits
+    limit_s = limits.cutoff_after_exhaustion_max_s
     delay = measure.declare("cutoff_delay", "s", Limits(0.0, limit_s))
     energy_after = measure.declare("energy_after_exhaustion", "Wh",
                                    Limits(0.0, pos.un_v * plan.load_a * limit_s / 3600))
-    credit_left = measure.declare("credit_left_at_cutoff", "INR", Limits(high=prepaid_limits.credit_left_at_cutoff_max))
+    credit_left = measure.declare("credit_left_at_cutoff", "INR", Limits(high=limits.credit_left_at_cutoff_max))
     output = measure.declare("reported_output_state", "", Equals(False))
-    voltage_v = supplied(pos, source, hes)
+    voltage_v = prepaid.supply(pos)
     credit_s = plan.cutoff.credit_s
     with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
         if not current_flows(watch, measure, meter, plan.flow_wait_s):
             return
-        credit = hes.tariff() * voltage_v * plan.load_a * credit_s / 3.6e6
-        settled_at = time.monotonic()
-        hes.read_now(pos.serial)
-        settled_at = (settled_at + time.monotonic()) / 2
-        hes.adjust_balance(pos.serial, credit - hes.balance(pos.serial), f"prepaid plan: credit for {credit_s:g} s")
+        credit = prepaid.credit_for(voltage_v, plan.load_a, credit_s)
+        settled_at = prepaid.set_credit(pos.serial, credit, f"prepaid plan: credit for {credit_s:g} s")
         cut = watch.cut(credit_s + limit_s + plan.cutoff.extra_wait_s)
         samples = list(watch.samples)
     exhausted_at, period_s = energy_crossing(samples, voltage_v, settled_at, credit / hes.tariff() * 3.6e6)
@@ -56,4 +51,4 @@ def test_cutoff_after_credit_exhaustion(pos, source, hes, measure, plan, prepaid
     credit_left(hes.balance(pos.serial))
     state = meter.relay_state()
     output(state.output_state, details=state.as_record())
-    attach_trace(watch.watcher, {"exhaustion": exhausted_at}, recharge=lambda: restore(pos, hes))
+    attach_trace(watch.watcher, {"exhaustion": exhausted_at}, recharge=lambda: prepaid.restore(pos))

@@ -14,8 +14,6 @@ HES must show no credit left.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from rig.errors import HeadEndError
@@ -47,22 +45,21 @@ def used_up(samples, voltage_v: float, settled_at: float, credit_j: float, emerg
     return exhausted_at, used_up_at, period_s, used_up_at
 
 
-def test_supply_held_by_emergency_credit(pos, source, hes, measure, plan, prepaid_limits, prepaid_policy, supplied,
-                                         restore):
-    meter = pos.get(DisconnectControl)
-    policy, data, load_a = prepaid_policy, plan.emergency_credit, plan.load_a
+def test_supply_held_by_emergency_credit(pos, prepaid, measure):
+    meter, hes, policy, plan = pos.get(DisconnectControl), prepaid.hes, prepaid.policy, prepaid.plan
+    limits, data, load_a = prepaid.limits, plan.emergency_credit, plan.load_a
     amount = policy.emergency_credit.amount
     if amount <= 0:
         pytest.skip(f"policy {policy.name} grants no emergency credit")
-    limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
+    limit_s = limits.cutoff_after_exhaustion_max_s
     granted = None if policy.emergency_credit.automatic else \
         measure.declare("emergency_credit_granted", policy.currency, Limits.within(amount, 0.01))
     kept = measure.declare("current_during_emergency_credit", "A", Limits(low=load_a / 2))
     delay = measure.declare("cutoff_delay_after_emergency_credit", "s", Limits(0.0, limit_s))
     credit_left = measure.declare("credit_left_at_cutoff", policy.currency,
-                                  Limits(high=prepaid_limits.credit_left_at_cutoff_max))
+                                  Limits(high=limits.credit_left_at_cutoff_max))
     output = measure.declare("reported_output_state", "", Equals(False))
-    voltage_v = supplied(pos, source, hes)
+    voltage_v = prepaid.supply(pos)
     tariff = hes.tariff()
     try:
         with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
@@ -70,11 +67,7 @@ def test_supply_held_by_emergency_credit(pos, source, hes, measure, plan, prepai
             hes.read_now(pos.serial)
             hes.set_tariff(amount * 3.6e6 / (voltage_v * load_a * data.emergency_s))
             credit = amount * data.credit_s / data.emergency_s
-            settled_at = time.monotonic()
-            hes.read_now(pos.serial)
-            settled_at = (settled_at + time.monotonic()) / 2
-            hes.adjust_balance(pos.serial, credit - hes.balance(pos.serial),
-                               f"emergency credit plan: {data.credit_s:g} s")
+            settled_at = prepaid.set_credit(pos.serial, credit, f"emergency credit plan: {data.credit_s:g} s")
             if granted is not None:
                 answer = request_emergency_credit(hes, pos.serial)
                 granted(answer["taken"], details=answer)
@@ -101,4 +94,4 @@ def test_supply_held_by_emergency_credit(pos, source, hes, measure, plan, prepai
         output(state.output_state, details=state.as_record())
     finally:
         hes.set_tariff(tariff)
-        restore(pos, hes)
+        prepaid.restore(pos)

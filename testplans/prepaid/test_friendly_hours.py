@@ -67,25 +67,21 @@ def hes_to_mono(hes, policy: PrepaidPolicy, moment: datetime) -> tuple[float, fl
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_no_cut_in_friendly_hours(case, pos, source, hes, measure, plan, prepaid_limits, prepaid_policy, supplied,
-                                  restore):
-    meter, policy, data, load_a = pos.get(DisconnectControl), prepaid_policy, plan.friendly_hours, plan.load_a
-    limit_s = prepaid_limits.cutoff_after_exhaustion_max_s
+def test_no_cut_in_friendly_hours(case, pos, prepaid, measure):
+    meter, hes, policy, plan = pos.get(DisconnectControl), prepaid.hes, prepaid.policy, prepaid.plan
+    data, load_a = plan.friendly_hours, plan.load_a
+    limit_s = prepaid.limits.cutoff_after_exhaustion_max_s
     kept = measure.declare("current_after_exhaustion_in_window", "A", Limits(low=load_a / 2))
     delay = measure.declare("cutoff_after_window_end", "s", Limits(0.0, limit_s))
     output = measure.declare("reported_output_state", "", Equals(False))
-    voltage_v = supplied(pos, source, hes)
+    voltage_v = prepaid.supply(pos)
     exhaust_at, resume_at = pick_case(policy, policy.local(hes.clock()).date(), CASES[case], data)
     details = {"case": case, "exhaustion_hes_time": exhaust_at.isoformat(), "resume_hes_time": resume_at.isoformat()}
     with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
         watch.flowing(plan.flow_wait_s)
         hes.set_clock(exhaust_at - timedelta(seconds=data.lead_s))
-        credit = hes.tariff() * voltage_v * load_a * data.credit_s / 3.6e6
-        settled_at = time.monotonic()
-        hes.read_now(pos.serial)
-        settled_at = (settled_at + time.monotonic()) / 2
-        hes.adjust_balance(pos.serial, credit - hes.balance(pos.serial),
-                           f"prepaid plan: credit for {data.credit_s:g} s")
+        credit = prepaid.credit_for(voltage_v, load_a, data.credit_s)
+        settled_at = prepaid.set_credit(pos.serial, credit, f"prepaid plan: credit for {data.credit_s:g} s")
         time.sleep(data.credit_s + data.hold_s + 0.5)
         exhausted_at, _ = energy_crossing(list(watch.samples), voltage_v, settled_at, credit / hes.tariff() * 3.6e6)
         held = watch.readings_between(exhausted_at, exhausted_at + data.hold_s)
@@ -101,4 +97,4 @@ def test_no_cut_in_friendly_hours(case, pos, source, hes, measure, plan, prepaid
                       details=details)
             state = meter.relay_state()
             output(state.output_state, details=state.as_record())
-    attach_trace(watch.watcher, {"exhaustion": exhausted_at}, recharge=lambda: restore(pos, hes))
+    attach_trace(watch.watcher, {"exhaustion": exhausted_at}, recharge=lambda: prepaid.restore(pos))

@@ -40,14 +40,14 @@ def group_disconnect(hes, accounts: list[str], case: str, limits) -> tuple:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_group_disconnect_spares_guarded_accounts(case, positions, source, hes, measure, plan, prepaid_limits,
-                                                  prepaid_policy, supplied, restore):
+def test_group_disconnect_spares_guarded_accounts(case, positions, prepaid, measure):
+    hes, plan = prepaid.hes, prepaid.plan
     cut = {p.number: measure.declare(CASES[case], "", Equals(False), position=p) for p in positions}
     refused_by_hes = {p.number: measure.declare("group_disconnect_refused", "", Equals(True), position=p)
                       for p in positions}
     accounts = [p.serial for p in positions]
     for p in positions:
-        supplied(p, source, hes)
+        prepaid.supply(p)
     clock_before = hes.clock()
     try:
         with ExitStack() as stack:
@@ -56,13 +56,13 @@ def test_group_disconnect_spares_guarded_accounts(case, positions, source, hes, 
             for watch in watches.values():
                 watch.flowing(plan.flow_wait_s)
             if case == "window_zero_balance":
-                hes.set_clock(_in_window(hes, prepaid_policy))
+                hes.set_clock(_in_window(hes, prepaid.policy))
                 for account in accounts:
                     hes.read_now(account)
                     hes.adjust_balance(account, -hes.balance(account), "guard plan: no credit inside the window")
             balances = {a: hes.balance(a) for a in accounts}
             sent_at = time.monotonic()
-            answer, commands = group_disconnect(hes, accounts, case, prepaid_limits)
+            answer, commands = group_disconnect(hes, accounts, case, prepaid.limits)
             time.sleep(plan.group_guard.hold_s)
             readings = {n: w.readings_between(sent_at) for n, w in watches.items()}
         for p in positions:
@@ -76,6 +76,6 @@ def test_group_disconnect_spares_guarded_accounts(case, positions, source, hes, 
                                      details={"case": case, "reason": answer.refused.get(p.serial)})
     finally:
         for p in positions:
-            restore(p, hes)
+            prepaid.restore(p)
         if case == "window_zero_balance":
             hes.set_clock(clock_before)

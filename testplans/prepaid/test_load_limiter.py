@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Load limiter")]
 
 
 @pytest.fixture
-def limiter_settings(pos, bench, source, hes, restore):
+def limiter_settings(pos, bench, prepaid):
     """The meter's limiter settings before the test; threshold, duration and supply restored after it."""
     limiter = pos.get(LoadLimiter)
     original = limiter.read_limiter()
@@ -33,19 +33,19 @@ def limiter_settings(pos, bench, source, hes, restore):
     if bench.broken:
         return
     limiter.set_limiter(original.threshold_normal_w, original.min_over_threshold_duration_s)
-    if not source.output_enabled():
-        source.set_output(True)
-    restore(pos, hes)
+    if not prepaid.source.output_enabled():
+        prepaid.source.set_output(True)
+    prepaid.restore(pos)
 
 
-def test_limiter_trips_above_threshold(pos, source, hes, measure, plan, prepaid_limits, limiter_settings, supplied):
-    meter, limiter = pos.get(DisconnectControl), pos.get(LoadLimiter)
+def test_limiter_trips_above_threshold(pos, prepaid, measure, limiter_settings):
+    meter, limiter, plan = pos.get(DisconnectControl), pos.get(LoadLimiter), prepaid.plan
     below_a, above_a = plan.load_limiter.load_below_a, plan.load_limiter.load_above_a
     duration_s = limiter_settings.min_over_threshold_duration_s
-    tolerance_s = prepaid_limits.limiter_trip_tolerance_s
+    tolerance_s = prepaid.limits.limiter_trip_tolerance_s
     held = measure.declare("current_below_threshold", "A", Limits(low=below_a / 2))
     output = measure.declare("reported_output_state", "", Equals(False))
-    voltage_v = supplied(pos, source, hes, below_a)
+    voltage_v = prepaid.supply(pos, below_a)
     limiter.set_limiter(voltage_v * (below_a + above_a) / 2, duration_s)
     settings = limiter.read_limiter()
     details = {**settings.as_record(), "voltage_v": voltage_v, "load_below_a": below_a, "load_above_a": above_a}

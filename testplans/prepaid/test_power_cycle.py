@@ -32,14 +32,14 @@ EXPECTED = {"stays_disconnected": (False, ControlState.DISCONNECTED),
 
 
 @pytest.fixture
-def supply_restored(pos, bench, source, hes, restore):
+def supply_restored(pos, bench, prepaid):
     """After the test, pass or fail: the supply on and the meter connected with credit."""
     yield
     if bench.broken:
         return
-    if not source.output_enabled():
-        source.set_output(True)
-    restore(pos, hes)
+    if not prepaid.source.output_enabled():
+        prepaid.source.set_output(True)
+    prepaid.restore(pos)
 
 
 def take_credit_away(hes, account: str, policy) -> None:
@@ -72,35 +72,34 @@ def power_off_then_on(pos, source, hes, case: str, plan) -> dict:
 
 
 @pytest.mark.parametrize("case", list(EXPECTED))
-def test_relay_state_across_power_cycle(case, pos, source, hes, measure, plan, prepaid_limits, prepaid_policy,
-                                        supplied, supply_restored):
-    meter = pos.get(DisconnectControl)
+def test_relay_state_across_power_cycle(case, pos, prepaid, measure, supply_restored):
+    meter, hes, plan, limits = pos.get(DisconnectControl), prepaid.hes, prepaid.plan, prepaid.limits
     load_a = plan.load_a
     cut = measure.declare("current_after_credit_exhausted", "A", Limits(high=load_a / 2))
     if case == "stays_disconnected":
         after = measure.declare("current_after_power_return", "A", Limits(high=load_a / 10))
     else:
         after = measure.declare("reconnect_after_power_return", "s",
-                                Limits(0.0, prepaid_limits.reconnect_after_recharge_max_s))
+                                Limits(0.0, limits.reconnect_after_recharge_max_s))
     expected_output, expected_control = EXPECTED[case]
     output = measure.declare("reported_output_state", "", Equals(expected_output))
     control = measure.declare("reported_control_state", "", Equals(expected_control))
-    supplied(pos, source, hes)
+    prepaid.supply(pos)
     with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
         if not current_flows(watch, measure, meter, plan.flow_wait_s):
             return
-        take_credit_away(hes, pos.serial, prepaid_policy)
-        watch.cut(prepaid_limits.cutoff_after_exhaustion_max_s)
+        take_credit_away(hes, pos.serial, prepaid.policy)
+        watch.cut(limits.cutoff_after_exhaustion_max_s)
         if cut(watch.latest(), details=meter.relay_state().as_record()).verdict == "fail":
             return
-        power = power_off_then_on(pos, source, hes, case, plan)
+        power = power_off_then_on(pos, prepaid.source, hes, case, plan)
         if case == "stays_disconnected":
-            time.sleep(prepaid_limits.power_cycle_hold_s)
+            time.sleep(limits.power_cycle_hold_s)
             readings = watch.readings_between(power["on_at_mono"])
-            after(max(readings), details={**power, "reconnect": None, "held_s": prepaid_limits.power_cycle_hold_s,
+            after(max(readings), details={**power, "reconnect": None, "held_s": limits.power_cycle_hold_s,
                                           "readings": len(readings)})
         else:
-            judge_reconnect(after, watch, hes, power, prepaid_limits.reconnect_after_recharge_max_s
+            judge_reconnect(after, watch, hes, power, limits.reconnect_after_recharge_max_s
                             + plan.power_cycle.reconnect_extra_wait_s)
     state = meter.relay_state()
     output(state.output_state, details=state.as_record())

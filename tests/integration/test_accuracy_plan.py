@@ -21,6 +21,14 @@ def defects_file(folder, positions):
     return path
 
 
+def failing_run(run_plan, tmp_path, selection: str, positions: dict):
+    """The accuracy tests matching selection, run on a twin whose meters have those defects; asserts it fails."""
+    defects = defects_file(tmp_path, positions)
+    run = run_plan(ACCURACY, write_bench(tmp_path), "-k", selection, f"--twin-defects={defects}")
+    assert run.wait(timeout_s=300) == 1, run.output
+    return run
+
+
 def errors_by_point(run):
     return {(m["details"]["load_point"], m["details"]["pf"], m["position"]): m
             for m in run.measurements() if m["name"] == "error"}
@@ -43,10 +51,8 @@ def test_whole_plan_passes_on_good_meters_within_0_05_pct_of_truth(run_plan, tmp
 
 
 def test_error_defect_fails_the_point_and_names_the_position(run_plan, tmp_path):
-    defects = defects_file(tmp_path, {2: {"error_pct": [{"current_a": [0.25, 0.6], "pf": "1", "value": 1.8}]}})
-    run = run_plan(ACCURACY, write_bench(tmp_path), "-k", "load_point and (0.05Ib-PF1 or 0.1Ib-PF1)",
-                   f"--twin-defects={defects}")
-    assert run.wait(timeout_s=300) == 1, run.output
+    run = failing_run(run_plan, tmp_path, "load_point and (0.05Ib-PF1 or 0.1Ib-PF1)",
+                      {2: {"error_pct": [{"current_a": [0.25, 0.6], "pf": "1", "value": 1.8}]}})
     assert "1 failed, 1 passed" in run.output
     assert "0.05Ib-PF1" in run.output.split("FAILED")[1]
     assert re.search(r"error at position 2 \(SIM0002\) = 1\.[78]\d* \+- [\d.]+ %, limits \[-1.5, 1.5\] %: FAIL",
@@ -60,9 +66,7 @@ def test_error_defect_fails_the_point_and_names_the_position(run_plan, tmp_path)
 
 
 def test_starting_current_defect_fails_naming_the_position(run_plan, tmp_path):
-    defects = defects_file(tmp_path, {1: {"starting_current_a": 0.08}})
-    run = run_plan(ACCURACY, write_bench(tmp_path), "-k", "starting_current", f"--twin-defects={defects}")
-    assert run.wait(timeout_s=300) == 1, run.output
+    run = failing_run(run_plan, tmp_path, "starting_current", {1: {"starting_current_a": 0.08}})
     assert "pulses_at_starting_current at position 1 (SIM0001) = 0 pulses" in run.output
     verdicts = {m["position"]: m["verdict"] for m in run.measurements()}
     assert verdicts == {1: "fail", 2: "pass", 3: "pass"}
@@ -71,18 +75,15 @@ def test_starting_current_defect_fails_naming_the_position(run_plan, tmp_path):
 def test_creep_defect_fails_naming_the_position_and_slight_creep_passes(run_plan, tmp_path):
     # at the twin's test output (1e6 imp/kWh) the no-load time is 2.5 s: 5000 pulses/h give ~3.5 pulses there,
     # 200 pulses/h give ~0.14 (at most one pulse: allowed)
-    defects = defects_file(tmp_path, {3: {"creep_pulses_per_hour": 5000}, 2: {"creep_pulses_per_hour": 200}})
-    run = run_plan(ACCURACY, write_bench(tmp_path), "-k", "creep", f"--twin-defects={defects}")
-    assert run.wait(timeout_s=300) == 1, run.output
+    run = failing_run(run_plan, tmp_path, "creep",
+                      {3: {"creep_pulses_per_hour": 5000}, 2: {"creep_pulses_per_hour": 200}})
     assert "creep_pulses at position 3 (SIM0003)" in run.output
     verdicts = {m["position"]: m["verdict"] for m in run.measurements()}
     assert verdicts == {1: "pass", 2: "pass", 3: "fail"}
 
 
 def test_register_defect_fails_the_meter_constant_check(run_plan, tmp_path):
-    defects = defects_file(tmp_path, {2: {"register_error_pct": 0.7}})
-    run = run_plan(ACCURACY, write_bench(tmp_path), "-k", "register", f"--twin-defects={defects}")
-    assert run.wait(timeout_s=300) == 1, run.output
+    run = failing_run(run_plan, tmp_path, "register", {2: {"register_error_pct": 0.7}})
     assert re.search(r"register_vs_test_output at position 2 \(SIM0002\) = 0\.[67]\d* %, limits \[-0.1, 0.1\] %: FAIL",
                      run.output)
     by_name = {(m["name"], m["position"]): m for m in run.measurements()}

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from plan_runner import write_bench
-from twin_thread import TwinOnThread, twin_starter
+from twin_thread import TwinOnThread, starter_fixture
 
 from drivers.hes import HesClient
 from rig.config import RoleConfig, load_bench
@@ -55,15 +55,6 @@ class LinkTwin(TwinOnThread):
     def truth(self, name: str | None = None) -> list[dict]:
         return [e for e in read_truth(self.truth_path) if name is None or e["event"] == name]
 
-    def wait_for(self, predicate, what: str, timeout_s: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = [e for e in read_truth(self.truth_path) if predicate(e)]
-            if found:
-                return found[0]
-            time.sleep(0.02)
-        raise AssertionError(f"no truth event {what} within {timeout_s} s in {self.truth_path}")
-
     def wait_for_relay(self, position: int, closed: bool, after: float = 0.0, timeout_s: float = 5.0) -> dict:
         return self.wait_for(lambda e: e["event"] == "relay" and e["position"] == position
                              and e["closed"] == closed and e["t_mono"] > after,
@@ -76,10 +67,7 @@ class LinkTwin(TwinOnThread):
         self.stop_twin()
 
 
-@pytest.fixture
-def start_twin(tmp_path):
-    with twin_starter(LinkTwin, tmp_path) as start:
-        yield start
+start_twin = starter_fixture(LinkTwin)
 
 
 def exhaust(twin: LinkTwin, account: str) -> None:

@@ -5,18 +5,12 @@ whose HES runs the UPPCL policy without emergency credit (the plan judges it by 
 """
 
 import yaml
-from plan_runner import PLANS, write_bench
+from plan_runner import PLANS, hes_defects_file, write_bench
 
 from rig.prepaid import POLICY_DIR
 
 GUARD = PLANS / "prepaid" / "test_group_guard.py"
 EMERGENCY = PLANS / "prepaid" / "test_emergency_credit.py"
-
-
-def defects_file(tmp_path, hes_defects: dict):
-    path = tmp_path / "defects.yaml"
-    path.write_text(yaml.safe_dump({"hes": hes_defects}))
-    return path
 
 
 def by_name(run, name: str) -> dict:
@@ -36,7 +30,7 @@ def test_guard_plan_passes_on_the_good_twin(run_plan, tmp_path):
 
 
 def test_guard_plan_fails_on_an_hes_that_disconnects_positive_balances(run_plan, tmp_path):
-    defects = defects_file(tmp_path, {"disconnect_positive_balance": True})
+    defects = hes_defects_file(tmp_path, {"disconnect_positive_balance": True})
     run = run_plan(GUARD, write_bench(tmp_path), f"--twin-defects={defects}")
     assert run.wait(timeout_s=300) == 1, run.output
     for position in (1, 2, 3):
@@ -49,7 +43,7 @@ def test_guard_plan_fails_on_an_hes_that_disconnects_positive_balances(run_plan,
 
 
 def test_guard_plan_fails_on_an_hes_that_ignores_friendly_hours(run_plan, tmp_path):
-    defects = defects_file(tmp_path, {"ignore_friendly_hours": True})
+    defects = hes_defects_file(tmp_path, {"ignore_friendly_hours": True})
     run = run_plan(GUARD, write_bench(tmp_path), "-k", "window", f"--twin-defects={defects}")
     assert run.wait(timeout_s=300) == 1, run.output
     window = by_name(run, "cut_in_no_disconnection_window")

@@ -1,16 +1,10 @@
 """The friendly-hours and alerts plans on the twin: they pass on the good twin and fail on the matching defect."""
 
 import yaml
-from plan_runner import PLANS, write_bench
+from plan_runner import PLANS, hes_defects_file, write_bench
 
 FRIENDLY_HOURS = PLANS / "prepaid" / "test_friendly_hours.py"
 ALERTS = PLANS / "prepaid" / "test_alerts.py"
-
-
-def defects_file(tmp_path, hes_defects: dict):
-    path = tmp_path / "defects.yaml"
-    path.write_text(yaml.safe_dump({"hes": hes_defects}))
-    return path
 
 
 def by_name(run, name: str) -> dict:
@@ -31,7 +25,7 @@ def test_friendly_hours_plan_passes_on_the_good_twin(run_plan, tmp_path):
 
 
 def test_friendly_hours_plan_fails_on_an_hes_that_ignores_them(run_plan, tmp_path):
-    defects = defects_file(tmp_path, {"ignore_friendly_hours": True})
+    defects = hes_defects_file(tmp_path, {"ignore_friendly_hours": True})
     run = run_plan(FRIENDLY_HOURS, write_bench(tmp_path), "-k", "position1", f"--twin-defects={defects}")
     assert run.wait(timeout_s=300) == 1, run.output
     assert "current_after_exhaustion_in_window at position 1 (SIM0001)" in run.output
@@ -55,7 +49,7 @@ def test_alerts_plan_fails_on_an_hes_that_skips_the_10_pct_alert(run_plan, tmp_p
     limits["profiles"]["quick"] = {**limits["profiles"]["twin"], "alert_after_threshold_max_s": 3}
     limits_path = tmp_path / "limits.yaml"
     limits_path.write_text(yaml.safe_dump(limits))
-    defects = defects_file(tmp_path, {"skip_alerts": [10]})
+    defects = hes_defects_file(tmp_path, {"skip_alerts": [10]})
     run = run_plan(ALERTS, write_bench(tmp_path), "-k", "position1", f"--twin-defects={defects}",
                    f"--prepaid-limits={limits_path}:quick")
     assert run.wait(timeout_s=300) == 1, run.output

@@ -41,15 +41,6 @@ class SupplyTwin(OpenBenchOnTwin):
     def attenuate(self, attenuation_db: float) -> None:
         self.call(lambda: self.model.radio(1).set_attenuation(attenuation_db, by="test"))
 
-    def wait_for(self, predicate, what: str, timeout_s: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = [e for e in read_truth(self.truth_path) if predicate(e)]
-            if found:
-                return found[0]
-            time.sleep(0.02)
-        raise AssertionError(f"no truth event {what} within {timeout_s} s in {self.truth_path}")
-
     def link_down(self) -> None:
         self.attenuate(LOSS_DB)
         self.wait_for(lambda e: e["event"] == "link.registration" and e["position"] == 1 and not e["registered"],

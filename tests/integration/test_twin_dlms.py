@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from plan_runner import write_bench
-from twin_thread import TwinOnThread, twin_starter
+from twin_thread import TwinOnThread, starter_fixture
 
 from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
 from rig.driver import SetpointLimits, driver_class
-from rig.errors import InstrumentError, InstrumentTimeout
+from rig.errors import ConfigError, InstrumentError, InstrumentTimeout
 from rig.roles import ControlState, LimiterSettings, RelayState
 from rig.sim.launcher import TwinProcess
 from rig.sim.truth import read_truth
@@ -102,15 +102,7 @@ class DlmsTwin(TwinOnThread):
         self.stop_twin()
 
 
-@pytest.fixture
-def start_twin(tmp_path):
-    with twin_starter(DlmsTwin, tmp_path) as start:
-        yield start
-
-
-@pytest.fixture
-def twin(start_twin):
-    return start_twin()
+start_twin = starter_fixture(DlmsTwin)
 
 
 @pytest.fixture(params=["tcp", "hdlc"])
@@ -386,3 +378,14 @@ class GuruxLink:
                     client.getData(GXByteBuffer(self._read_hdlc()), reply)
         assert reply.error == 0, f"the meter answered error {reply.error}"
         return reply
+
+
+def test_any_attribute_is_read_by_obis_from_the_object_map_or_with_its_class(twin, transport):
+    meter = twin.driver(transport)
+    assert meter.read("0.0.96.1.0.255", 2) == "SIM0001"  # meter serial number, class from the object map
+    assert meter.read("1.0.1.8.0.255", 1) == bytes([1, 0, 1, 8, 0, 255])  # a register's logical name
+    assert meter.read("0.0.99.98.5.255", 7) == 0  # the event log's entries in use
+    with pytest.raises(ConfigError, match=r"0\.0\.96\.11\.5\.255 is not in the driver's object map: give its "
+                                          r"class_id"):
+        meter.read("0.0.96.11.5.255", 2)
+    assert meter.read("0.0.96.11.5.255", 1, class_id=1) == bytes([0, 0, 96, 11, 5, 255])

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 import yaml
 from plan_runner import free_port, write_bench
-from twin_thread import TwinOnThread, twin_starter
+from twin_thread import TwinOnThread, starter_fixture
 
 from drivers.hes import HesClient, HesHttpError
 from rig.config import RoleConfig, load_bench
@@ -76,13 +76,7 @@ class HesTwin(TwinOnThread):
         return [(e["position"], e["closed"]) for e in self.truth("relay")]
 
     def wait_for(self, predicate, what, timeout_s=3.0):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = [e for e in read_truth(self.truth_path) if predicate(e)]
-            if found:
-                return found[0]
-            time.sleep(0.01)
-        raise AssertionError(f"no truth event {what} within {timeout_s} s in {self.truth_path}")
+        return super().wait_for(predicate, what, timeout_s)
 
     def wait_for_relay(self, position, closed, timeout_s=3.0, after=0.0):
         return self.wait_for(lambda e: e["event"] == "relay" and e["position"] == position and e["closed"] == closed
@@ -99,10 +93,7 @@ class HesTwin(TwinOnThread):
         self.stop_twin()
 
 
-@pytest.fixture
-def start_hes(tmp_path):
-    with twin_starter(HesTwin, tmp_path) as start:
-        yield start
+start_hes = starter_fixture(HesTwin)
 
 
 @pytest.fixture
@@ -290,20 +281,23 @@ def test_a_group_connect_is_executed_and_its_status_followed(hes):
     assert (command["status"], command["group"]) == ("executed", answer["id"])
 
 
+class SilentMeterLink:
+    """A meter link whose meter reads 10 kWh and never answers a relay command."""
+
+    async def read_energy_wh(self, position):
+        return 10_000.0
+
+    async def disconnect(self, position, on_sent=None):
+        raise TimeoutError("no answer from the meter")
+
+    async def reconnect(self, position, on_sent=None):
+        raise TimeoutError("no answer from the meter")
+
+
 def test_a_failing_meter_link_fails_the_command_after_its_retries(start_hes):
     hes = start_hes(command_attempts=3, command_retry_s=0.2)
 
-    class DeadLink:
-        async def read_energy_wh(self, position):
-            return 10_000.0
-
-        async def disconnect(self, position, on_sent=None):
-            raise TimeoutError("no answer from the meter")
-
-        async def reconnect(self, position, on_sent=None):
-            raise TimeoutError("no answer from the meter")
-
-    hes.call(lambda: setattr(hes.hes, "link", DeadLink()))
+    hes.call(lambda: setattr(hes.hes, "link", SilentMeterLink()))
     failed = hes.wait_for(lambda e: e["event"] == "hes.command" and e["status"] == "failed", "a failed command")
     assert failed["error"] == "no answer from the meter" and failed["action"] == "disconnect"
     statuses = [e["status"] for e in hes.truth("hes.command") if e["command"] == failed["command"]]
@@ -475,17 +469,7 @@ def test_a_queued_disconnect_is_cancelled_when_a_grace_period_starts_before_it_i
 def test_a_retrying_disconnect_is_cancelled_at_its_next_attempt_once_credit_is_back(start_hes):
     hes = start_hes(command_retry_s=0.3)
 
-    class SilentMeter:
-        async def read_energy_wh(self, position):
-            return 10_000.0
-
-        async def disconnect(self, position, on_sent=None):
-            raise TimeoutError("no answer from the meter")
-
-        async def reconnect(self, position, on_sent=None):
-            raise TimeoutError("no answer from the meter")
-
-    hes.call(lambda: setattr(hes.hes, "link", SilentMeter()))
+    hes.call(lambda: setattr(hes.hes, "link", SilentMeterLink()))
     command_event(hes, "retrying")
     hes.client.recharge("SIM0001", 20.0)
     cancelled = command_event(hes, "cancelled")

@@ -3,14 +3,10 @@
 import time
 
 import pytest
-from plan_runner import write_bench
+from plan_runner import bench_on_twin_process
 
-from rig.bench import Bench
-from rig.config import load_bench
 from rig.errors import InstrumentError, SetpointRefused
-from rig.sim.launcher import TwinProcess
 from rig.sim.truth import read_truth
-from rig.transcript import Transcript
 
 SETTLE_S = 0.6  # > 10 time constants of the twin's current loop (0.05 s)
 
@@ -23,13 +19,8 @@ def add_metrology_roles(data):
 
 @pytest.fixture
 def twin_bench(tmp_path):
-    bench_file = load_bench(write_bench(tmp_path, edit=add_metrology_roles))
-    twin = TwinProcess(bench_file.path, tmp_path / "truth.jsonl")
-    bench = Bench(bench_file, Transcript(tmp_path / "transcript.jsonl"), twin.resources)
-    bench.open()
-    yield bench, tmp_path / "truth.jsonl"
-    bench.close()
-    twin.stop()
+    with bench_on_twin_process(tmp_path, edit=add_metrology_roles) as opened:
+        yield opened
 
 
 def energise(bench, current_a=10.0, phase_deg=0.0):

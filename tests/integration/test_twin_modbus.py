@@ -12,7 +12,7 @@ import time
 import pytest
 from plan_runner import free_port, write_bench
 from pymodbus.client import ModbusTcpClient
-from twin_thread import TwinOnThread, twin_starter
+from twin_thread import TwinOnThread, starter_fixture
 
 from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
@@ -101,15 +101,7 @@ class InProcessTwin(TwinOnThread):
         self.stop_twin()
 
 
-@pytest.fixture
-def start_twin(tmp_path):
-    with twin_starter(InProcessTwin, tmp_path) as start:
-        yield start
-
-
-@pytest.fixture
-def twin(start_twin):
-    return start_twin()
+start_twin = starter_fixture(InProcessTwin)
 
 
 def make_driver(name, resource, settings=None, timeout_s=2.0, role="probe"):

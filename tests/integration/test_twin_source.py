@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from plan_runner import write_bench
+from plan_runner import bench_on_twin_process, write_bench
 from scripted_peer import ScriptedScpiPeer, Step
 
 from rig.bench import Bench
@@ -16,13 +16,8 @@ from rig.transcript import Transcript
 
 @pytest.fixture
 def twin_bench(tmp_path):
-    bench_file = load_bench(write_bench(tmp_path))
-    twin = TwinProcess(bench_file.path, tmp_path / "truth.jsonl")
-    bench = Bench(bench_file, Transcript(tmp_path / "transcript.jsonl"), twin.resources)
-    bench.open()
-    yield bench, tmp_path / "truth.jsonl"
-    bench.close()
-    twin.stop()
+    with bench_on_twin_process(tmp_path) as opened:
+        yield opened
 
 
 def test_set_and_read_back_voltage_and_frequency(twin_bench):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from plan_runner import write_bench
-from twin_thread import TwinOnThread, twin_starter
+from twin_thread import TwinOnThread, starter_fixture
 
 from rig.config import load_bench
 from rig.sim.defects import Defects
@@ -52,10 +52,7 @@ class TamperTwin(TwinOnThread):
         self.stop_twin()
 
 
-@pytest.fixture
-def start_twin(tmp_path):
-    with twin_starter(TamperTwin, tmp_path) as start:
-        yield start
+start_twin = starter_fixture(TamperTwin)
 
 
 def read_event_log(port: int) -> tuple[list, int, int, list]:

@@ -3,12 +3,10 @@
 import contextlib
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from scripted_peer import Step
+from scripted_peer import QuietHandler, Step, TelnetServer, serve_http, stop_http
 
 from drivers.attenuator import RcdatAttenuator, max_of_model
 from rig.config import RoleConfig
@@ -50,7 +48,7 @@ class ScriptedHttpPeer(ScriptedPeer):
         self.steps, self.received, self.mismatches = list(steps), [], []
         peer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802 - the library's name
                 reply = peer.answer(self.path.removeprefix("/"))
                 body = (reply or "").encode()
@@ -60,19 +58,13 @@ class ScriptedHttpPeer(ScriptedPeer):
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *_args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.resource = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+        self.server, self.resource = serve_http(Handler)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
-class ScriptedTelnetPeer(ScriptedPeer):
+class ScriptedTelnetPeer(ScriptedPeer, TelnetServer):
     """Telnet connections, each opening with option negotiation, then expecting CR LF lines and answering with CR LF;
     the script runs on across connections."""
 
@@ -81,20 +73,7 @@ class ScriptedTelnetPeer(ScriptedPeer):
     def __init__(self, steps):
         self.steps, self.received, self.mismatches = list(steps), [], []
         self.bad_endings: list[str] = []
-        self.connections = 0
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.resource = f"telnet://127.0.0.1:{self._server.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        self._server.settimeout(10)
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _converse(self, conn):
         with conn:
@@ -113,22 +92,16 @@ class ScriptedTelnetPeer(ScriptedPeer):
             except OSError:
                 pass  # the driver hung up
 
-    def close(self):
-        self._server.close()
 
-
-class LaggingTelnetUnit:
+class LaggingTelnetUnit(TelnetServer):
     """An RCDAT over Telnet holding its attenuation. After freeze(), the connection of the moment holds the reply to
     the next command and from then on answers each command only when the next one arrives, one behind; a new
     connection answers at once."""
 
     def __init__(self):
         self.attenuation_db = 0.0
-        self.connections = 0
         self._freeze_next = False
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.resource = f"telnet://127.0.0.1:{self._server.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
     def freeze(self):
         self._freeze_next = True
@@ -140,16 +113,6 @@ class LaggingTelnetUnit:
             return f"{self.attenuation_db:.2f}"
         self.attenuation_db = float(command.removeprefix(":SETATT="))
         return "1"
-
-    def _serve(self):
-        self._server.settimeout(10)
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._converse, args=(conn,), daemon=True).start()
 
     def _converse(self, conn):
         held: list[bytes] = []
@@ -165,14 +128,9 @@ class LaggingTelnetUnit:
                     conn.sendall(b"".join(held))
                 held = [reply]
 
-    def close(self):
-        self._server.close()
-
 
 @pytest.fixture
-def connect(tmp_path):
-    opened = []
-
+def connect(tmp_path, opened):
     def make(kind, steps, role_max_db=None, safe=0.0, timeout_s=0.5):
         peer = (ScriptedHttpPeer if kind == "http" else ScriptedTelnetPeer)(steps)
         limits = SetpointLimits()
@@ -180,15 +138,9 @@ def connect(tmp_path):
             limits.add("attenuation", 0.0, role_max_db, ROLE_LIMIT)
         config = RoleConfig(driver="rcdat", resource=peer.resource, timeout_s=timeout_s,
                             safe={"attenuation_db": safe})
-        driver = RcdatAttenuator("attenuator@1", config, limits, Transcript(tmp_path / "transcript.jsonl"))
-        opened.append((driver, peer))
-        driver.open()
-        return driver, peer
+        return opened(RcdatAttenuator("attenuator@1", config, limits, Transcript(tmp_path / "transcript.jsonl")), peer)
 
-    yield make
-    for driver, peer in opened:
-        driver.close()
-        peer.close()
+    return make
 
 
 def shown(kind, command):

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from plan_runner import SOURCE_ONLY_BENCH
 
 from rig.config import MeterPosition, SecretRef, bench_json_schema, load_bench
 from rig.driver import available_drivers
@@ -11,13 +12,7 @@ from rig.errors import ConfigError
 
 BENCHES = Path(__file__).resolve().parents[2] / "benches"
 
-HEADER = """\
-name: test
-roles:
-  source:
-    driver: chroma61500
-    resource: TCPIP0::127.0.0.1::5025::SOCKET
-"""
+HEADER = SOURCE_ONLY_BENCH
 
 METER = dict(position=1, serial="A1", accuracy_class="1", ib_a=10, imax_a=60, un_v=240,
              meter_constant_imp_per_kwh=3200)

@@ -127,12 +127,17 @@ def test_the_clients_lls_aarq_is_the_standard_layout():
     assert client_aarq(b"12345678") == AARQ_LLS
 
 
-def test_lls_aarq_is_accepted_with_the_negotiated_context():
-    meter = make_sim()
+def associate(meter, expected_aare: bytes):
+    """AARQ_LLS on a new TCP link; asserts the meter answers expected_aare; returns the link and the parsed AARE."""
     link = Link("tcp")
     aare = meter.handle_apdu(link, 32, AARQ_LLS)
-    assert aare == AARE_ACCEPTED_LLS
-    parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
+    assert aare == expected_aare
+    return link, acse.ApplicationAssociationResponse.from_bytes(aare)
+
+
+def test_lls_aarq_is_accepted_with_the_negotiated_context():
+    meter = make_sim()
+    link, parsed = associate(meter, AARE_ACCEPTED_LLS)
     assert parsed.result is enumerations.AssociationResult.ACCEPTED
     assert parsed.authentication is enumerations.AuthenticationMechanism.LLS
     conformance = parsed.user_information.content.negotiated_conformance
@@ -143,10 +148,7 @@ def test_lls_aarq_is_accepted_with_the_negotiated_context():
 
 def test_wrong_password_is_rejected_with_authentication_failure(tmp_path):
     meter = make_sim({"lls_password": "secret99"}, truth_path=tmp_path / "truth.jsonl")
-    link = Link("tcp")
-    aare = meter.handle_apdu(link, 32, AARQ_LLS)
-    assert aare == AARE_WRONG_PASSWORD
-    parsed = acse.ApplicationAssociationResponse.from_bytes(aare)
+    link, parsed = associate(meter, AARE_WRONG_PASSWORD)
     assert parsed.result is enumerations.AssociationResult.REJECTED_PERMANENT
     assert parsed.result_source_diagnostics is enumerations.AcseServiceUserDiagnostics.AUTHENTICATION_FAILED
     assert link.associations == {}

@@ -105,8 +105,7 @@ def test_a_failing_database_keeps_the_run_record_and_says_so(tmp_path):
     results = tmp_path / "results"
     (results / "history.sqlite").mkdir(parents=True)  # sqlite cannot open a folder
     session = RigSession.start(bench, results / "r1", tmp_path, source_root=tmp_path)
-    session.record_measurement("test_x.py::test_y", "voltage", 230.0, "V", Limits(220, 240), expected=None,
-                               uncertainty=None, position=None)
+    session.record.add_measurement(Measurement("test_x.py::test_y", "voltage", 230.0, "V", 220, 240, "pass"))
     session.finish(0)
     run = json.loads((results / "r1" / "run.json").read_text())
     assert run["end"] is not None and run["exit_status"] == 0

@@ -7,11 +7,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import BinaryIO
 
 import httpx
 import pytest
+from scripted_peer import QuietHandler, serve_http, stop_http
 
 from drivers.attenuator import RcdatAttenuator
 from drivers.hes import HesClient
@@ -86,7 +86,7 @@ class FaultyHttpPeer:
         self.stop = threading.Event()
         peer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def setup(self):
@@ -110,17 +110,11 @@ class FaultyHttpPeer:
 
             do_POST = do_PUT = do_GET  # noqa: N815
 
-            def log_message(self, *_args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.resource = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+        self.server, self.resource = serve_http(Handler)
 
     def close(self):
         self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 RCDAT_ANSWERS = {"/MN?": "MN=RCDAT-6000-110", "/ATT?": "12.00"}

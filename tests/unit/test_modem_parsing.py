@@ -92,21 +92,13 @@ class ScriptedPty:
 
 
 @pytest.fixture
-def connect(tmp_path):
-    opened = []
-
+def connect(tmp_path, opened):
     def make(steps: list[At], timeout_s: float = 0.5, resource: str | None = None):
         peer = ScriptedPty(OPENING + steps)
         config = RoleConfig(driver="at_modem", resource=resource or peer.path, timeout_s=timeout_s)
-        modem = AtModem("modem@1", config, SetpointLimits(), Transcript(tmp_path / "transcript.jsonl"))
-        opened.append((modem, peer))
-        modem.open()
-        return modem, peer
+        return opened(AtModem("modem@1", config, SetpointLimits(), Transcript(tmp_path / "transcript.jsonl")), peer)
 
-    yield make
-    for modem, peer in opened:
-        modem.close()
-        peer.close()
+    return make
 
 
 def test_open_sets_echo_off_and_verbose_errors_then_identifies(connect):

@@ -5,7 +5,7 @@ import json
 from plan_runner import write_bench
 
 from fixtures.session import RigSession
-from rig.measure import Limits
+from rig.measure import Measurement
 
 
 class Recorder:
@@ -33,8 +33,7 @@ def test_publishers_run_in_order_on_the_complete_record_and_a_failure_does_not_s
                                source_root=tmp_path)
     recorder = Recorder()
     session.publishers[:0] = [Failing(), recorder]
-    session.record_measurement("test_x.py::test_y", "voltage", 230.0, "V", Limits(220, 240), expected=None,
-                               uncertainty=None, position=None)
+    session.record.add_measurement(Measurement("test_x.py::test_y", "voltage", 230.0, "V", 220, 240, "pass"))
     session.finish(0)
     folder = tmp_path / "results" / "r1"
     assert recorder.seen == [(folder, json.loads((folder / "run.json").read_text())["end"],

@@ -39,9 +39,7 @@ def test_a_trickled_reply_costs_the_timeout_and_no_more(connect, raw, trickle_s)
     assert 1.99 <= elapsed_s < 2.5
     assert str(error.value).startswith(f"source ({peer.resource}): no answer within 2 s to {QUERY!r} (got b'2")
     assert str(error.value).endswith("' without the terminator)")
-    assert source.measure_frequency() == 50.0  # on a new session: none of the trickle is read
-    peer.assert_complete()
-    assert peer.connections == 2
+    assert_resynchronised(source, peer)  # on a new session: none of the trickle is read
 
 
 def test_silence_after_a_reconnect_costs_one_timeout(connect):
@@ -55,6 +53,13 @@ def test_silence_after_a_reconnect_costs_one_timeout(connect):
     assert peer.connections == 2
 
 
+def assert_resynchronised(source, peer):
+    """The next query reads its own answer, on a second connection, and the script is complete."""
+    assert source.measure_frequency() == 50.0
+    peer.assert_complete()
+    assert peer.connections == 2
+
+
 def test_undecodable_reply_names_role_address_and_command_then_resynchronises(connect):
     source, peer = connect([Step(QUERY, raw=b"\xff\xfe\x00garbage\n229.9\n"), Step("MEAS:FREQ?", "50.00")])
     with pytest.raises(InstrumentError) as error:
@@ -62,9 +67,7 @@ def test_undecodable_reply_names_role_address_and_command_then_resynchronises(co
     assert type(error.value) is InstrumentError
     assert str(error.value) == (f"source ({peer.resource}): sent {QUERY!r}, got a reply that is not ASCII/UTF-8 "
                                 f"text: b'\\xff\\xfe\\x00garbage'")
-    assert source.measure_frequency() == 50.0  # not the stray 229.9 behind the garbage
-    peer.assert_complete()
-    assert peer.connections == 2
+    assert_resynchronised(source, peer)  # not the stray 229.9 behind the garbage
 
 
 def test_garbled_text_reply_is_an_instrument_error_and_resynchronises(connect):
@@ -72,9 +75,7 @@ def test_garbled_text_reply_is_an_instrument_error_and_resynchronises(connect):
     with pytest.raises(InstrumentError) as error:
         source.measure_voltage()
     assert str(error.value) == f"source ({peer.resource}): sent {QUERY!r}, expected a number, got '#$%garbage'"
-    assert source.measure_frequency() == 50.0
-    peer.assert_complete()
-    assert peer.connections == 2
+    assert_resynchronised(source, peer)
 
 
 def test_text_that_is_not_ascii_is_refused_before_sending(connect):

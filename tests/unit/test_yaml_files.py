@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from plan_runner import SOURCE_ONLY_BENCH
 
 from rig.config import load_bench
 from rig.errors import ConfigError
@@ -12,13 +13,7 @@ from rig.yamlfile import read_yaml
 
 POLICY = Path(__file__).resolve().parents[2] / "testplans" / "prepaid" / "policies" / "uppcl.yaml"
 
-BENCH = """\
-name: test
-roles:
-  source:
-    driver: chroma61500
-    resource: TCPIP0::127.0.0.1::5025::SOCKET
-"""
+BENCH = SOURCE_ONLY_BENCH
 
 
 def error_of(load, path) -> str:
