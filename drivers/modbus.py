@@ -13,7 +13,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from rig.config import DriverSettings
 from rig.driver import Driver, Identity
 from rig.errors import InstrumentError, InstrumentTimeout
-from rig.registermaps import MAX_READ_REGISTERS, Quantity, RegisterMap, load_register_map
+from rig.registermaps import Quantity, RegisterMap, load_register_map
 from rig.resources import Accepts
 
 EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
@@ -116,8 +116,32 @@ class ModbusTcpDriver(Driver):
                                   f"got {len(registers)}")
         return registers
 
+    def read_coils(self, address: int, count: int) -> list[bool]:
+        """`count` coils from `address`, in one request (function code 1)."""
+        sent = f"read_coils {address} count={count} device_id={self.device_id}"
+        device_id = self.device_id
+        response, t_sent = self.request(sent, lambda c: c.read_coils(address, count=count, device_id=device_id))
+        bits = [bool(bit) for bit in response.bits[:count]]
+        self.transcript.record(self.role, sent, "".join("1" if bit else "0" for bit in bits), t_mono=t_sent)
+        if len(bits) != count:
+            raise InstrumentError(f"{self._where()}: sent {sent!r}, expected {count} coils, got {len(bits)}")
+        return bits
+
+    def write_coil(self, address: int, value: bool) -> None:
+        """Set one coil (function code 5); the reply must echo it."""
+        sent = f"write_coil {address} {int(value)} device_id={self.device_id}"
+        device_id = self.device_id
+        response, t_sent = self.request(sent, lambda c: c.write_coil(address, value, device_id=device_id))
+        echoed = bool(response.bits[0]) if response.bits else None
+        self.transcript.record(self.role, sent, f"{response.address} {int(echoed) if echoed is not None else '?'}",
+                               t_mono=t_sent)
+        if response.address != address or echoed != value:
+            raise InstrumentError(f"{self._where()}: sent {sent!r}, the reply echoed coil {response.address} = "
+                                  f"{echoed}")
+
     def read_quantities(self, names: list[str]) -> dict[str, int | float | str]:
-        """Values of named quantities; those of one table within one request's reach are read together."""
+        """Values of named quantities; those of one table within one request's reach (the map's
+        max_read_registers) are read together."""
         quantities = sorted(((self.map.quantity(name), name) for name in names),
                             key=lambda item: (item[0].table, item[0].address))
         values: dict[str, int | float | str] = {}
@@ -133,7 +157,7 @@ class ModbusTcpDriver(Driver):
 
         for quantity, name in quantities:
             if group and (quantity.table != group[0][0].table
-                          or quantity.address + quantity.count - group[0][0].address > MAX_READ_REGISTERS):
+                          or quantity.address + quantity.count - group[0][0].address > self.map.max_read_registers):
                 read_group()
                 group = []
             group.append((quantity, name))
@@ -146,18 +170,11 @@ class ModbusTcpDriver(Driver):
 
     def identify(self) -> Identity:
         spec = self.map.identity
-        fields = {part: getattr(spec, part) for part in ("manufacturer", "model", "serial", "firmware")}
-        values = self.read_quantities(sorted({f.quantity for f in fields.values() if f.quantity is not None}))
-        texts = {}
-        for part, field in fields.items():
-            if field.text is not None:
-                texts[part] = field.text
-                continue
-            try:
-                texts[part] = field.format.format(values[field.quantity])
-            except (ValueError, TypeError, IndexError) as exc:
-                raise InstrumentError(f"{self._where()}: {field.quantity} = {values[field.quantity]!r} does not fit "
-                                      f"the identity format {field.format!r} of map {self.map.name!r}: "
-                                      f"{exc}") from None
+        names = {getattr(spec, part).quantity for part in ("manufacturer", "model", "serial", "firmware")}
+        values = self.read_quantities(sorted(name for name in names if name is not None))
+        try:
+            texts = self.map.identity_texts(values)
+        except ValueError as exc:
+            raise InstrumentError(f"{self._where()}: {exc}") from None
         raw = " ".join(f"{name}={value!r}" for name, value in values.items())
         return Identity(texts["manufacturer"], texts["model"], texts["serial"], texts["firmware"], raw=raw)

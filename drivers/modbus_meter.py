@@ -1,4 +1,4 @@
-"""Energy meter with a Modbus data port (Eastron SDM630-like register map)."""
+"""Energy meter with a Modbus data port (the Eastron SDM630 register map)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class ModbusMeterSettings(ModbusSettings):
 
 
 class ModbusMeter(ModbusTcpDriver, MeterReadout):
-    """A meter's own Modbus port (Eastron SDM630-like map by default): energy register and instantaneous values."""
+    """A meter's own Modbus port (Eastron SDM630 map by default): energy register and instantaneous values."""
 
     DEFAULT_MAP = "sdm630"
     KIND = "meter"

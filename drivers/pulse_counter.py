@@ -1,4 +1,4 @@
-"""Advantech ADAM-6051-like counter module over Modbus TCP: one channel per meter position."""
+"""Advantech ADAM-6051 counter module over Modbus TCP: one channel per meter position."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rig.roles import PulseCounter
 class CounterSettings(ModbusSettings):
     """Settings of a counter module: how many channels it has, and which channel counts which position."""
 
-    channels: Annotated[int, Field(ge=1)] | None = None  # default: the map's
+    channels: Annotated[int, Field(ge=1)] | None = None  # channels wired; default: all the module has
     channel_of_position: dict[int, int] = {}
     positions: list[int] | None = None
 
@@ -22,10 +22,13 @@ class CounterSettings(ModbusSettings):
 class Adam6051Counter(ModbusTcpDriver, PulseCounter):
     """Reads every mapped channel in one request; counts are extended past the counters' 2**32 wrap.
 
-    Settings: `channels` (default from the map), `channel_of_position` {position: channel} (default p -> p - 1),
-    `positions` (the positions to report; default the keys of channel_of_position, else 1..channels), plus
-    those of ModbusTcpDriver. A count that goes back without wrapping (module restarted, or cleared by someone
-    else) is an InstrumentError.
+    As the manual's map has it: counters in holding registers (function code 3, low word first), channel n
+    cleared by writing 1 to its clear-counter coil (00034 + 4n), started by its start/stop coil (00033 + 4n):
+    open() starts every mapped channel that is stopped.
+    Settings: `channels` (channels wired; default and at most the module's), `channel_of_position` {position:
+    channel} (default p -> p - 1), `positions` (the positions to report; default the keys of
+    channel_of_position, else 1..channels), plus those of ModbusTcpDriver. A count that goes back without
+    wrapping (module restarted, or cleared by someone else) is an InstrumentError.
     """
 
     DEFAULT_MAP = "adam6051"
@@ -40,6 +43,9 @@ class Adam6051Counter(ModbusTcpDriver, PulseCounter):
             raise ConfigError(f"roles.{self.role}.settings.register_map: map {self.map.name!r} has no 'counters'")
         self.block = block
         self.channels = settings.channels if settings.channels is not None else block.channels
+        if self.channels > block.channels:
+            raise ConfigError(f"roles.{self.role}.settings.channels: {self.channels} is more than the "
+                              f"{block.channels} channels of the {self.map.name} module")
         mapping = settings.channel_of_position
         positions = settings.positions or sorted(mapping) or range(1, self.channels + 1)
         self.channel_of_position = {p: mapping.get(p, p - 1) for p in positions}
@@ -53,10 +59,10 @@ class Adam6051Counter(ModbusTcpDriver, PulseCounter):
                                   f"{used[channel]} and {position}")
             used[channel] = position
         first, last = min(used), max(used)
-        if last - first + 1 > block.max_channels:
-            raise ConfigError(f"roles.{self.role}.settings: channels {first}..{last} span more than one read "
-                              f"request covers ({block.max_channels} channels)")
         stride = block.stride
+        if (last - first + 1) * stride > self.map.max_read_registers:
+            raise ConfigError(f"roles.{self.role}.settings: channels {first}..{last} span more than one read "
+                              f"request covers ({self.map.max_read_registers // stride} channels)")
         self._read_address = block.base + first * stride
         self._read_count = (last - first + 1) * stride
         # (position, index of the low word, index of the high word) in the response
@@ -95,28 +101,30 @@ class Adam6051Counter(ModbusTcpDriver, PulseCounter):
             counts[position] = raw + wraps.get(position, 0)
         return counts
 
+    def open(self) -> None:
+        super().open()
+        self.start_counting()
+
+    def start_counting(self) -> None:
+        """Write 1 to the start/stop coil of every mapped channel that is stopped (one read, then one write each)."""
+        coils = self.block.control_coils
+        channels = sorted(self.channel_of_position.values())
+        first = coils.address(channels[0], coils.start_stop)
+        states = self.read_coils(first, coils.address(channels[-1], coils.start_stop) - first + 1)
+        for channel in channels:
+            address = coils.address(channel, coils.start_stop)
+            if not states[address - first]:
+                self.write_coil(address, True)
+
     def reset(self, positions: list[int] | None = None) -> None:
-        """Clear the counters of these positions (default: all), in one request."""
+        """Clear the counters of these positions (default: all): 1 to each channel's clear-counter coil."""
         positions = self.positions if positions is None else list(positions)
         unknown = [p for p in positions if p not in self.channel_of_position]
         if unknown:
             raise ConfigError(f"{self.role}: no channel for position(s) {unknown} (positions: {self.positions})")
-        if not positions:
-            return
-        channels = sorted({self.channel_of_position[p] for p in positions})
-        base, device_id = self.block.reset_coils.base, self.device_id
-        if len(channels) == 1:
-            address = base + channels[0]
-            sent = f"write_coil {address} 1 device_id={device_id}"
-            response, t_sent = self.request(sent, lambda c: c.write_coil(address, True, device_id=device_id))
-            received = f"{response.address} {int(response.bits[0]) if response.bits else '?'}"
-        else:
-            address = base + channels[0]
-            bits = [channel in channels for channel in range(channels[0], channels[-1] + 1)]
-            sent = f"write_coils {address} {''.join('1' if b else '0' for b in bits)} device_id={device_id}"
-            response, t_sent = self.request(sent, lambda c: c.write_coils(address, bits, device_id=device_id))
-            received = f"{response.address} count={response.count}"
-        self.transcript.record(self.role, sent, received, t_mono=t_sent)
+        coils = self.block.control_coils
+        for channel in sorted({self.channel_of_position[p] for p in positions}):
+            self.write_coil(coils.address(channel, coils.clear_counter), True)
         for position in positions:
             self._last_raw.pop(position, None)
             self._wraps.pop(position, None)

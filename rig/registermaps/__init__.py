@@ -1,7 +1,9 @@
 """Modbus register maps: YAML data read by the drivers and the twin alike, validated on load.
 
-A map names each quantity with its table, address, type, unit and word order, says where the instrument's
-identity lives, and (for counter modules) describes the block of channel counters and their reset coils.
+A map names each quantity with its table, address, type, unit, word order and access, says where the instrument's
+identity lives, which register span the device answers block reads over, and (for counter modules) describes the
+block of channel counters, the input coils and each channel's control coils. Each packaged map is held to its
+device's manual by tests/conformance (clients the rig did not write).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Quantity(Strict):
     unit: str = ""
     description: str = ""
     value: int | float | str | None = None  # fixed content (e.g. a model code); the twin serves it
+    access: Literal["r", "rw"] = "r"  # 'rw': the device keeps what is written (function codes 6 and 16)
 
     @model_validator(mode="after")
     def _consistent(self) -> Quantity:
@@ -118,37 +121,51 @@ class IdentitySpec(Strict):
     firmware: IdentityField = IdentityField(text="-")
 
 
-class ResetCoils(Strict):
-    """Coil `base + n` clears channel n when 1 is written to it."""
+class ControlCoils(Strict):
+    """Channel n's control coils are `base + stride * n + offset` (0-based protocol addresses)."""
 
     base: Address
+    stride: Annotated[int, Field(ge=1)] = 4
+    start_stop: int = 0      # 1: the channel counts, 0: it holds its count
+    clear_counter: int = 1   # write 1: the count goes to 0
+    clear_overflow: int = 2  # reads the overflow flag; write 1 clears it
+    latch_status: int = 3    # reads the latch flag; write 1 clears it
+
+    def address(self, channel: int, offset: int) -> int:
+        return self.base + self.stride * channel + offset
 
 
 class CounterBlock(Strict):
-    """Channel n's counter occupies `stride` registers from `base + stride * n`."""
+    """Channel n's counter occupies `stride` registers from `base + stride * n`; `channels` is the module's count."""
 
-    table: Literal["input", "holding"] = "input"
+    table: Literal["input", "holding"] = "holding"
     base: Address
     type: Literal["uint16", "uint32"] = "uint32"
     word_order: WordOrder = "big"
-    channels: Annotated[int, Field(ge=1)]  # default channel count; a role's settings may give `channels`
-    reset_coils: ResetCoils
+    channels: Annotated[int, Field(ge=1)]  # channels the module has; a role's settings may use fewer
+    input_coils: Address | None = None  # coil input_coils + n reads input n's state
+    control_coils: ControlCoils
     description: str = ""
 
     @property
     def stride(self) -> int:
         return WIDTHS[self.type]
 
-    @property
-    def max_channels(self) -> int:
-        """The most channels one read request can cover."""
-        return MAX_READ_REGISTERS // self.stride
+
+class BlockReads(Strict):
+    """A span of one table the device answers block reads over (undocumented registers in it read 0)."""
+
+    table: Literal["input", "holding"]
+    first: Address
+    end: Annotated[int, Field(ge=1, le=0x10000)]  # one past the last register
 
 
 class RegisterMap(Strict):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
     word_order: WordOrder = "big"  # default for every multi-register quantity and the counters
+    max_read_registers: Annotated[int, Field(ge=1, le=MAX_READ_REGISTERS)] = MAX_READ_REGISTERS  # per request
+    block_reads: list[BlockReads] = []
     identity: IdentitySpec
     registers: dict[str, Quantity] = {}
     counters: CounterBlock | None = None
@@ -173,6 +190,23 @@ class RegisterMap(Strict):
         except KeyError:
             raise ConfigError(f"register map {self.name!r} has no quantity {name!r} "
                               f"(quantities: {', '.join(self.registers)})") from None
+
+    def identity_texts(self, values: dict[str, int | float | str]) -> dict[str, str]:
+        """manufacturer, model, serial and firmware as texts, given the values of the identity's quantities.
+
+        Raises ValueError naming the quantity when a value does not fit its format."""
+        texts = {}
+        for part in ("manufacturer", "model", "serial", "firmware"):
+            field = getattr(self.identity, part)
+            if field.text is not None:
+                texts[part] = field.text
+                continue
+            try:
+                texts[part] = field.format.format(values[field.quantity])
+            except (ValueError, TypeError, IndexError) as exc:
+                raise ValueError(f"{field.quantity} = {values[field.quantity]!r} does not fit the identity format "
+                                 f"{field.format!r} of map {self.name!r}: {exc}") from None
+        return texts
 
 
 def _semantic_errors(register_map: RegisterMap) -> list[tuple[tuple, str]]:

@@ -1,21 +1,59 @@
-"""Simulated ADAM-6051-like counter module: channel n counts the test-output pulses of one position's meter."""
+"""Simulated ADAM-6051 counter module: channel n counts the test-output pulses of one position's meter."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pymodbus.constants import ExcCodes
-from pymodbus.simulator import DataType, SimData
 
 from rig.errors import ConfigError
 from rig.sim.modbus import ModbusSim
 from rig.sim.model import PhysicalModel, SimMeter
 
 
-class PulseCounterSim(ModbusSim):
-    """Counters read live at the instant of each request, modulo 2**bits; a reset coil clears one channel.
+@dataclass
+class Channel:
+    """One counter input: its count is `pulses - zero` while counting, `held` while stopped."""
 
-    Settings: `channels` (default from the map), `channel_of_position` {position: channel} (default: position
+    meter: SimMeter | None
+    position: int | None
+    zero: int = 0
+    held: int = 0
+    counting: bool = True
+    overflows_seen: int = 0  # wraps acknowledged by 'clear overflow'
+
+    def pulses(self) -> int:
+        return self.meter.pulses() if self.meter is not None else 0
+
+    def total(self) -> int:
+        """Pulses counted since the last clear (not yet wrapped)."""
+        return self.pulses() - self.zero if self.counting else self.held
+
+    def start(self, counting: bool) -> None:
+        if counting and not self.counting:
+            self.zero = self.pulses() - self.held
+        elif not counting and self.counting:
+            self.held = self.pulses() - self.zero
+        self.counting = counting
+
+    def clear(self) -> None:
+        self.zero, self.held, self.overflows_seen = self.pulses(), 0, 0
+
+    def preset(self, count: int) -> None:
+        self.zero, self.held = self.pulses() - count, count
+
+
+class PulseCounterSim(ModbusSim):
+    """The map's counter block read live at the instant of each request, each channel modulo 2**32.
+
+    Coils as the ADAM-6051 manual lays them out: input states (read only), and per channel start/stop (1 counts,
+    0 holds the count), clear counter (write 1), clear overflow (reads the overflow flag; write 1 clears it) and
+    latch status (reads 0: the inputs count, they do not latch; write 1 clears). Coils between the documented ones
+    read 0 and refuse writes.
+
+    Settings: `channels` (default: the module's), `channel_of_position` {position: channel} (default: position
     p on channel p - 1, as far as there are channels), `preset_counts` {channel: count} (the counts at start),
-    `firmware`, plus those of ModbusSim. Channels without a position read 0.
+    plus those of ModbusSim. Channels without a position count nothing.
     """
 
     DEFAULT_MAP = "adam6051"
@@ -25,81 +63,121 @@ class PulseCounterSim(ModbusSim):
         block = self.map.counters
         if block is None:
             raise ConfigError(f"{role}: register map {self.map.name!r} has no 'counters' block")
-        self.block = block
-        self.channels = int(settings.get("channels", block.channels))
+        self.block, self.coils = block, block.control_coils
         self.modulus = 1 << (16 * block.stride)
-        if self.channels < 1 or block.base + self.channels * block.stride > 0x10000:
-            raise ConfigError(f"{role}: channels {self.channels} does not fit the register map {self.map.name!r}")
+        wired = int(settings.get("channels", block.channels))
+        if not 1 <= wired <= block.channels:
+            raise ConfigError(f"{role}: channels {wired} is outside 1..{block.channels}, the channels of the "
+                              f"{self.map.name} module")
+        self.channels = self._wire(settings.get("channel_of_position"), wired)
+        for channel in self.channels:
+            channel.clear()
+        for number, count in settings.get("preset_counts", {}).items():
+            number = int(number)
+            if not 0 <= number < wired:
+                raise ConfigError(f"{role}: preset_counts names channel {number}, outside 0..{wired - 1}")
+            self.channels[number].preset(int(count))
+
+    def _wire(self, mapping: dict | None, wired: int) -> list[Channel]:
+        """The module's channels, each with the meter whose test output it counts (channel_of_position)."""
+        model, role = self.model, self.role
         positions = [meter.position for meter in model.meters]
-        mapping = settings.get("channel_of_position")
         if mapping is None:
-            mapping = {position: position - 1 for position in positions if position - 1 < self.channels}
-        self.meter_of_channel: dict[int, SimMeter] = {}
-        self.position_of_channel: dict[int, int] = {}
+            mapping = {position: position - 1 for position in positions if position - 1 < wired}
+        channels = [Channel(None, None) for _ in range(self.block.channels)]
         for position, channel in ((int(p), int(c)) for p, c in mapping.items()):
             if position not in positions:
                 raise ConfigError(f"{role}: channel_of_position names position {position}, which the bench has not")
-            if not 0 <= channel < self.channels:
-                raise ConfigError(f"{role}: channel {channel} of position {position} is outside 0..{self.channels - 1}")
-            if channel in self.meter_of_channel:
-                raise ConfigError(f"{role}: channel {channel} is given to positions {self.position_of_channel[channel]}"
-                                  f" and {position}")
-            self.meter_of_channel[channel] = model.meter(position)
-            self.position_of_channel[channel] = position
-        self.offsets = [self._pulses(channel) for channel in range(self.channels)]
-        for channel, count in settings.get("preset_counts", {}).items():
-            channel = int(channel)
-            if not 0 <= channel < self.channels:
-                raise ConfigError(f"{role}: preset_counts names channel {channel}, outside 0..{self.channels - 1}")
-            self.offsets[channel] = self._pulses(channel) - int(count)
-        if "firmware" in settings and "firmware_version" in self.map.registers:
-            self.fixed["firmware_version"] = str(settings["firmware"])
-
-    def _pulses(self, channel: int) -> int:
-        meter = self.meter_of_channel.get(channel)
-        return meter.pulses() if meter is not None else 0
+            if not 0 <= channel < wired:
+                raise ConfigError(f"{role}: channel {channel} of position {position} is outside 0..{wired - 1}")
+            if channels[channel].position is not None:
+                raise ConfigError(f"{role}: channel {channel} is given to positions {channels[channel].position} "
+                                  f"and {position}")
+            channels[channel] = Channel(model.meter(position), position)
+        return channels
 
     def count(self, channel: int) -> int:
-        """The channel's count now (advance the model first)."""
-        return (self._pulses(channel) - self.offsets[channel]) % self.modulus
+        """The channel's register value now (advance the model first)."""
+        return self.channels[channel].total() % self.modulus
 
-    def register_spans(self) -> dict[str, tuple[int, int]]:
-        spans = super().register_spans()
-        first, end = self.block.base, self.block.base + self.channels * self.block.stride
-        if self.block.table in spans:
-            other_first, other_end = spans[self.block.table]
-            first, end = min(first, other_first), max(end, other_end)
-        spans[self.block.table] = (first, end)
-        return spans
+    def overflowed(self, channel: int) -> bool:
+        state = self.channels[channel]
+        return state.total() // self.modulus > state.overflows_seen
 
-    def coil_blocks(self) -> list[SimData]:
-        return [SimData(self.block.reset_coils.base, values=[False] * self.channels, datatype=DataType.BITS)]
+    # -- registers --------------------------------------------------------------------------------------
 
-    def refresh(self, table: str, start_address: int, address: int, count: int, registers: list[int]) -> None:
-        super().refresh(table, start_address, address, count, registers)
+    def counter_span(self) -> tuple[int, int]:
         block = self.block
-        if table != block.table:
-            return
-        stride = block.stride
-        first = max(0, (address - block.base) // stride)
-        last = min(self.channels, (address + count - block.base + stride - 1) // stride)
-        little = block.word_order == "little"
-        for channel in range(first, last):
-            value = self.count(channel)
-            offset = block.base + channel * stride - start_address
-            if stride == 1:
-                registers[offset] = value & 0xFFFF
-            elif little:
-                registers[offset], registers[offset + 1] = value & 0xFFFF, value >> 16
-            else:
-                registers[offset], registers[offset + 1] = value >> 16, value & 0xFFFF
+        return block.base, block.base + block.channels * block.stride
 
-    def on_coils(self, address: int, values: list[bool]) -> ExcCodes | None:
+    def served_address(self, table: str, address: int) -> bool:
+        first, end = self.counter_span()
+        return (table == self.block.table and first <= address < end) or super().served_address(table, address)
+
+    def read_registers(self, table: str, address: int, count: int) -> list[int] | ExcCodes:
+        registers = super().read_registers(table, address, count)
+        if isinstance(registers, ExcCodes) or table != self.block.table:
+            return registers
+        first, end = self.counter_span()
+        for channel in range(self.block.channels):
+            words = self._counter_words(self.count(channel))
+            for index, word in enumerate(words):
+                register = first + channel * self.block.stride + index
+                if address <= register < address + count and register < end:
+                    registers[register - address] = word
+        return registers
+
+    def _counter_words(self, value: int) -> list[int]:
+        if self.block.stride == 1:
+            return [value & 0xFFFF]
+        low, high = value & 0xFFFF, value >> 16
+        return [low, high] if self.block.word_order == "little" else [high, low]
+
+    # -- coils ------------------------------------------------------------------------------------------
+
+    def coil_of(self, address: int) -> tuple[int, int] | None:
+        """(channel, offset) of a control coil, or None."""
+        coils = self.coils
+        channel, offset = divmod(address - coils.base, coils.stride)
+        return (channel, offset) if address >= coils.base and channel < self.block.channels else None
+
+    def coil_end(self) -> int:
+        return self.coils.address(self.block.channels, 0)
+
+    def read_bits(self, table: str, address: int, count: int) -> list[bool] | ExcCodes:
+        if table != "coil" or address + count > self.coil_end():
+            return ExcCodes.ILLEGAL_ADDRESS
         self.model.now()
-        for index, bit in enumerate(values):
-            channel = address + index - self.block.reset_coils.base
-            if bit and 0 <= channel < self.channels:
-                self.offsets[channel] = self._pulses(channel)
-                self.model.truth.event("counter.reset", channel=channel,
-                                       position=self.position_of_channel.get(channel), by=self.role)
+        return [self.coil_value(a) for a in range(address, address + count)]
+
+    def coil_value(self, address: int) -> bool:
+        located = self.coil_of(address)
+        if located is None:
+            return False  # input states: the twin's test outputs are idle between pulses
+        channel, offset = located
+        if offset == self.coils.start_stop:
+            return self.channels[channel].counting
+        if offset == self.coils.clear_overflow:
+            return self.overflowed(channel)
+        return False
+
+    def write_coils(self, address: int, values: list[bool]) -> ExcCodes | None:
+        located = [self.coil_of(a) for a in range(address, address + len(values))]
+        if any(place is None for place in located) or address + len(values) > self.coil_end():
+            return ExcCodes.ILLEGAL_ADDRESS
+        self.model.now()
+        for (channel, offset), value in zip(located, values, strict=True):
+            self.on_coil(channel, offset, value)
         return None
+
+    def on_coil(self, channel: int, offset: int, value: bool) -> None:
+        state = self.channels[channel]
+        if offset == self.coils.start_stop:
+            state.start(value)
+            self.model.truth.event("counter.start" if value else "counter.stop", channel=channel,
+                                   position=state.position, by=self.role)
+        elif offset == self.coils.clear_counter and value:
+            state.clear()
+            self.model.truth.event("counter.reset", channel=channel, position=state.position, by=self.role)
+        elif offset == self.coils.clear_overflow and value:
+            state.overflows_seen = state.total() // self.modulus

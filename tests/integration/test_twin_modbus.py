@@ -34,7 +34,7 @@ def f32(value: float) -> float:
 def bench_data(data, counter_settings=None, twin_counter=None, twin_meter1=None):
     data["twin"]["autostart"] = False
     data["roles"]["counter"] = {"driver": "adam6051", "resource": "tcp://127.0.0.1:0",
-                                "settings": {"channels": 24, **(counter_settings or {})}}
+                                "settings": {"channels": 14, **(counter_settings or {})}}
     data["twin"]["instruments"]["counter"] = {"log_requests": True, **(twin_counter or {})}
     data["twin"]["instruments"]["meter@1"] = {"log_requests": True, **(twin_meter1 or {})}
     for meter in data["positions"]:
@@ -114,7 +114,7 @@ def raw_counter_registers(resource, address, count):
     client = ModbusTcpClient(host, port=int(port), timeout=2, retries=0)
     try:
         assert client.connect()
-        return client.read_input_registers(address, count=count, device_id=1).registers
+        return client.read_holding_registers(address, count=count, device_id=1).registers
     finally:
         client.close()
 
@@ -126,16 +126,18 @@ def test_identities_are_read_from_the_identity_registers(twin):
     identities = twin.bench.identities
     counter = identities["counter"]
     assert (counter.manufacturer, counter.model, counter.serial, counter.firmware) == \
-           ("Advantech", "ADAM-6051", "-", "B106")
+           ("Advantech", "ADAM-6051", "-", "A1000000")
     assert identities["meter@1"] == Identity("Eastron", "SDM630", "10000001", "-", raw="serial_number=10000001")
     assert identities["meter@2"].serial == "12345678"
-    assert twin.exchanges("counter")[0] == ("read_holding_registers 210 count=3 device_id=1", "[24657, 16945, 12342]")
+    assert twin.exchanges("counter")[:2] == [("read_coils 32 count=53 device_id=1", "1000" * 13 + "1"),
+                                             ("read_holding_registers 210 count=4 device_id=1",
+                                              "[24657, 0, 41216, 0]")]
     assert twin.exchanges("meter@2")[0] == ("read_holding_registers 64512 count=2 device_id=7", "[188, 24910]")
 
 
 def test_counts_follow_the_model_at_the_instant_of_the_read(twin):
     counter = twin.bench["counter"]
-    assert counter.read_counts() == {position: 0 for position in range(1, 25)}
+    assert counter.read_counts() == {position: 0 for position in range(1, 15)}
     twin.energize()
     time.sleep(0.3)  # the current settles (tau 0.05 s)
     before, t0 = twin.pulses(), time.monotonic()
@@ -144,13 +146,13 @@ def test_counts_follow_the_model_at_the_instant_of_the_read(twin):
     time.sleep(1.0)
     second = counter.read_counts()
     t1 = time.monotonic()
-    assert sorted(first) == list(range(1, 25))
+    assert sorted(first) == list(range(1, 15))
     for position in (1, 2, 3):
         assert before[position] <= first[position] <= after[position]
         rate = (second[position] - first[position]) / (t1 - t0)
         assert rate == pytest.approx(PULSES_PER_S_AT_2400_W, abs=3)
-    assert all(second[position] == 0 for position in range(4, 25))  # channels without a meter
-    assert twin.exchanges("counter")[-1][0] == "read_input_registers 0 count=48 device_id=1"
+    assert all(second[position] == 0 for position in range(4, 15))  # channels without a meter
+    assert twin.exchanges("counter")[-1][0] == "read_holding_registers 0 count=28 device_id=1"
 
 
 def test_reset_clears_one_channel_only(twin):
@@ -164,7 +166,7 @@ def test_reset_clears_one_channel_only(twin):
     assert after[1] >= before[1] >= 30 and after[3] >= before[3] >= 30
     resets = [e for e in read_truth(twin.truth_path) if e["event"] == "counter.reset"]
     assert [(e["channel"], e["position"]) for e in resets] == [(1, 2)]
-    assert twin.exchanges("counter")[-2] == ("write_coil 33 1 device_id=1", "33 1")
+    assert twin.exchanges("counter")[-2] == ("write_coil 37 1 device_id=1", "37 1")  # 00038: clear channel 1
 
 
 def test_exact_requests_reach_the_twin(twin):
@@ -175,18 +177,20 @@ def test_exact_requests_reach_the_twin(twin):
     meter.read_instantaneous()
     meter.read_energy_import_kwh()
     sent = [s for s, _ in twin.exchanges("counter")]
-    assert sent == ["read_holding_registers 210 count=3 device_id=1",
-                    "read_input_registers 0 count=48 device_id=1",
-                    "write_coils 32 101 device_id=1",
-                    "write_coils 32 111111111111111111111111 device_id=1"]
-    assert twin.requests("counter") == [(3, 210, 3, None, 1), (4, 0, 48, None, 1),
-                                        (15, 32, 3, [1, 0, 1], 1), (15, 32, 24, [1] * 24, 1)]
+    clears = [f"write_coil {33 + 4 * channel} 1 device_id=1" for channel in range(14)]
+    assert sent == ["read_coils 32 count=53 device_id=1",
+                    "read_holding_registers 210 count=4 device_id=1",
+                    "read_holding_registers 0 count=28 device_id=1",
+                    clears[0], clears[2], *clears]
+    assert twin.requests("counter") == [(1, 32, 53, None, 1), (3, 210, 4, None, 1), (3, 0, 28, None, 1),
+                                        (5, 33, 1, [1], 1), (5, 41, 1, [1], 1)] + \
+                                       [(5, 33 + 4 * channel, 1, [1], 1) for channel in range(14)]
     assert [s for s, _ in twin.exchanges("meter@1")] == ["read_holding_registers 64512 count=2 device_id=1",
                                                          "read_input_registers 0 count=32 device_id=1",
                                                          "read_input_registers 72 count=2 device_id=1"]
     assert twin.requests("meter@1") == [(3, 0xFC00, 2, None, 1), (4, 0, 32, None, 1), (4, 0x48, 2, None, 1)]
     resets = [(e["channel"], e["position"]) for e in read_truth(twin.truth_path) if e["event"] == "counter.reset"]
-    assert resets == [(0, 1), (2, 3)] + [(channel, channel + 1 if channel < 3 else None) for channel in range(24)]
+    assert resets == [(0, 1), (2, 3)] + [(channel, channel + 1 if channel < 3 else None) for channel in range(14)]
 
 
 def test_counts_are_extended_across_the_32_bit_wrap(start_twin):
@@ -213,7 +217,7 @@ def test_a_count_going_back_without_wrapping_is_an_instrument_error(twin):
     host, port = twin.resources["counter"].removeprefix("tcp://").split(":")
     other = ModbusTcpClient(host, port=int(port), timeout=2, retries=0)
     assert other.connect()
-    other.write_coil(32, True, device_id=1)  # cleared behind the driver's back
+    other.write_coil(33, True, device_id=1)  # 00034: channel 0 cleared behind the driver's back
     other.close()
     with pytest.raises(InstrumentError, match=r"counter \(tcp://127\.0\.0\.1:\d+, device 1\): count of position 1 "
                                               r"\(channel 0\) went back from \d+ to \d+"):
@@ -230,17 +234,18 @@ def test_channel_mapping_reads_only_the_mapped_span(start_twin):
     before = twin.pulses()
     counts = counter.read_counts()
     assert sorted(counts) == [1, 2, 3] and all(counts[p] >= before[p] >= 10 for p in (1, 2, 3))
-    assert twin.exchanges("counter")[-1][0] == "read_input_registers 20 count=6 device_id=1"
+    assert twin.exchanges("counter")[-1][0] == "read_holding_registers 20 count=6 device_id=1"
     assert raw_counter_registers(twin.resources["counter"], 0, 20) == [0] * 20  # channels 0..9: no meter
 
 
 def test_counter_settings_that_cannot_work_are_refused():
-    with pytest.raises(ConfigError, match=r"roles\.probe\.settings: channel 24 of position 3 is outside 0\.\.23"):
-        make_driver("adam6051", "tcp://127.0.0.1:1", {"channels": 24, "channel_of_position": {3: 24}})
+    with pytest.raises(ConfigError, match=r"roles\.probe\.settings: channel 12 of position 3 is outside 0\.\.11"):
+        make_driver("adam6051", "tcp://127.0.0.1:1", {"channels": 12, "channel_of_position": {3: 12}})
     with pytest.raises(ConfigError, match=r"channel 0 is given to positions 1 and 2"):
         make_driver("adam6051", "tcp://127.0.0.1:1", {"channel_of_position": {1: 0, 2: 0}})
-    with pytest.raises(ConfigError, match=r"channels 0\.\.69 span more than one read request covers \(62 channels\)"):
-        make_driver("adam6051", "tcp://127.0.0.1:1", {"channels": 70})
+    with pytest.raises(ConfigError, match=r"roles\.probe\.settings\.channels: 24 is more than the 14 channels of the "
+                                          r"adam6051 module"):
+        make_driver("adam6051", "tcp://127.0.0.1:1", {"channels": 24})
     with pytest.raises(ConfigError, match=r"roles\.probe\.resource: a Modbus TCP resource is 'tcp://host:port'"):
         make_driver("adam6051", "TCPIP0::127.0.0.1::502::SOCKET")
 
@@ -253,7 +258,7 @@ def test_twin_refuses_simulator_settings_that_cannot_work(tmp_path):
 
     with pytest.raises(ConfigError, match=r"counter: channel_of_position names position 9, which the bench has not"):
         twin_of(twin_counter={"channel_of_position": {9: 0}})
-    with pytest.raises(ConfigError, match=r"counter: preset_counts names channel 30, outside 0\.\.23"):
+    with pytest.raises(ConfigError, match=r"counter: preset_counts names channel 30, outside 0\.\.13"):
         twin_of(twin_counter={"preset_counts": {30: 5}})
     with pytest.raises(ConfigError, match=r"unknown register map 'sdm999'"):
         twin_of(twin_meter1={"register_map": "sdm999"})
@@ -309,9 +314,9 @@ def test_wrong_device_id_is_an_instrument_error_naming_address_and_request(twin)
 
 def test_undefined_address_is_refused_with_exception_2(twin):
     meter = twin.bench["meter@1"]
-    with pytest.raises(InstrumentError, match=r"refused 'read_input_registers 100 count=2 device_id=1': "
+    with pytest.raises(InstrumentError, match=r"refused 'read_input_registers 400 count=2 device_id=1': "
                                               r"Modbus exception 2 \(illegal data address\)"):
-        meter.read_registers("input", 100, 2)
+        meter.read_registers("input", 400, 2)
 
 
 def test_closed_port_is_an_instrument_error_naming_the_address():
@@ -338,7 +343,7 @@ def test_silent_device_is_a_timeout_naming_the_request(start_twin):
 
 
 def test_read_counts_round_trip_on_the_twin_process(tmp_path):
-    """The twin in its own process, as a run uses it: 24 channels read in well under a millisecond or two."""
+    """The twin in its own process, as a run uses it: 14 channels read in well under a millisecond or two."""
     def edit(data):
         bench_data(data)
         data["twin"]["instruments"]["counter"]["log_requests"] = False
@@ -353,9 +358,9 @@ def test_read_counts_round_trip_on_the_twin_process(tmp_path):
             start = time.perf_counter()
             counts = counter.read_counts()
             durations.append(time.perf_counter() - start)
-        assert len(counts) == 24
+        assert len(counts) == 14
         median_us = statistics.median(durations) * 1e6
-        print(f"read_counts, 24 channels: median {median_us:.0f} us over 1000 reads")
+        print(f"read_counts, 14 channels: median {median_us:.0f} us over 1000 reads")
         assert median_us < 2000
     finally:
         counter.close()

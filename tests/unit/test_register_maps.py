@@ -33,7 +33,9 @@ def map_error(tmp_path, text):
 def test_sdm630_map_places_each_quantity_as_the_meter_does():
     sdm = load_register_map("sdm630")
     expected = {"voltage_v": (0x0000, "V"), "current_a": (0x0006, "A"), "power_w": (0x000C, "W"),
-                "power_factor": (0x001E, ""), "frequency_hz": (0x0046, "Hz"), "energy_import_kwh": (0x0048, "kWh")}
+                "power_factor": (0x001E, ""), "frequency_hz": (0x0046, "Hz"), "energy_import_kwh": (0x0048, "kWh"),
+                "voltage_thd_pct": (0x00EA, "%"), "energy_total_kwh": (0x0156, "kWh"),
+                "l3_reactive_energy_total_kvarh": (0x017C, "kVArh")}
     for name, (address, unit) in expected.items():
         quantity = sdm.registers[name]
         assert (quantity.table, quantity.address, quantity.type, quantity.unit, quantity.word_order) == \
@@ -42,18 +44,25 @@ def test_sdm630_map_places_each_quantity_as_the_meter_does():
     serial = sdm.registers["serial_number"]
     assert (serial.table, serial.address, serial.type, serial.count) == ("holding", 0xFC00, "uint32", 2)
     assert sdm.identity.manufacturer.text == "Eastron" and sdm.identity.serial.quantity == "serial_number"
+    assert sdm.max_read_registers == 80
+    assert [(span.table, span.first, span.end) for span in sdm.block_reads] == [("input", 0, 400)]
 
 
-def test_adam6051_map_describes_counters_reset_coils_and_identity():
+def test_adam6051_map_describes_counters_coils_and_identity():
     adam = load_register_map("adam6051")
     counters = adam.counters
     assert (counters.table, counters.base, counters.type, counters.word_order, counters.channels) == \
-           ("input", 0, "uint32", "little", 12)
-    assert counters.stride == 2 and counters.max_channels == 62
-    assert counters.reset_coils.base == 32
-    assert adam.registers["module_name"].value == 0x6051
-    assert adam.registers["firmware_version"].encode("B106") == [0x4231, 0x3036]
-    assert adam.identity.model.format.format(0x6051) == "ADAM-6051"
+           ("holding", 0, "uint32", "little", 14)
+    assert counters.stride == 2 and counters.input_coils == 0
+    coils = counters.control_coils
+    # manual: 00033 + 4n start/stop, 00034 + 4n clear counter, 00035 + 4n clear overflow, 00036 + 4n latch
+    assert [coils.address(0, offset) + 1 for offset in range(4)] == [33, 34, 35, 36]
+    assert coils.address(13, coils.latch_status) + 1 == 88
+    assert [(q.address + 1, q.value) for q in (adam.registers["module_name_1"], adam.registers["module_name_2"])] \
+           == [(211, 0x6051), (212, 0)]
+    assert adam.registers["firmware_version"].encode(0xA1000000) == [0xA100, 0x0000]
+    assert adam.identity_texts({"module_name_1": 0x6051, "firmware_version": 0xA1000000}) == \
+           {"manufacturer": "Advantech", "model": "ADAM-6051", "serial": "-", "firmware": "A1000000"}
 
 
 def test_float32_big_endian_high_word_first():
