@@ -47,7 +47,8 @@ class Chroma63800Load(ScpiDriver, AcLoad):
     GUARDS = (Setting("CURRent[:STATic][:L1]", "current", "A"),  # L2 too: numeric suffixes are not told apart
               Setting("POWer[:STATic][:L1]", "power", "W"),
               Setting("RESistance[:STATic][:L1]", "resistance", "ohm"),
-              Switch("LOAD:SHORt[:STATe]", refused="a shorted input draws a current no level bounds"))
+              Switch("LOAD:SHORt[:STATe]", refused="a shorted input draws a current no level bounds"),
+              Switch("[LOAD:]SCIRcuit", refused="a shorted input draws a current no level bounds"))  # the 63800's
 
     set_input = switch("LOAD", header="LOAD[:STATe]")
     input_enabled = flag("LOAD?")

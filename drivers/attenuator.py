@@ -1,7 +1,9 @@
 """Mini-Circuits RCDAT programmable RF attenuators over HTTP (httpx) or Telnet (a raw TCP line protocol).
 
 Resources: 'http://host[:port]' (GET /SETATT=<dB>, /ATT?, /MN?, /SN?, /FIRMWARE?) or 'telnet://host[:port]'
-(lines ':SETATT=<dB>', ':ATT?', ':MN?', ':SN?', ':FIRMWARE?' ending in CR LF; port 23 by default).
+(lines ':SETATT=<dB>', ':ATT?', ':MN?', ':SN?', ':FIRMWARE?' ending in CR LF; port 23 by default; a reply line
+may end with CR LF, CR NUL, CR or LF; the Telnet commands a unit sends are taken out of its replies and every
+option it offers or asks for is refused: DO x -> WONT x, WILL x -> DONT x).
 SETATT answers 1 (done), 0 (refused: invalid value) or 2 (above the model's range: the unit set its maximum).
 The model name ends in the model's maximum (RCDAT-6000-110: 0-110 dB); steps are 0.25 dB.
 
@@ -35,8 +37,10 @@ STEP_DB = 0.25
 MODEL_MAX = re.compile(r"^RC\w*DAT-\d+-(\d+(?:\.\d+)?)$", re.IGNORECASE)
 SET_REPLIES = {"1": None, "0": "refused the value (invalid attenuation)",
                "2": "answered 2: the value is above its range and it set its maximum instead"}
-# Telnet commands (RFC 854) a server may send before its text: IAC WILL/WONT/DO/DONT <option>, IAC SB ... IAC SE
-TELNET_COMMAND = re.compile(rb"\xff[\xfb-\xfe].|\xff\xfa.*?\xff\xf0|\xff[\xf0-\xfa\xff]", re.DOTALL)
+# Telnet (RFC 854): the commands a unit may send among its text; this client supports no option (RFC 855)
+IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
+REFUSALS = {DO: WONT, WILL: DONT}  # the answer to a unit asking for, or offering, an option
+LINE_END = re.compile(rb"\r|\n")  # CR LF, CR NUL, CR or LF end a reply line
 MAX_LINE_BYTES = 4096  # more without a line end is noise, not a reply
 QUOTED_BYTES = 64  # of a garbled reply, in messages and the transcript
 
@@ -67,6 +71,9 @@ class RcdatAttenuator(Driver, Attenuator):
         self._client: httpx.Client | None = None
         self._socket: socket.socket | None = None
         self._buffer = b""
+        self._telnet_state = "data"  # of the RFC 854 receiver: data, command, option, subnegotiation[-iac]
+        self._telnet_verb = 0
+        self._after_cr = False  # the last reply line ended with CR: an LF or NUL right after it belongs to it
         self._resync = False  # the last exchange went unanswered or garbled: reconnect before the next
         self._exchange_lock = threading.RLock()
 
@@ -92,6 +99,7 @@ class RcdatAttenuator(Driver, Attenuator):
                                         transport=DeadlineTransport())
             return
         self._buffer = b""
+        self._telnet_state, self._after_cr = "data", False
         try:
             self._socket = socket.create_connection((self.host, self.port), timeout=self.config.timeout_s)
         except OSError as exc:
@@ -243,13 +251,11 @@ class RcdatAttenuator(Driver, Attenuator):
         return reply
 
     def _read_line(self, deadline: float) -> bytes | None:
-        """The next non-empty line, stripped, Telnet negotiation removed; None after MAX_LINE_BYTES without one."""
+        """The next non-empty line, stripped, Telnet commands removed; None after MAX_LINE_BYTES without one."""
         while True:
-            self._buffer = TELNET_COMMAND.sub(b"", self._buffer)
-            while b"\n" in self._buffer:
-                line, self._buffer = self._buffer.split(b"\n", 1)
-                if line.strip():
-                    return line.strip()
+            line = self._next_line()
+            if line is not None:
+                return line
             if len(self._buffer) > MAX_LINE_BYTES:
                 return None
             remaining = deadline - time.monotonic()
@@ -259,4 +265,52 @@ class RcdatAttenuator(Driver, Attenuator):
             chunk = self._socket.recv(4096)
             if not chunk:
                 raise ConnectionError(0, "connection closed by the attenuator")
-            self._buffer += chunk
+            self._receive(chunk)
+
+    def _next_line(self) -> bytes | None:
+        """The next non-empty line of the buffer, stripped, or None while no line end has arrived."""
+        while True:
+            if self._after_cr and self._buffer:
+                if self._buffer[:1] in (b"\n", b"\0"):
+                    self._buffer = self._buffer[1:]
+                self._after_cr = False
+            end = LINE_END.search(self._buffer)
+            if end is None:
+                return None
+            line, self._buffer = self._buffer[: end.start()], self._buffer[end.end():]
+            self._after_cr = end.group() == b"\r"
+            if line.strip():
+                return line.strip()
+
+    def _receive(self, chunk: bytes) -> None:
+        """Add chunk's data to the buffer, taking its Telnet commands out and refusing every option asked for."""
+        data, answer = bytearray(), bytearray()
+        for byte in chunk:
+            self._telnet_byte(byte, data, answer)
+        self._buffer += bytes(data)
+        if answer:
+            self._socket.sendall(bytes(answer))
+
+    def _telnet_byte(self, byte: int, data: bytearray, answer: bytearray) -> None:
+        state = self._telnet_state
+        if state == "data":
+            if byte == IAC:
+                self._telnet_state = "command"
+            else:
+                data.append(byte)
+        elif state == "command":
+            if byte == IAC:
+                data.append(byte)  # IAC IAC: the data byte 0xFF
+                self._telnet_state = "data"
+            elif byte in (WILL, WONT, DO, DONT):
+                self._telnet_verb, self._telnet_state = byte, "option"
+            else:
+                self._telnet_state = "subnegotiation" if byte == SB else "data"
+        elif state == "option":
+            if self._telnet_verb in REFUSALS:
+                answer += bytes((IAC, REFUSALS[self._telnet_verb], byte))
+            self._telnet_state = "data"
+        elif state == "subnegotiation":
+            self._telnet_state = "subnegotiation-iac" if byte == IAC else state
+        else:  # IAC inside a subnegotiation: IAC SE ends it
+            self._telnet_state = "data" if byte == SE else "subnegotiation"

@@ -171,6 +171,19 @@ class SwitchedOutput:
     output_enabled = flag("OUTP?")
 
 
+def error_class(code: int) -> str:
+    """What an error-queue code says, by its SCPI-99 range (volume 2, 21.8)."""
+    if -199 <= code <= -100:
+        return "a command error: the instrument could not parse the message"
+    if -299 <= code <= -200:
+        return "an execution error: the instrument parsed the message but could not carry it out"
+    if -399 <= code <= -300:
+        return "a device-specific error"
+    if -499 <= code <= -400:
+        return "a query error"
+    return "an error the instrument defines" if code > 0 else "an error of no SCPI class"
+
+
 class ScpiSettings(DriverSettings):
     """Settings of every SCPI driver."""
 
@@ -375,7 +388,9 @@ class ScpiDriver(Driver):
             raise self.unexpected_reply(command, "a number", reply) from None
 
     def command(self, command: str) -> None:
-        """Send a setting and confirm the instrument accepted it (chained SYST:ERR? in the same message)."""
+        """Send a setting and confirm the instrument accepted it (chained SYST:ERR? in the same message); an error
+        it reports (-108 parameter not allowed, -131 invalid suffix, -222 data out of range, ...) is an
+        InstrumentError naming the role, the address, the command, the error and its class."""
         reply = self.query(f"{command};:SYST:ERR?")
         code, _, message = reply.partition(",")
         try:
@@ -383,11 +398,14 @@ class ScpiDriver(Driver):
         except ValueError:
             raise self.unexpected_reply(command, "an error-queue entry", reply) from None
         if error_code != 0:
-            raise InstrumentError(f"{self.role} ({self.address}): refused {command!r}: {error_code},{message}")
+            raise InstrumentError(f"{self.role} ({self.address}): refused {command!r}: {error_code},{message} "
+                                  f"({error_class(error_code)})")
 
     def identify(self) -> Identity:
+        """*IDN? as 'maker,model,serial,firmware'; commas after the third are the firmware's own, as in the Chroma
+        61500's '...,1.00,1.01,1.02' (display, waveform and remote firmware)."""
         reply = self.query("*IDN?")
-        fields = [part.strip() for part in reply.split(",")]
+        fields = [part.strip() for part in reply.split(",", 3)]
         if len(fields) != 4 or not fields[0] or not fields[1]:
             raise self.unexpected_reply("*IDN?", "'maker,model,serial,firmware'", reply)
         return Identity(*fields, raw=reply)

@@ -23,7 +23,10 @@ CURRENT_RATING_A = 36.0  # a 63803
 POWER_RATING_W = 3600.0
 VOLTAGE_RATING_V = 350.0
 RESISTANCE_RANGE_OHM = (1.0, 10000.0)  # (unverified) overridable with settings resistance_range_ohm: [min, max]
-MODE_NAMES = {"CURR": "CURR", "CURRENT": "CURR", "POW": "POW", "POWER": "POW", "RES": "RES", "RESISTANCE": "RES"}
+MODE_UNITS = {"CURR": "A", "POW": "W", "RES": "OHM"}  # the suffix unit of each mode's level
+# the 63800 manual's [LOAD:]MODE parameters: 0|CURR, 1|POW, 2|VOLT, 3|RES, 4|RLC, ...; the twin simulates three
+MODE_NAMES = {"CURR": "CURR", "CURRENT": "CURR", "POW": "POW", "POWER": "POW", "RES": "RES", "RESISTANCE": "RES",
+              "0": "CURR", "1": "POW", "3": "RES"}
 
 
 class ChromaLoadSim(ScpiInstrumentSim):
@@ -75,7 +78,7 @@ class ChromaLoadSim(ScpiInstrumentSim):
         self.model.set_load(self.position, by=self.role, mode=mode, setpoint=self.levels[mode])
 
     def _set_level(self, mode: str, args: list[str]) -> None:
-        self.levels[mode] = parse_number(args, *self.ranges[mode])
+        self.levels[mode] = parse_number(args, *self.ranges[mode], unit=MODE_UNITS[mode])
         if self.meter.load.mode == mode:
             self.model.set_load(self.position, by=self.role, setpoint=self.levels[mode])
 

@@ -1,10 +1,12 @@
 """Simulated Mini-Circuits RCDAT attenuator in front of one position's modem, on HTTP (aiohttp) or Telnet.
 
-Answers GET /<command> (HTTP) or lines ':<command>' (Telnet, CR LF): MN? -> 'MN=<model>', SN? -> 'SN=<serial>',
-FIRMWARE? -> 'FIRMWARE=<firmware>', ATT? -> the attenuation ('30.25'), SETATT=<dB> -> 1 (set), 0 (refused: not a
-number, below 0 or off the 0.25 dB step) or 2 (above the model's range: the maximum is set, as the real unit
-does); anything else -> '-99 Unrecognized Command'. Every attenuation it sets goes to the position's radio link
-(`model.radio(position).set_attenuation`), which writes the truth event 'link.attenuation'.
+Answers GET /<command> (HTTP) or lines ':<command>' (Telnet: a line ends with CR LF, CR NUL, CR or LF, the answer
+with CR LF, and every Telnet option a client offers or asks for is refused, see rig.sim.lines):
+MN? -> 'MN=<model>', SN? -> 'SN=<serial>', FIRMWARE? -> 'FIRMWARE=<firmware>', ATT? -> the attenuation ('30.25'),
+SETATT=<dB> -> 1 (set), 0 (refused: not a number, below 0 or off the 0.25 dB step) or 2 (above the model's range:
+the maximum is set, as the real unit does); anything else -> '-99 Unrecognized Command'. Every attenuation it sets
+goes to the position's radio link (`model.radio(position).set_attenuation`), which writes the truth event
+'link.attenuation'.
 
 Settings: `model` (default 'RCDAT-6000-110'; the range is the name's last number), `serial`, `firmware`,
 `latency_s` (added before every answer). The transport follows the role's resource: 'http://' or 'telnet://'.
@@ -111,4 +113,5 @@ class RcdatSim:
         return web.Response(text=self.handle(request.raw_path))
 
     async def _serve_telnet(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_lines(reader, writer, self.handle, self.latency_s, self._connections, end=b"\r\n")
+        await serve_lines(reader, writer, self.handle, self.latency_s, self._connections, end=b"\r\n",
+                          telnet=True)

@@ -49,13 +49,13 @@ class ChromaSourceSim(ScpiInstrumentSim):
         self.model.set_source_frequency(50.0, by=f"{self.role} *RST")
 
     def _set_voltage(self, args: list[str]) -> None:
-        self.model.set_source_voltage(parse_number(args, *VOLTAGE_RANGE_V), by=self.role)
+        self.model.set_source_voltage(parse_number(args, *VOLTAGE_RANGE_V, unit="V"), by=self.role)
 
     def _set_frequency(self, args: list[str]) -> None:
-        self.model.set_source_frequency(parse_number(args, *FREQUENCY_RANGE_HZ), by=self.role)
+        self.model.set_source_frequency(parse_number(args, *FREQUENCY_RANGE_HZ, unit="HZ"), by=self.role)
 
     def _set_current_limit(self, args: list[str]) -> None:
-        self.model.source.current_limit_a = parse_number(args, *CURRENT_LIMIT_RANGE_A)
+        self.model.source.current_limit_a = parse_number(args, *CURRENT_LIMIT_RANGE_A, unit="A")
 
     def _voltage(self) -> float:
         true_v = self.model.supply_voltage_v()

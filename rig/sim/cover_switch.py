@@ -1,8 +1,9 @@
 """Simulated cover switch of one meter position: opens and closes the meter's terminal cover in the model, as a
 bench's cover actuator (or an operator told to) would. Opening it is a tamper the twin meter logs.
 
-Protocol: ASCII lines over TCP (resource tcp://127.0.0.1:<port>), each ended by LF (a CR before it is ignored),
-commands case-insensitive; exactly one reply line per command, ended by LF:
+Protocol: ASCII lines over TCP (resource tcp://127.0.0.1:<port>), each ended by LF (a CR before it is ignored; what
+a disconnecting client left without an LF is not a command), commands case-insensitive; exactly one reply line per
+command, ended by LF:
 
     OPEN     -> OK                 open the cover (already open: nothing changes)
     CLOSE    -> OK                 close the cover (already closed: nothing changes)

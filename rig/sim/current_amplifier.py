@@ -37,10 +37,10 @@ class CurrentAmplifierSim(ScpiInstrumentSim):
         self.model.set_current(0.0, 0.0, by=f"{self.role} *RST")
 
     def _set_current(self, args: list[str]) -> None:
-        self.model.set_current(parse_number(args, *CURRENT_RANGE_A), None, by=self.role)
+        self.model.set_current(parse_number(args, *CURRENT_RANGE_A, unit="A"), None, by=self.role)
 
     def _set_phase(self, args: list[str]) -> None:
-        phase = parse_number(args, *PHASE_RANGE_DEG)
+        phase = parse_number(args, *PHASE_RANGE_DEG, unit="DEG")
         self.model.set_current(self.model.current.current_setpoint_a, phase, by=self.role)
 
     def _current(self) -> float:

@@ -15,6 +15,7 @@ from rig.errors import ConfigError
 from rig.resources import Accepts
 from rig.sim.defects import Defects, load_defects
 from rig.sim.model import PhysicalModel
+from rig.sim.scpi import MAX_MESSAGE_BYTES, serve_scpi
 from rig.sim.truth import TruthLog
 
 SIMULATOR_GROUP = "rig.simulators"
@@ -132,14 +133,16 @@ class Twin:
                 instrument.hdlc = True  # the meter's optical port: HDLC on a pty, advertised instead of the path
                 await instrument.start("127.0.0.1", 0)
                 self.resources[role] = instrument.pty_path
+                if not self.ephemeral_ports:
+                    self._link_pty(role, instrument.pty_path)
                 continue
             if hasattr(instrument, "transports"):
                 instrument.transport = resource_transport(self.roles[role].resource, role, instrument.transports)
             _host, port = parse_resource(self.roles[role].resource, role)
             port = 0 if self.ephemeral_ports else port
             if instrument.transport == "scpi":
-                server = await asyncio.start_server(
-                    lambda r, w, inst=instrument: self._serve_scpi(inst, r, w), host="127.0.0.1", port=port)
+                server = await asyncio.start_server(lambda r, w, inst=instrument: serve_scpi(inst, r, w),
+                                                    host="127.0.0.1", port=port, limit=MAX_MESSAGE_BYTES)
                 self._servers.append(server)
                 port = server.sockets[0].getsockname()[1]
             else:
@@ -153,8 +156,14 @@ class Twin:
 
     def _link_pty(self, role: str, pty_path: str) -> None:
         """Serving on the bench's own addresses: the device path the bench names becomes a symlink to the pty
-        (as socat's `link=`), so a rig started separately finds the instrument there."""
-        link = Path(self.roles[role].resource)
+        (as socat's `link=`), so a rig started separately finds the instrument there. A resource that names no
+        absolute path (COM3) gets no link."""
+        resource = self.roles[role].resource
+        if resource.upper().startswith("ASRL") and resource.upper().endswith("::INSTR"):
+            resource = resource[len("ASRL"):-len("::INSTR")]
+        if not resource.startswith("/"):
+            return
+        link = Path(resource)
         if link.is_symlink():
             link.unlink()
         elif link.exists():
@@ -164,24 +173,6 @@ class Twin:
         except OSError as exc:
             raise ConfigError(f"{role}: cannot link {link} to the twin's pty {pty_path}: {exc.strerror}") from None
         self._links.append(link)
-
-    async def _serve_scpi(self, instrument, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                latency_s = instrument.latency_s
-                if latency_s:
-                    await asyncio.sleep(latency_s)
-                reply = instrument.handle(line.decode("ascii", errors="replace").strip())
-                if reply is not None:
-                    writer.write(reply.encode("ascii") + b"\n")
-                    await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
 
     async def stop(self) -> None:
         for server in self._servers:

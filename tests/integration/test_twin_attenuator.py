@@ -5,6 +5,7 @@ import pytest
 from twin_thread import OpenBenchOnTwin
 
 from rig.errors import SetpointRefused
+from rig.sim.lines import TelnetLines
 from rig.sim.truth import read_truth
 
 ROLES = {"attenuator@1": 1, "attenuator@2": 2}
@@ -107,3 +108,19 @@ def test_closing_the_bench_returns_every_attenuator_to_its_safe_value(twin):
     assert {a["role"]: a["done"] for a in actions if a["role"] in ROLES} == {
         role: ["attenuation 10 dB (confirmed by ATT?)"] for role in ROLES}
     assert twin.link(1)[0] == 10.0 and twin.link(2)[0] == 10.0
+
+
+@pytest.mark.parametrize(("stream", "lines", "answer"), [
+    (b":ATT?\r\n:SN?\r\0:MN?\r:FIRMWARE?\n", [b":ATT?", b":SN?", b":MN?", b":FIRMWARE?"], b""),
+    (b"\xff\xfd\x03\xff\xfb\x18\xff\xfe\x01\xff\xfc\x05:ATT?\r\n", [b":ATT?"], b"\xff\xfc\x03\xff\xfe\x18"),
+    (b"\xff\xfa\x1f\x00\x50\xff\xff\x00\x18\xff\xf0:A\xff\xf1TT?\r\n", [b":ATT?"], b""),
+    (b"a\xff\xffb\r\n", [b"a\xffb"], b""),
+    (b":SETATT=23", [], b""),
+], ids=["line-ends", "options-refused", "subnegotiation-and-nop", "iac-iac", "fragment"])
+def test_the_telnet_decoder_byte_by_byte_and_whole(stream, lines, answer):
+    whole = TelnetLines().feed(stream)
+    decoder, by_byte = TelnetLines(), ([], b"")
+    for byte in stream:
+        got, refused = decoder.feed(bytes([byte]))
+        by_byte = (by_byte[0] + got, by_byte[1] + refused)
+    assert whole == by_byte == (lines, answer)

@@ -1,6 +1,7 @@
 """Cover drivers: the cover switch against the twin's, judged by the twin's truth; the operator prompt on a pty."""
 
 import os
+import socket
 import threading
 import time
 import tty
@@ -34,6 +35,16 @@ def test_the_cover_switch_opens_and_closes_the_meter_cover_and_its_safe_state_cl
     with pytest.raises(InstrumentError, match=r"cover@2 \(tcp://127\.0\.0\.1:\d+\): sent 'JAM', expected OK, "
                                               r"got \"ERR unknown command 'JAM'\""):
         cover._switch("JAM")
+
+
+def test_a_command_fragment_left_by_a_closing_client_is_not_executed(twin):
+    host, port = twin.resources["cover@2"].removeprefix("tcp://").split(":")
+    with socket.create_connection((host, int(port)), timeout=3) as dying:
+        dying.sendall(b"OPEN")  # no LF: the client died while writing
+        dying.shutdown(socket.SHUT_WR)
+        assert dying.recv(64) == b""  # the twin read to the end and closed its side
+    assert twin.bench["cover@2"].cover_open() is False
+    assert twin.truth("cover") == []
 
 
 @pytest.fixture

@@ -178,6 +178,8 @@ def test_current_sample_latency_comes_from_settings(connect):
     ("command", "CURR:STAT:L1 MAX", "current 'MAX' in 'CURR:STAT:L1 MAX' refused: not a number in A"),
     ("command", "CURR 5MA", "current '5MA' in 'CURR 5MA' refused: not a number"),
     ("command", "LOAD:SHOR ON", "'LOAD:SHOR ON' refused: a shorted input draws a current no level bounds; nothing"),
+    ("command", "SCIR ON", "'SCIR ON' refused: a shorted input draws a current no level bounds; nothing"),
+    ("command", "LOAD:SCIRCUIT 1", "'LOAD:SCIRCUIT 1' refused: a shorted input draws a current"),
     ("write", "CURR:STAT:L1 31", "current 31 A refused"),
     ("query", "CURR:STAT:L1 31;:CURR:STAT:L1?", "current 31 A refused"),
 ])

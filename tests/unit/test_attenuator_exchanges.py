@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import re
 import socket
 import time
 
@@ -64,6 +65,9 @@ class ScriptedHttpPeer(ScriptedPeer):
         stop_http(self.server)
 
 
+NEGOTIATION = re.compile(rb"\xff[\xfb-\xfe].", re.DOTALL)
+
+
 class ScriptedTelnetPeer(ScriptedPeer, TelnetServer):
     """Telnet connections, each opening with option negotiation, then expecting CR LF lines and answering with CR LF;
     the script runs on across connections."""
@@ -73,6 +77,7 @@ class ScriptedTelnetPeer(ScriptedPeer, TelnetServer):
     def __init__(self, steps):
         self.steps, self.received, self.mismatches = list(steps), [], []
         self.bad_endings: list[str] = []
+        self.negotiation: list[bytes] = []  # the Telnet option commands the driver sent
         super().__init__()
 
     def _converse(self, conn):
@@ -82,6 +87,9 @@ class ScriptedTelnetPeer(ScriptedPeer, TelnetServer):
                 buffer = b""
                 while chunk := conn.recv(4096):
                     buffer += chunk
+                    for option in NEGOTIATION.findall(buffer):
+                        self.negotiation.append(option)
+                    buffer = NEGOTIATION.sub(b"", buffer)
                     while b"\n" in buffer:
                         line, buffer = buffer.split(b"\n", 1)
                         if not line.endswith(b"\r"):
@@ -358,3 +366,47 @@ def test_telnet_noise_is_an_instrument_error_and_the_next_exchange_reconnects(co
     assert driver.attenuation() == 13.0
     assert peer.connections == 2
     peer.assert_complete()
+
+
+def test_telnet_options_the_unit_asks_for_are_refused(connect):
+    driver, peer = connect("telnet", as_sent("telnet", [MODEL, Step("ATT?", "12.00")]))
+    assert driver.attenuation() == 12.0
+    # the greeting WILL ECHO, DO SGA, SB TTYPE SE: DONT ECHO, WONT SGA (RFC 854), nothing for the subnegotiation
+    assert peer.negotiation == [bytes([255, 254, 1]), bytes([255, 252, 3])]
+
+
+class RawRepliesUnit(TelnetServer):
+    """A Telnet unit answering each CR LF line with the next of `replies`, raw bytes sent as they are, each split in
+    two sends at `split` to test a reply arriving in pieces."""
+
+    def __init__(self, replies, split=1):
+        self.replies, self.split, self.received = list(replies), split, []
+        super().__init__()
+
+    def _converse(self, conn):
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:
+                if not line.endswith(b"\n"):
+                    return  # the driver's last refusal, as it hung up
+                self.received.append(line)
+                reply = self.replies.pop(0)
+                conn.sendall(reply[: self.split])
+                time.sleep(0.01)
+                conn.sendall(reply[self.split:])
+
+
+@pytest.mark.parametrize("replies", [
+    [b"MN=RCDAT-6000-110\r", b"30.25\r"],  # CR only
+    [b"MN=RCDAT-6000-110\r\0", b"30.25\r\0"],  # CR NUL (RFC 854)
+    [b"MN=RCDAT-6000-110\n", b"30.25\n"],  # LF only
+    [b"\xff\xfb\x01\xff\xfa\x18\x01\xff\xf0MN=RCDAT-6000-110\r\n", b"\xff\xf1\xff\xfd\x1f30.25\r\n"],  # IAC inside
+], ids=["cr", "cr-nul", "lf", "negotiation-among-text"])
+def test_telnet_replies_with_any_line_end_and_negotiation_among_them_are_read(tmp_path, opened, replies):
+    for split in (1, 3):
+        unit = RawRepliesUnit(replies, split)
+        config = RoleConfig(driver="rcdat", resource=unit.resource, timeout_s=0.5, safe={"attenuation_db": 0})
+        driver, _ = opened(RcdatAttenuator("attenuator@1", config, SetpointLimits(),
+                                           Transcript(tmp_path / f"transcript{split}.jsonl")), unit)
+        assert driver.model == "RCDAT-6000-110"
+        assert driver.attenuation() == 30.25
+        assert [NEGOTIATION.sub(b"", line) for line in unit.received] == [b":MN?\r\n", b":ATT?\r\n"]

@@ -38,6 +38,14 @@ def test_identify_parses_idn(connect):
     peer.assert_complete()
 
 
+def test_identify_keeps_the_firmware_versions_the_61500_lists_after_its_serial(connect):
+    source, peer = connect([Step("*IDN?", "Chroma ATE,61504,615040001234,1.00,1.01,1.02")])
+    identity = source.identify()
+    assert (identity.manufacturer, identity.model, identity.serial, identity.firmware) == (
+        "Chroma ATE", "61504", "615040001234", "1.00,1.01,1.02")
+    peer.assert_complete()
+
+
 def test_set_voltage_sends_setting_and_checks_error_queue_in_one_message(connect):
     source, peer = connect([Step("SOUR:VOLT:AC 230.000;:SYST:ERR?", OK)])
     source.set_voltage(230.0)
@@ -72,6 +80,26 @@ def test_instrument_refusal_is_an_instrument_error(connect):
     source, peer = connect([Step("SOUR:FREQ 50.000;:SYST:ERR?", '-222,"Data out of range"')])
     with pytest.raises(InstrumentError, match=r"refused 'SOUR:FREQ 50.000': -222"):
         source.set_frequency(50.0)
+    peer.assert_complete()
+
+
+@pytest.mark.parametrize(("entry", "meaning"), [
+    ('-101,"Invalid character"', "a command error: the instrument could not parse the message"),
+    ('-108,"Parameter not allowed; SOUR:FREQ 50.000,1"', "a command error: the instrument could not parse the message"),
+    ('-109,"Missing parameter"', "a command error: the instrument could not parse the message"),
+    ('-120,"Numeric data error"', "a command error: the instrument could not parse the message"),
+    ('-131,"Invalid suffix"', "a command error: the instrument could not parse the message"),
+    ('-222,"Data out of range"',
+     "an execution error: the instrument parsed the message but could not carry it out"),
+    ('-350,"Queue overflow"', "a device-specific error"),
+    ('12,"Over temperature"', "an error the instrument defines"),
+])
+def test_every_error_the_instrument_reports_names_role_address_command_and_its_class(connect, entry, meaning):
+    source, peer = connect([Step("SOUR:FREQ 50.000;:SYST:ERR?", entry)])
+    with pytest.raises(InstrumentError) as error:
+        source.set_frequency(50.0)
+    assert type(error.value) is InstrumentError
+    assert str(error.value) == f"source ({peer.resource}): refused 'SOUR:FREQ 50.000': {entry} ({meaning})"
     peer.assert_complete()
 
 

@@ -76,7 +76,8 @@ def test_the_guard_tables_are_gathered_from_the_declared_methods():
     assert Chroma61500Source.SWITCHES == (Switch("OUTPut[:STATe]"),)
     assert Chroma61500Source.HELD_SETPOINTS == (Held("SOUR:VOLT:AC?", "voltage", "V"),)
     assert ScpiCurrentAmplifier.HELD_SETPOINTS == (Held("SOUR:CURR?", "current", "A"),)
-    assert [switch.header for switch in Chroma63800Load.SWITCHES] == ["LOAD[:STATe]", "LOAD:SHORt[:STATe]"]
+    assert [switch.header for switch in Chroma63800Load.SWITCHES] == ["LOAD[:STATe]", "LOAD:SHORt[:STATe]",
+                                                                   "[LOAD:]SCIRcuit"]
     assert ScpiReferenceMeter.SETTINGS == ScpiReferenceMeter.SWITCHES == ScpiReferenceMeter.HELD_SETPOINTS == ()
 
 

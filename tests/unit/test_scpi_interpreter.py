@@ -327,3 +327,144 @@ def test_chroma_fetch_and_measure_both_answer():
         assert source.handle(f"{verb}:FREQ?") == "50.000"
         assert source.handle(f"{verb}:SCAL:POW:AC:REAL?") == "5.000"
     assert source.handle("SYST:ERR?") == NO_ERROR
+
+
+# -- IEEE 488.2 status model and SCPI-99 mandatory queries --------------------------------------------------
+
+
+def test_power_on_sets_pon_and_cls_clears_it(box):
+    assert box.run("*ESR?") == "128"
+    assert box.run("*ESR?") == "0"
+    box.run("FOO")
+    assert box.run("*CLS;*ESR?;*STB?") == "0;16"  # MAV: the *ESR? response waits when *STB? runs
+    assert box.run("*STB?") == "0"
+
+
+@pytest.mark.parametrize(("message", "bit"), [("FOO", 32), ("VOLT:AC 999", 16), ("VOLT:AC 1,2", 32)])
+def test_each_error_sets_its_event_bit_and_esr_clears_on_read(box, message, bit):
+    box.run("*CLS")
+    box.run(message)
+    assert box.run("*ESR?") == str(bit)
+    assert box.run("*ESR?") == "0"
+
+
+def test_device_and_query_errors_set_dde_and_qye():
+    scpi = ScpiInterpreter()
+    scpi.execute("*CLS")
+    scpi.push_error((-310, "System error"))
+    scpi.push_error((-410, "Query INTERRUPTED"))
+    assert scpi.execute("*ESR?") == str(8 | 4)
+
+
+def test_status_byte_error_queue_mav_esb_and_mss(box):
+    box.run("*CLS")
+    assert box.run("*STB?") == "0"
+    box.run("FOO")
+    assert box.run("*STB?") == "4"  # the error queue holds an error
+    box.run("*CLS;*ESE 32;*SRE 36")
+    box.run("FOO")
+    assert box.run("*STB?") == str(4 | 32 | 64)  # error queue, ESB, MSS
+    assert box.run("OUTP?;*STB?") == f"OFF;{4 | 16 | 32 | 64}"  # a response waits: MAV
+    box.run("SYST:ERR?;*ESR?")
+    assert box.run("*STB?") == "0"
+
+
+def test_enable_registers_read_back_and_range(box):
+    box.run("*ESE 36;*SRE 255")
+    assert box.run("*ESE?;*SRE?") == "36;191"  # bit 6 of the SRE is not settable
+    box.run("*CLS")
+    box.run("*ESE 256")
+    assert box.next_error() == '-222,"Data out of range; 256"'
+    assert box.run("*ESE?") == "36"
+
+
+def test_opc_sets_bit_0_and_opc_query_answers_1(box):
+    box.run("*CLS;*OPC")
+    assert box.run("*ESR?") == "1"
+    assert box.run("*OPC?") == "1"
+    assert box.run("*WAI;*TST?") == "0"
+
+
+def test_scpi_version_and_status_subsystem(box):
+    assert box.run("SYST:VERS?") == "1999.0"
+    assert box.run("STAT:OPER?;STAT:OPER:COND?;STAT:QUES:EVEN?;STAT:QUES:COND?") == "0;0;0;0"
+    box.run("STAT:OPER:ENAB 1024;STAT:QUES:ENAB 3")
+    assert box.run("STAT:OPER:ENAB?;:STAT:QUES:ENAB?") == "1024;3"
+    box.run("STAT:PRES")
+    assert box.run("STAT:OPER:ENAB?;:STAT:QUES:ENAB?") == "0;0"
+    assert box.next_error() == NO_ERROR
+
+
+def test_error_queue_overflow_still_sets_the_event_bit(box):
+    box.run(";".join(f"BAD{i}" for i in range(16)) + ";*CLS")
+    box.run(";".join(f"BAD{i}" for i in range(16)))
+    box.run("*ESR?")
+    box.run("VOLT:AC 999")
+    assert box.run("*ESR?") == "16"
+
+
+# -- parameters: count, suffixes, characters ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", ["VOLT:AC 1,2", "OUTP ON,OFF", "VOLT:AC? 1", "*CLS 1", "*ESR? X", "*OPC 1"])
+def test_extra_parameter_is_108_and_nothing_changes(box, message):
+    box.run(message)
+    assert box.voltage == 0.0 and box.output is False
+    assert box.next_error() == f'-108,"Parameter not allowed; {message}"'
+
+
+def test_missing_parameter_of_a_common_command_is_109(box):
+    box.run("*ESE")
+    assert box.next_error() == '-109,"Missing parameter"'
+
+
+@pytest.mark.parametrize(("parameter", "volts"), [("231V", 231.0), ("231 V", 231.0), ("231v", 231.0),
+                                                  ("0.231KV", 231.0), ("231000MV", 231.0), ("2.31E2V", 231.0),
+                                                  ("2.31 E 2 V", 231.0), ("+231.5", 231.5), (".5V", 0.5)])
+def test_voltage_with_its_unit_and_multiplier_is_accepted(parameter, volts):
+    assert parse_number([parameter], 0.0, 300.0, unit="V") == volts
+
+
+@pytest.mark.parametrize(("parameter", "unit", "value"), [("50HZ", "HZ", 50.0), ("50Hz", "HZ", 50.0),
+                                                          ("0.05KHZ", "HZ", 50.0), ("0.00005MHZ", "HZ", 50.0),
+                                                          ("0.5A", "A", 0.5), ("500MA", "A", 0.5),
+                                                          ("1.2KW", "W", 1200.0), ("0.001MOHM", "OHM", 1000.0),
+                                                          ("60DEG", "DEG", 60.0)])
+def test_other_units_and_their_multipliers(parameter, unit, value):
+    assert parse_number([parameter], 0.0, 5000.0, unit=unit) == value
+
+
+@pytest.mark.parametrize(("parameter", "unit", "code"), [("231A", "V", -131), ("50V", "HZ", -131),
+                                                         ("231XV", "V", -131), ("5", None, 0), ("5V", None, -138),
+                                                         ("23O", "V", -131), ("V", "V", -120), ("1.2.3", "V", -120)])
+def test_a_wrong_suffix_is_131_and_a_suffix_where_none_belongs_138(parameter, unit, code):
+    if code == 0:
+        assert parse_number([parameter], 0.0, 300.0, unit=unit) == 5.0
+        return
+    with pytest.raises(ScpiError) as info:
+        parse_number([parameter], 0.0, 300.0, unit=unit)
+    assert info.value.code == code
+
+
+def test_source_accepts_suffixes_and_refuses_a_wrong_unit():
+    source, model = make_source()
+    assert source.handle("VOLT:AC 231V;FREQ 50HZ;CURR:LIM 0.5A;SYST:ERR?") == NO_ERROR
+    assert (model.source.voltage_setpoint_v, model.source.frequency_setpoint_hz) == (231.0, 50.0)
+    assert source.handle("VOLT:AC 5A") is None
+    assert source.handle("SYST:ERR?") == '-131,"Invalid suffix; A (the parameter is in V)"'
+    assert model.source.voltage_setpoint_v == 231.0
+
+
+def test_a_non_ascii_character_is_101_and_the_rest_of_the_message_runs(box):
+    assert box.run("VOLT:AC 2\xff3;VOLT:AC?") == "0"
+    assert box.next_error() == '-101,"Invalid character; VOLT:AC 2\\xff3"'
+    assert box.run("*ESR?") == str(128 | 32)
+
+
+def test_source_rst_keeps_the_status_registers():
+    source, _ = make_source()
+    source.handle("*CLS;*ESE 32;FOO")
+    assert source.handle("*RST;*ESE?;*STB?") == f"32;{4 | 16 | 32}"
+    assert source.handle("*RST 1") is None
+    assert source.handle("SYST:ERR?") == '-113,"Undefined header; FOO"'
+    assert source.handle("SYST:ERR?") == '-108,"Parameter not allowed; *RST 1"'
