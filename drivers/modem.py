@@ -1,9 +1,13 @@
 """Cellular modems (Quectel EC25 / BG96 and alike) on their AT port, over pyserial.
 
 Resource: a serial device path ('/dev/ttyUSB2', a pty such as '/dev/pts/7'), or 'ASRL<path>::INSTR'. The port
-is opened exclusively (a port another process holds is refused, naming it), then set up with AT, ATE0 (echo
-off) and AT+CMEE=2 (verbose +CME ERROR texts). A reader thread reads the port continuously, so an unsolicited
-'+CEREG: ...' is stamped on the rig's monotonic clock when it arrives, between replies or in the middle of one.
+is opened exclusively (a port another process holds is refused, naming it), then set up as modem managers do:
+ATE0Q0V1 (echo off, result codes on and verbose, whatever the modem was left in), AT+CMEE=2 (verbose
++CME ERROR texts) and AT+CPIN? (the SIM's state, kept as `sim_status`; a missing SIM does not stop the rig
+reading signal). A reader thread reads the port continuously, so an unsolicited result code is told from a reply
+by its syntax and stamped on the rig's monotonic clock when it arrives, between replies or in the middle of one:
+'+CREG/+CGREG/+CEREG: <stat>[,"<tac>","<ci>",<AcT>]' (the read answer has <n> first), and URCs such as RDY,
++QIND, +CPIN or +CFUN whose prefix is not the command's own.
 
 Public methods (role interface `rig.roles.Modem`):
 - `identify()` -> Identity(manufacturer and model from ATI, serial = IMEI from AT+CGSN, firmware from AT+CGMR);
@@ -14,7 +18,8 @@ Public methods (role interface `rig.roles.Modem`):
 - `registration()` -> Registration(stat, status, registered, tac, ci, act) from AT+CEREG? (stat 1 home,
   2 searching, 3 denied, 5 roaming; AcT 7 LTE, 9 NB-IoT);
 - `enable_registration_urcs()` (AT+CEREG=2) and `registration_events()` -> [RegistrationEvent(t_mono, stat,
-  status, registered, act, line)] of every unsolicited +CEREG received since open;
+  status, registered, act, line)] of every unsolicited +CEREG received since open (+CREG and +CGREG URCs go to
+  the transcript only);
 - `technology()` / `set_technology('4g' | '2g' | 'auto')` through AT+QCFG="nwscanmode" (3 LTE only, 1 GSM only,
   0 automatic);
 - `command(text)` -> the information lines of any AT command.
@@ -52,6 +57,10 @@ TECHNOLOGY_OF_SCAN_MODE = {0: "auto", 1: "2g", 3: "4g"}
 SCAN_MODE_OF_TECHNOLOGY = {name: mode for mode, name in TECHNOLOGY_OF_SCAN_MODE.items()}
 FINAL_ERROR = re.compile(r"^\+CM[ES] ERROR: ?(.*)$")
 INTEGER = re.compile(r"^-?\d+$")
+REGISTRATION_URC = re.compile(r'^\+C(E|G)?REG: ?(\d+)(,"[^"]*","[^"]*"(?:,(\d+))?.*)?$')
+# unsolicited result codes a Quectel sends unasked (27.007, EC25 manual 'URC'); a reply only to its own command
+URC_PREFIXES = ("RDY", "POWERED DOWN", "+CPIN:", "+CFUN:", "+QIND:", "+QUSIM:", "+QSIMSTAT:", "+CTZE:", "+CTZV:",
+                "+QIURC:", "+CMTI:", "+CUSD:", "+QNITZ:", "RING")
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,16 @@ def lock_holders(path: str) -> list[int]:
     return holders
 
 
+def own_prefixes(text: str) -> set[str]:
+    """The information prefixes of a command line's own answers: 'AT+CPIN?;+CFUN?' -> {'+CPIN:', '+CFUN:'}."""
+    return {name + ":" for name in re.findall(r"[+$^#%*][A-Z0-9]+", text.upper())}
+
+
+def is_unsolicited(line: str, own: set[str]) -> bool:
+    """A line that can only be an unsolicited result code here (a URC prefix that is not the command's own)."""
+    return any(line.startswith(prefix) for prefix in URC_PREFIXES) and line.split(" ", 1)[0] not in own
+
+
 class ModemSettings(DriverSettings):
     """Settings of a modem's AT port."""
 
@@ -128,6 +147,7 @@ class AtModem(Driver, Modem):
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
         self._reader_error: str | None = None
+        self.sim_status: str | None = None  # "READY", "SIM PIN", ... or the error AT+CPIN? gave
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -153,9 +173,11 @@ class AtModem(Driver, Modem):
         self._reader = threading.Thread(target=self._read_lines, daemon=True, name=f"at {self.role}")
         self._reader.start()
         self.transcript.record(self.role, None, None, note=f"opened {self.port} at {self.baudrate} Bd")
-        self.command("AT")
-        self.command("ATE0")
+        self.command("ATE0Q0V1")
         self.command("AT+CMEE=2")
+        info, final = self._exchange("AT+CPIN?")
+        status = [line.removeprefix("+CPIN:").strip() for line in info if line.startswith("+CPIN:")]
+        self.sim_status = status[0] if final == "OK" and status else final
 
     def close(self) -> None:
         self._stop.set()
@@ -175,7 +197,8 @@ class AtModem(Driver, Modem):
     # -- the port -------------------------------------------------------------------------------------------
 
     def _read_lines(self) -> None:
-        """Split the port's bytes into lines; unsolicited +CEREG to the events, the rest to the exchange."""
+        """Split the port's bytes into lines; registration URCs to the transcript (+CEREG also to the events), the
+        rest to the exchange."""
         buffer = b""
         while not self._stop.is_set():
             try:
@@ -193,29 +216,30 @@ class AtModem(Driver, Modem):
                 line = raw.decode("ascii", errors="replace").strip()
                 if not line:
                     continue
-                event = self._urc(line, now)
-                if event is not None:
+                match = REGISTRATION_URC.match(line)
+                if match is None:
+                    self._lines.put((now, line))
+                    continue
+                self.transcript.record(self.role, None, line, t_mono=now, note="unsolicited")
+                if match.group(1) == "E":
+                    stat = int(match.group(2))
+                    event = RegistrationEvent(now, stat, REGISTRATION_STATUS.get(stat, f"stat {stat}"),
+                                              stat in (1, 5), int(match.group(4)) if match.group(4) else None, line)
                     with self._events_lock:
                         self._events.append(event)
-                    self.transcript.record(self.role, None, line, t_mono=now, note="unsolicited")
-                else:
-                    self._lines.put((now, line))
-
-    def _urc(self, line: str, now: float) -> RegistrationEvent | None:
-        """An unsolicited '+CEREG: <stat>[,<tac>,<ci>,<AcT>]' (1 or 4 fields; the answer to AT+CEREG? has 2 or 5)."""
-        if not line.startswith("+CEREG:"):
-            return None
-        fields = [field.strip() for field in line.removeprefix("+CEREG:").split(",")]
-        if len(fields) not in (1, 4) or not INTEGER.match(fields[0]):
-            return None
-        if len(fields) == 4 and not INTEGER.match(fields[3]):
-            return None
-        stat = int(fields[0])
-        return RegistrationEvent(now, stat, REGISTRATION_STATUS.get(stat, f"stat {stat}"), stat in (1, 5),
-                                 int(fields[3]) if len(fields) == 4 else None, line)
 
     def command(self, text: str) -> list[str]:
-        """Send one AT command; its information lines (echo removed) once OK arrives."""
+        """Send one AT command line; its information lines (echo and URCs removed) once OK arrives. ERROR or
+        '+CME ERROR: <err>' raise InstrumentError naming role, port, command and the modem's text."""
+        info, final = self._exchange(text)
+        if final == "OK":
+            return info
+        error = FINAL_ERROR.match(final)
+        reason = f": {error.group(1)}" if error else ""
+        raise InstrumentError(f"{self._where()}: {text!r} answered {final!r}{reason}")
+
+    def _exchange(self, text: str) -> tuple[list[str], str]:
+        """(information lines, final result code line) of one command line."""
         with self._exchange_lock:
             if self._serial is None:
                 raise InstrumentError(f"{self._where()}: not open")
@@ -228,31 +252,31 @@ class AtModem(Driver, Modem):
             except (OSError, serial.SerialException) as exc:
                 self.transcript.record(self.role, text, None, t_mono=t_sent, note=str(exc))
                 raise InstrumentError(f"{self._where()}: cannot send {text!r}: {exc}") from None
+            own = own_prefixes(text)
             received: list[str] = []
             deadline = t_sent + self.config.timeout_s
             while True:
-                try:
-                    _t, line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    self.transcript.record(self.role, text, "\n".join(received) or None, t_mono=t_sent,
-                                           note="timeout")
-                    if self._reader_error:
-                        raise InstrumentError(f"{self._where()}: port failed: {self._reader_error}") from None
-                    got = f"; got only {received!r}" if received else ""
-                    raise InstrumentTimeout(f"{self._where()}: no final result within {self.config.timeout_s:g} s "
-                                            f"to {text!r}{got}") from None
+                t_line, line = self._next_line(text, received, t_sent, deadline)
                 if line == text and not received:
                     continue  # the echo (until ATE0 takes effect)
+                if is_unsolicited(line, own):
+                    self.transcript.record(self.role, None, line, t_mono=t_line, note="unsolicited")
+                    continue
                 received.append(line)
-                if line == "OK":
+                if line in ("OK", "ERROR") or FINAL_ERROR.match(line):
                     self.transcript.record(self.role, text, "\n".join(received), t_mono=t_sent)
-                    return received[:-1]
-                error = FINAL_ERROR.match(line)
-                if line == "ERROR" or error:
-                    self.transcript.record(self.role, text, "\n".join(received), t_mono=t_sent)
-                    reason = error.group(1) if error else "ERROR"
-                    raise InstrumentError(f"{self._where()}: {text!r} answered {line!r}"
-                                          + (f": {reason}" if error else ""))
+                    return received[:-1], line
+
+    def _next_line(self, text: str, received: list[str], t_sent: float, deadline: float) -> tuple[float, str]:
+        try:
+            return self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            self.transcript.record(self.role, text, "\n".join(received) or None, t_mono=t_sent, note="timeout")
+            if self._reader_error:
+                raise InstrumentError(f"{self._where()}: port failed: {self._reader_error}") from None
+            got = f"; got only {received!r}" if received else ""
+            raise InstrumentTimeout(f"{self._where()}: no final result within {self.config.timeout_s:g} s "
+                                    f"to {text!r}{got}") from None
 
     def _garbage(self, sent: str, expected: str, line: str) -> InstrumentError:
         return InstrumentError(f"{self._where()}: sent {sent!r}, expected {expected}, got {line!r}")

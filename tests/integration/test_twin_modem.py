@@ -50,7 +50,7 @@ def test_the_twin_advertises_its_pty_and_the_modem_identifies(twin):
     assert twin.bench.role_config("modem@1").resource == twin.resources["modem@1"]
     identity = twin.bench.identities["modem@1"]
     assert (identity.manufacturer, identity.model, identity.serial, identity.firmware) == (
-        "Quectel", "EC25", "866758040000001", "EC25EFAR06A03M4G")
+        "Quectel", "EC25", "866758040000016", "EC25EFAR06A03M4G")  # a Luhn-valid IMEI
 
 
 @pytest.mark.parametrize("attenuation_db", [0.0, 12.5, 30.0, 44.75])

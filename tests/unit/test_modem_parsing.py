@@ -31,7 +31,8 @@ def ok(*lines: str) -> str:
     return "".join(f"\r\n{line}\r\n" for line in lines) + "\r\nOK\r\n"
 
 
-OPENING = [At("AT", "AT\r\r\nOK\r\n"), At("ATE0", "ATE0\r\r\nOK\r\n"), At("AT+CMEE=2", ok())]
+OPENING = [At("ATE0Q0V1", "ATE0Q0V1\r\r\nOK\r\n"), At("AT+CMEE=2", ok()), At("AT+CPIN?", ok("+CPIN: READY"))]
+OPENED = ["ATE0Q0V1", "AT+CMEE=2", "AT+CPIN?"]
 
 
 class ScriptedPty:
@@ -93,22 +94,23 @@ class ScriptedPty:
 
 @pytest.fixture
 def connect(tmp_path, opened):
-    def make(steps: list[At], timeout_s: float = 0.5, resource: str | None = None):
-        peer = ScriptedPty(OPENING + steps)
+    def make(steps: list[At], timeout_s: float = 0.5, resource: str | None = None, opening: list[At] = OPENING):
+        peer = ScriptedPty(opening + steps)
         config = RoleConfig(driver="at_modem", resource=resource or peer.path, timeout_s=timeout_s)
         return opened(AtModem("modem@1", config, SetpointLimits(), Transcript(tmp_path / "transcript.jsonl")), peer)
 
     return make
 
 
-def test_open_sets_echo_off_and_verbose_errors_then_identifies(connect):
+def test_open_sets_echo_off_verbose_codes_and_errors_reads_the_sim_then_identifies(connect):
     modem, peer = connect([At("ATI", ok("Quectel", "EC25", "Revision: EC25EFAR06A03M4G")),
                            At("AT+CGMR", ok("EC25EFAR06A03M4G")), At("AT+CGSN", ok("866758040000001"))])
     identity = modem.identify()
     assert (identity.manufacturer, identity.model, identity.serial, identity.firmware) == (
         "Quectel", "EC25", "866758040000001", "EC25EFAR06A03M4G")
     peer.assert_complete()
-    assert peer.received[:3] == ["AT", "ATE0", "AT+CMEE=2"]
+    assert peer.received[:3] == OPENED
+    assert modem.sim_status == "READY"
 
 
 def test_the_visa_form_of_a_serial_resource_is_accepted(tmp_path):
@@ -178,6 +180,42 @@ def test_a_urc_inside_a_reply_is_collected_and_the_reply_still_parses(connect):
     assert [(e.stat, e.registered, e.act, e.line) for e in events] == [
         (2, False, None, "+CEREG: 2"), (1, True, 7, '+CEREG: 1,"1A2B","01A2B301",7')]
     assert all(before <= e.t_mono <= time.monotonic() for e in events)
+    peer.assert_complete()
+
+
+def test_a_registration_urc_of_the_same_command_before_ok_is_an_event_not_the_answer(connect):
+    modem, peer = connect([At("AT+CEREG?", '\r\n+CEREG: 5,"1A2B","01A2B301",7\r\n'
+                                         + ok('+CEREG: 2,1,"1A2B","01A2B301",7')),
+                           At("AT+CEREG?", "\r\n+CEREG: 2\r\n\r\n+CEREG: 0,2\r\n\r\nOK\r\n")])
+    assert modem.registration() == Registration(1, "registered, home network", True, "1A2B", "01A2B301", 7)
+    assert modem.registration() == Registration(2, "searching", False)
+    assert [(e.stat, e.registered, e.act) for e in modem.registration_events()] == [(5, True, 7), (2, False, None)]
+    peer.assert_complete()
+
+
+def test_creg_cgreg_and_boot_urcs_inside_a_reply_are_neither_events_nor_the_answer(connect):
+    modem, peer = connect([At("AT+CSQ", '\r\n+CREG: 2\r\n\r\n+CSQ: 20,99\r\n\r\n+CGREG: 1,"1A2B","01A2B301",7\r\n'
+                                        "\r\nRDY\r\n\r\n+CPIN: READY\r\n\r\n+QIND: SMS DONE\r\n\r\nOK\r\n"),
+                           At("AT+CPIN?", ok("+CPIN: READY"))])
+    assert modem.csq() == -73.0
+    assert modem.registration_events() == []
+    assert modem.command("AT+CPIN?") == ["+CPIN: READY"]  # its own answer, not a URC
+    peer.assert_complete()
+
+
+def test_a_modem_without_sim_opens_and_says_so(connect):
+    opening = [*OPENING[:2], At("AT+CPIN?", "\r\n+CME ERROR: SIM not inserted\r\n")]
+    modem, peer = connect([At("AT+CSQ", ok("+CSQ: 99,99"))], opening=opening)
+    assert modem.sim_status == "+CME ERROR: SIM not inserted"
+    assert modem.csq() is None
+    peer.assert_complete()
+
+
+def test_a_cme_error_names_role_port_and_command(connect):
+    modem, peer = connect([At("AT+CIMI", "\r\n+CME ERROR: SIM not inserted\r\n")])
+    with pytest.raises(InstrumentError, match=rf"^modem@1 \({peer.path}\): 'AT\+CIMI' answered "
+                                              r"'\+CME ERROR: SIM not inserted': SIM not inserted$"):
+        modem.command("AT+CIMI")
     peer.assert_complete()
 
 
@@ -266,7 +304,7 @@ def test_make_safe_sends_nothing(connect):
     modem, peer = connect([])
     assert modem.make_safe() == ["modem: nothing to switch"]
     time.sleep(0.05)
-    assert peer.received == ["AT", "ATE0", "AT+CMEE=2"]
+    assert peer.received == OPENED
 
 
 def test_a_missing_port_names_port_and_role():
