@@ -22,12 +22,14 @@ from dlms_cosem import cosem, dlms_data, enumerations
 from dlms_cosem.clients.blocking_tcp_transport import BlockingTcpTransport
 from dlms_cosem.clients.dlms_client import DlmsClient
 from dlms_cosem.clients.hdlc_transport import SerialHdlcTransport
+from dlms_cosem.cosem.selective_access import RangeDescriptor
 from dlms_cosem.exceptions import CommunicationError
 from dlms_cosem.hdlc import connection as hdlc_connection
 from dlms_cosem.hdlc import frames
 from dlms_cosem.protocol import acse, xdlms
 from pydantic import Field
 
+from drivers.dlms_profiles import NAME_PLATE, SCALER_PROFILES, DateRange, DlmsProfiles
 from rig.config import DriverSettings, RoleConfig
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
@@ -43,6 +45,7 @@ from rig.roles import (
     RelayState,
     SignalReport,
 )
+from rig.roles.profiles import IS15959_PROFILES
 
 T = TypeVar("T")
 
@@ -80,6 +83,11 @@ OBJECTS: dict[str, tuple[str, int]] = {
     POWER_FACTOR: ("power factor", REGISTER), SIGNAL_STRENGTH: ("signal strength", REGISTER),
     DISCONNECT_CONTROL: ("disconnect control", DISCONNECT_CLASS), LIMITER: ("load limiter", LIMITER_CLASS),
     NON_ROLLOVER_EVENT_LOG: ("non-rollover event log", PROFILE_GENERIC),
+    **{logical_name: (f"{part.replace('_', ' ')} (name plate)", DATA) for part, logical_name in NAME_PLATE.items()
+       if logical_name not in (METER_SERIAL, MANUFACTURER_NAME, FIRMWARE_VERSION)},
+    **{logical_name: (f"{name.replace('_', ' ')} profile", PROFILE_GENERIC)
+       for name, logical_name in IS15959_PROFILES.items() if logical_name != NON_ROLLOVER_EVENT_LOG},
+    **{logical_name: ("scaler profile", PROFILE_GENERIC) for logical_name in set(SCALER_PROFILES.values())},
 }
 EVENT_POLL_S = 0.25
 UNIT_WH, UNIT_W, UNIT_A, UNIT_V, UNIT_DBM, NO_UNIT = 30, 27, 33, 35, 70, 255
@@ -251,6 +259,8 @@ class _Session:
     pending: tuple[str | None, str, float] | None = None  # (sent hex, what, monotonic time) awaiting an answer
     aborted: bool = False
     scalers: dict[str, tuple[int, int]] = field(default_factory=dict)
+    cache: dict[tuple, Any] = field(default_factory=dict)  # what is static for the association (capture objects)
+    last_used: float = field(default_factory=time.monotonic)
 
     @property
     def io(self):
@@ -271,18 +281,24 @@ class DlmsSettings(DriverSettings):
     server_physical_address: Annotated[int, Field(ge=0)] | None = None
     baudrate: Annotated[int, Field(gt=0)] = 9600
     deadline_s: Annotated[float, Field(gt=0)] = 5.0
+    max_pdu_size: Annotated[int, Field(ge=64, le=65535)] = 65535
+    idle_release_s: Annotated[float, Field(gt=0)] = 100.0
     utc_offset_min: Annotated[int, Field(ge=-720, le=840)] = IST_OFFSET_MIN
 
 
-class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalReport, EventLog):
-    """A DLMS/COSEM meter on its data port (role 'meter@<position>').
+class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalReport, EventLog, DlmsProfiles):
+    """A DLMS/COSEM meter on its data port (role 'meter@<position>'); it reads IS 15959 profiles and the name plate
+    (drivers/dlms_profiles.py).
 
     Settings: `client` ('public', SAP 16, no security, or 'reader', SAP 32, LLS with the secret `lls_password`),
     `authentication` ('none' or 'lls'; 'hls-gmac' is refused for now), `client_sap` and `server_sap` (logical
     device, default 1) to override, `server_physical_address` (HDLC), `baudrate` (HDLC, default 9600),
-    `deadline_s` (every call, default 5), `utc_offset_min` (the meter's time zone when its clock leaves the
-    deviation unspecified, default 330: IST). Every APDU is one transcript exchange in hex (the LLS password
-    replaced by '***'); a call that overruns its deadline raises InstrumentTimeout naming what was sent.
+    `deadline_s` (every call, default 5), `max_pdu_size` (client-max-receive-pdu-size proposed in the AARQ, default
+    65535: a meter sends longer replies in blocks), `idle_release_s` (an association idle this long is released and
+    a new one made before the next call, default 100: meters close a connection idle for about 120 s),
+    `utc_offset_min` (the meter's time zone when its clock leaves the deviation unspecified, default 330: IST).
+    Every APDU is one transcript exchange in hex (the LLS password replaced by '***'); a call that overruns its
+    deadline raises InstrumentTimeout naming what was sent.
     """
 
     SETTINGS_MODEL = DlmsSettings
@@ -314,6 +330,8 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
         self.physical_address = settings.server_physical_address
         self.baudrate = settings.baudrate
         self.deadline_s = settings.deadline_s
+        self.max_pdu_size = settings.max_pdu_size
+        self.idle_release_s = settings.idle_release_s
         self.utc_offset_min = settings.utc_offset_min
         self.kind, self.host, self.port = parse_resource(self.address, self.role)
         self._session: _Session | None = None
@@ -329,9 +347,11 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
     def close(self) -> None:
         with self._lock:
             session, self._session = self._session, None
-        if session is None:
-            return
+        if session is not None:
+            self._release(session)
 
+    def _release(self, session: _Session) -> None:
+        """Release the association (RLRQ) and close its connection, within a short deadline, quietly."""
         def release() -> None:
             if session.associated:
                 self._exchange(session, session.client.dlms_connection.get_rlrq(), "RLRQ")
@@ -354,8 +374,15 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
         """Run body on the association (opening it first if needed) in a worker, under the deadline."""
         with self._lock:
             session = self._session
+            if session is not None and time.monotonic() - session.last_used > self.idle_release_s:
+                self.transcript.record(self.role, None, None, note=f"association idle for "
+                                       f"{time.monotonic() - session.last_used:.0f} s: released, a new one made")
+                self._session = None
+                self._release(session)
+                session = None
             if session is None:
                 session = self._session = self._new_session()
+            session.last_used = time.monotonic()
             outcome: list[tuple[bool, Any]] = []
 
             def work() -> None:
@@ -377,6 +404,7 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
                 raise InstrumentTimeout(f"{self._where()}: no answer within {self.deadline_s:g} s to {what} "
                                         f"({name})")
             ok, value = outcome[0]
+            session.last_used = time.monotonic()
             if ok:
                 return value
             if isinstance(value, InstrumentError) and not isinstance(value, _Refused):
@@ -400,7 +428,7 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
                                 server_physical_address=self.physical_address, serial=port)
         client = DlmsClient(client_logical_address=self.client_sap, server_logical_address=self.server_sap,
                             io_interface=io, authentication_method=AUTHENTICATIONS[self.authentication],
-                            password=self.password)
+                            password=self.password, max_pdu_size=self.max_pdu_size)
         return _Session(client, self.kind)
 
     # -- exchanges --------------------------------------------------------------------------------------------
@@ -482,29 +510,57 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
     def _attribute(logical_name: str, class_id: int, index: int) -> cosem.CosemAttribute:
         return cosem.CosemAttribute(enumerations.CosemInterface(class_id), obis(logical_name), index)
 
-    def _get(self, session: _Session, logical_name: str, class_id: int, index: int) -> bytes:
-        """The A-XDR data of one attribute."""
-        what = f"GET {logical_name} class {class_id} attribute {index}"
-        answer = self._exchange(session, xdlms.GetRequestNormal(self._attribute(logical_name, class_id, index)),
-                                what)
-        data = bytearray()
-        while isinstance(answer, xdlms.GetResponseWithBlock):
+    def _get(self, session: _Session, logical_name: str, class_id: int, index: int, access=None) -> bytes:
+        """The A-XDR data of one attribute (`access`: a selective access descriptor), reassembled from the blocks of
+        a GET-Response-with-datablock: each block acknowledged with GET-Request-next carrying its number, the
+        numbers counting from 1 (DLMS UA 1000-2, GET service with block transfer). dlms-cosem's DlmsClient.get
+        loops the same way, but here every APDU is one transcript exchange under the deadline, and the block
+        numbers, which the library does not check, are held to their sequence."""
+        what = f"GET {logical_name} class {class_id} attribute {index}" + (f" {_access_text(access)}" if access else "")
+        answer = self._exchange(session, xdlms.GetRequestNormal(self._attribute(logical_name, class_id, index),
+                                                                access_selection=access), what)
+        data, expected = bytearray(), 1
+        while isinstance(answer, xdlms.GetResponseWithBlock | xdlms.GetResponseLastBlock |
+                         xdlms.GetResponseLastBlockWithError):
+            if answer.block_number != expected:
+                raise InstrumentError(f"{self._where()}: {what}: block {answer.block_number} came where block "
+                                      f"{expected} was due")
+            if not isinstance(answer, xdlms.GetResponseWithBlock):
+                break
             data += answer.data
             answer = self._exchange(session, xdlms.GetRequestNext(
                 block_number=answer.block_number, invoke_id_and_priority=answer.invoke_id_and_priority), what)
+            expected += 1
         if isinstance(answer, xdlms.GetResponseNormal | xdlms.GetResponseLastBlock):
             return bytes(data + answer.data)
         if isinstance(answer, xdlms.GetResponseNormalWithError | xdlms.GetResponseLastBlockWithError):
             raise _Refused(f"{self._where()}: refused {what}: {DATA_ACCESS_RESULTS.get(int(answer.error))}")
         raise self._unexpected(answer, what)
 
-    def _get_value(self, session: _Session, logical_name: str, class_id: int, index: int) -> Any:
-        data = self._get(session, logical_name, class_id, index)
+    def _get_value(self, session: _Session, logical_name: str, class_id: int, index: int, access=None) -> Any:
+        data = self._get(session, logical_name, class_id, index, access)
         try:
             return decode_value(data)
         except (ValueError, IndexError, struct.error) as exc:
             raise InstrumentError(f"{self._where()}: GET {logical_name} attribute {index}: cannot decode "
                                   f"{data.hex()}: {exc}") from None
+
+    def _get_optional(self, session: _Session, logical_name: str, class_id: int, index: int) -> Any:
+        """The attribute's value, or None where the meter refuses it (an object it does not have)."""
+        try:
+            return self._get_value(session, logical_name, class_id, index)
+        except _Refused:
+            return None
+
+    @staticmethod
+    def _selective_access(session: _Session) -> bool:
+        """Selective access was negotiated for this association (conformance bit 21)."""
+        return bool(session.client.dlms_connection.conformance.selective_access)
+
+    def _date_time(self, raw: Any) -> datetime:
+        if not isinstance(raw, bytes) or len(raw) != 12:
+            raise ValueError("not a 12-octet date-time")
+        return date_time_from_bytes(raw, self.utc_offset_min)
 
     def _set(self, session: _Session, logical_name: str, class_id: int, index: int, data: bytes) -> None:
         what = f"SET {logical_name} class {class_id} attribute {index}"
@@ -685,34 +741,30 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
     # -- event log ------------------------------------------------------------------------------------------
 
     def events_since(self, instant: datetime) -> list[MeterEvent]:
-        """The non-rollover event log's entries stamped at or after `instant`: its buffer (class 7, attribute 2)
-        read with its capture objects (attribute 3), which say where the clock and the event code stand."""
+        """The non-rollover event log's entries stamped at or after `instant`, read as a profile from `instant` on;
+        its capture objects say which columns hold the clock's time and the event code."""
         def body(session: _Session) -> list[MeterEvent]:
-            captures = self._get_value(session, NON_ROLLOVER_EVENT_LOG, PROFILE_GENERIC, 3)
-            rows = self._get_value(session, NON_ROLLOVER_EVENT_LOG, PROFILE_GENERIC, 2)
-            time_at, code_at = self._event_columns(captures)
+            log = self._read_profile(session, NON_ROLLOVER_EVENT_LOG, DateRange(instant, None))
+            code_at = self._event_code_column(log.columns)
             events = []
-            for row in rows or []:
-                try:
-                    events.append(MeterEvent(int(row[code_at]), date_time_from_bytes(row[time_at],
-                                                                                       self.utc_offset_min)))
-                except (TypeError, ValueError, IndexError, struct.error):
-                    raise InstrumentError(f"{self._where()}: event log entry {row!r} is not (time, code) as its "
-                                          f"capture objects say") from None
+            for row in log.rows:
+                if row.at is None or not isinstance(row.values[code_at], int):
+                    raise InstrumentError(f"{self._where()}: event log entry {row.values!r} is not (time, code) as "
+                                          f"its capture objects say")
+                events.append(MeterEvent(row.values[code_at], row.at))
             return [event for event in events if event.at >= instant]
         return self._call("events_since", body)
 
-    def _event_columns(self, captures: Any) -> tuple[int, int]:
-        """Columns of the clock's time and of the event code in the log's rows."""
-        names = [(c[0], ".".join(map(str, c[1])), c[2]) for c in captures or [] if isinstance(c, list) and len(c) >= 3]
+    def _event_code_column(self, columns) -> int:
+        """Column of the event code (an IS 15959 event code object 0.0.96.11.x.255, attribute 2)."""
+        names = [(column.class_id, column.logical_name, column.attribute) for column in columns]
         try:
-            time_at = names.index((CLOCK_CLASS, CLOCK, 2))
-            code_at = next(index for index, (class_id, name, attribute) in enumerate(names)
-                           if class_id == DATA and name.startswith("0.0.96.11.") and attribute == 2)
+            names.index((CLOCK_CLASS, CLOCK, 2))
+            return next(index for index, (class_id, name, attribute) in enumerate(names)
+                        if class_id == DATA and name.startswith("0.0.96.11.") and attribute == 2)
         except (ValueError, StopIteration):
             raise InstrumentError(f"{self._where()}: event log {NON_ROLLOVER_EVENT_LOG} captures {names!r}, not "
                                   f"the clock and an event code") from None
-        return time_at, code_at
 
     def wait_for_event(self, code: int, since: datetime, timeout_s: float) -> MeterEvent | None:
         deadline = time.monotonic() + timeout_s
@@ -721,6 +773,12 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
             if found is not None or time.monotonic() >= deadline:
                 return found
             time.sleep(min(EVENT_POLL_S, max(0.0, deadline - time.monotonic())))
+
+
+def _access_text(access) -> str:
+    if isinstance(access, RangeDescriptor):
+        return f"from {access.from_value.isoformat()} to {access.to_value.isoformat()}"
+    return f"entries {access.from_entry} to {access.to_entry or 'the last'}"
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -14,11 +14,12 @@ from rig.roles.instruments import (
     ReferenceMeter,
 )
 from rig.roles.limiter import LimiterSettings, LoadLimiter
+from rig.roles.profiles import IS15959_PROFILES, NamePlate, Profile, ProfileColumn, ProfileReader, ProfileRow
 from rig.roles.relay import ControlState, DisconnectControl, RelayState
 from rig.roles.signal import SignalReport
 
-__all__ = ["SETTLED", "AcLoad", "AcSource", "Account", "Alert", "Attenuator", "Command", "ControlState", "Cover",
-           "Credited",
-           "CurrentSource", "DisconnectControl", "EmergencyCredit", "EventLog", "GroupCommand", "HeadEnd",
-           "LimiterSettings", "LoadLimiter", "MeterEvent", "MeterReadout", "Modem", "PulseCounter", "ReferenceMeter",
+__all__ = ["IS15959_PROFILES", "SETTLED", "AcLoad", "AcSource", "Account", "Alert", "Attenuator", "Command",
+           "ControlState", "Cover", "Credited", "CurrentSource", "DisconnectControl", "EmergencyCredit", "EventLog",
+           "GroupCommand", "HeadEnd", "LimiterSettings", "LoadLimiter", "MeterEvent", "MeterReadout", "Modem",
+           "NamePlate", "Profile", "ProfileColumn", "ProfileReader", "ProfileRow", "PulseCounter", "ReferenceMeter",
            "RelayState", "SignalReport"]

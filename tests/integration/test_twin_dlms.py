@@ -15,6 +15,7 @@ import pytest
 from plan_runner import write_bench
 from twin_thread import TwinOnThread, starter_fixture
 
+from drivers.dlms_meter import date_time_from_bytes
 from rig.bench import Bench
 from rig.config import RoleConfig, load_bench
 from rig.driver import SetpointLimits, driver_class
@@ -361,21 +362,26 @@ class GuruxLink:
                 return data
         raise AssertionError(f"no HDLC frame within 2 s (got {data.hex()})")
 
+    def _send(self, request) -> None:
+        if self.transport == "tcp":
+            self.sock.sendall(bytes(request))
+        else:
+            self.port.write(bytes(request))
+
+    def _receive(self) -> bytes:
+        return self._read_tcp() if self.transport == "tcp" else self._read_hdlc()
+
     def exchange(self, client, requests):
         from gurux_dlms import GXByteBuffer, GXReplyData
 
         reply = GXReplyData()
         for request in requests:
             reply = GXReplyData()
-            if self.transport == "tcp":
-                self.sock.sendall(bytes(request))
-                client.getData(GXByteBuffer(self._read_tcp()), reply)
-            else:
-                self.port.write(bytes(request))
-                client.getData(GXByteBuffer(self._read_hdlc()), reply)
-                while reply.isMoreData():
-                    self.port.write(bytes(client.receiverReady(reply)))
-                    client.getData(GXByteBuffer(self._read_hdlc()), reply)
+            self._send(request)
+            client.getData(GXByteBuffer(self._receive()), reply)
+            while reply.isMoreData():  # HDLC segments (RR) and GET blocks (GET-Request-Next)
+                self._send(client.receiverReady(reply))
+                client.getData(GXByteBuffer(self._receive()), reply)
         assert reply.error == 0, f"the meter answered error {reply.error}"
         return reply
 
@@ -389,3 +395,88 @@ def test_any_attribute_is_read_by_obis_from_the_object_map_or_with_its_class(twi
                                           r"class_id"):
         meter.read("0.0.96.11.5.255", 2)
     assert meter.read("0.0.96.11.5.255", 1, class_id=1) == bytes([0, 0, 96, 11, 5, 255])
+
+
+def gurux_client(transport: str, max_pdu: int | None = None):
+    gurux = pytest.importorskip("gurux_dlms")
+    from gurux_dlms.enums import Authentication, InterfaceType
+
+    client = gurux.GXDLMSClient(True, 32, 1, Authentication.LOW, PASSWORD,
+                                InterfaceType.WRAPPER if transport == "tcp" else InterfaceType.HDLC)
+    if max_pdu is not None:
+        client.maxReceivePDUSize = max_pdu
+    return client
+
+
+def test_an_independent_client_reads_the_object_list_and_profiles_in_blocks(twin, transport):
+    """Gurux with a 128-octet PDU over either transport: the object list and the block load profile come as GET
+    blocks, over HDLC also in segmented I-frames, and read the same as with the meter's full PDU."""
+    from gurux_dlms.objects import GXDLMSProfileGeneric
+
+    wait_until = time.monotonic() + 10
+    while twin.call(lambda: len(twin.meter.profiles.profiles["1.0.99.1.0.255"].rows)) < 6:
+        assert time.monotonic() < wait_until, "no block load entries"
+        time.sleep(0.2)
+    lists, buffers = [], []
+    for max_pdu in (None, 128):
+        client = gurux_client(transport, max_pdu)
+        with GuruxLink(transport, twin.resource(transport)) as link:
+            if transport == "hdlc":
+                client.parseUAResponse(link.exchange(client, [client.snrmRequest()]).data)
+            client.parseAareResponse(link.exchange(client, client.aarqRequest()).data)
+            objects = client.parseObjects(link.exchange(client, [client.getObjectsRequest()]).data, False)
+            lists.append([(int(obj.objectType), obj.logicalName) for obj in objects])
+            profile = GXDLMSProfileGeneric("1.0.99.1.0.255")
+            client.updateValue(profile, 3, link.exchange(client, client.read(profile, 3)).value)
+            rows = link.exchange(client, client.readRowsByEntry(profile, 1, 6)).value
+            buffers.append([[getattr(value, "value", value) for value in row]
+                            for row in client.updateValue(profile, 2, rows)])
+            link.exchange(client, client.releaseRequest())
+            if transport == "hdlc":
+                link.exchange(client, [client.disconnectRequest()])
+    assert lists[0] == lists[1] and (15, "0.0.40.0.0.255") in lists[0]
+    assert len(buffers[1]) == 6 and buffers[0] == buffers[1]
+
+
+def test_profiles_capture_the_meters_live_values(start_twin):
+    """Block load (1 s blocks here): average voltage and block energy of the last block; the instantaneous
+    profile: the values of the meter's registers now."""
+    twin = start_twin(block_load_period_s=1)
+    twin.energize(240.0, 10.0)
+    profiles = twin.meter.profiles
+    start = twin.call(lambda: len(profiles.profiles["1.0.99.1.0.255"].rows))
+    deadline = time.monotonic() + 10
+    while twin.call(lambda: len(profiles.profiles["1.0.99.1.0.255"].rows)) < start + 3:
+        assert time.monotonic() < deadline, "no block load entries"
+        time.sleep(0.2)
+    meter = twin.driver("tcp")
+    rows = meter.read("1.0.99.1.0.255", 2, class_id=7)
+    *_, (stamp, average_voltage, block_energy) = rows
+    assert average_voltage == 24000  # 240.00 V, scaler -2
+    power_w = twin.call(lambda: twin.model.position_power_w(1))
+    assert block_energy == pytest.approx(power_w / 3600 * 10, rel=0.3)  # about one second of it, in 0.1 Wh
+    assert date_time_from_bytes(stamp, 330).microsecond == 0  # stamped at the end of a whole second
+    (row,) = meter.read("1.0.94.91.0.255", 2, class_id=7)
+    clock, voltage, current = row[:3]
+    assert (voltage, current) == (24000, 10000)  # 240.00 V, 10.000 A
+    assert abs(date_time_from_bytes(clock, 330) - datetime.now(UTC)) < timedelta(seconds=2)
+
+
+def test_an_idle_hdlc_link_is_disconnected_after_the_inactivity_timeout(twin):
+    """IEC 62056-46 inactivity time-out: the meter returns an idle link to the disconnected mode, so the next
+    I-frame gets DM (0x1F: DM with the final bit) until the client sends SNRM again."""
+    twin.meter.inactivity_timeout_s = 0.5
+    client = gurux_client("hdlc")
+    with GuruxLink("hdlc", twin.resource("hdlc")) as link:
+        client.parseUAResponse(link.exchange(client, [client.snrmRequest()]).data)
+        timed_out = twin.wait_for("dlms.inactivity_timeout", timeout_s=3)
+        assert (timed_out["transport"], timed_out["idle_s"]) == ("hdlc", 0.5)
+        (aarq,) = client.aarqRequest()
+        link.port.write(bytes(aarq))
+        dm = link._read_hdlc()
+        assert dm[0] == dm[-1] == 0x7E and dm[-4] == 0x1F
+        again = gurux_client("hdlc")  # a new client: its frame counters start again
+        again.parseUAResponse(link.exchange(again, [again.snrmRequest()]).data)
+        again.parseAareResponse(link.exchange(again, again.aarqRequest()).data)
+        link.exchange(again, again.releaseRequest())
+        link.exchange(again, [again.disconnectRequest()])

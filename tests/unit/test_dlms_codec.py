@@ -34,6 +34,7 @@ from rig.sim.dlms.codec import (
     encode_octets,
     encode_structure,
     encode_visible,
+    read_length,
 )
 from rig.sim.dlms.hdlc import LLC_REQUEST, LLC_RESPONSE, HdlcLink, crc16_x25, hdlc_frame, hdlc_parameters
 from rig.sim.dlms.meter import CONNECTED, DISCONNECTED, READY_FOR_RECONNECTION, DlmsMeterSim
@@ -65,7 +66,8 @@ AARE_ACCEPTED_LLS = H(
     "8907 60857405080201"           # mechanism-name: low-level-security
     "be10 040e"                     # user-information: OCTET STRING of 14
     "08 00 06"                      # InitiateResponse: no QoS, DLMS 6
-    "5f1f 04 00 000019"             # negotiated-conformance: get, set, action
+    "5f1f 04 00 00101d"             # negotiated-conformance: block-transfer-with-get, get, set, selective-access,
+    #                                 action
     "0400 0007")                    # server-max-receive-pdu-size 1024, vaa-name 0x0007 (LN)
 AARE_WRONG_PASSWORD = H(
     "6124"
@@ -141,8 +143,8 @@ def test_lls_aarq_is_accepted_with_the_negotiated_context():
     assert parsed.result is enumerations.AssociationResult.ACCEPTED
     assert parsed.authentication is enumerations.AuthenticationMechanism.LLS
     conformance = parsed.user_information.content.negotiated_conformance
-    assert (conformance.get, conformance.set, conformance.action, conformance.selective_access) == (True, True,
-                                                                                                    True, False)
+    assert (conformance.get, conformance.set, conformance.action, conformance.selective_access,
+            conformance.block_transfer_with_get_or_read) == (True, True, True, True, True)
     assert link.associations[32].role == "reader"
 
 
@@ -403,6 +405,153 @@ def test_date_time_deviation_is_minutes_from_local_time_to_utc():
     unspecified = raw[:9] + struct.pack(">h", -0x8000) + raw[11:]
     assert date_time_from_bytes(unspecified, 330).tzinfo == timezone(timedelta(minutes=330))
     assert decode_date_time(unspecified, 330) == moment.timestamp()
+
+
+# -- IS 15959-2 object model: association LN, profiles, selective access, block transfer -------------------------
+
+GET_OBJECT_LIST = H("c0 01 c1 000f 0000280000ff 02 00")  # GET association LN 0.0.40.0.0.255 attribute 2
+BLOCK_LOAD = H("0100630100ff")  # 1.0.99.1.0.255
+T0 = datetime(2026, 3, 2, 6, 30, tzinfo=UTC).timestamp()  # 12:00 IST
+
+
+def get_in_blocks(meter: DlmsMeterSim, link: Link, client_sap: int, request: bytes, limit: int) -> list[bytes]:
+    """The raw data of each GET-Response-With-Datablock answering request, each APDU at most limit octets,
+    asked for with GET-Request-Next acknowledging the block before (the Data of a GET-Response-Normal when the
+    answer fits in one)."""
+    blocks, number = [], 0
+    answer = meter.handle_apdu(link, client_sap, request)
+    if answer[:4] == H("c4 01 c1 00"):
+        assert len(answer) <= limit
+        return [answer[4:]]
+    while True:
+        assert len(answer) <= limit
+        assert answer[:3] == H("c4 02 c1") and int.from_bytes(answer[4:8], "big") == number + 1
+        number += 1
+        assert answer[8] == 0  # raw-data
+        length, pos = read_length(answer, 9)
+        assert pos + length == len(answer)
+        blocks.append(answer[pos:])
+        if answer[3]:  # last-block
+            return blocks
+        answer = meter.handle_apdu(link, client_sap, H("c0 02 c1") + number.to_bytes(4, "big"))
+
+
+def object_list_of(meter: DlmsMeterSim, client_sap: int) -> dict[str, tuple[int, int, list]]:
+    data = b"".join(get_in_blocks(meter, associated(meter, client_sap), client_sap, GET_OBJECT_LIST, 1024))
+    tag, entries = decode_one(data)
+    assert tag == 1  # array of object_list_element
+    return {".".join(map(str, ln)): (class_id, version, rights)
+            for (_, class_id), (_, version), (_, ln), (_, rights) in (entry[1] for entry in entries)}
+
+
+def test_the_current_association_lists_each_clients_objects_and_rights():
+    meter = make_sim()
+    reader, public = object_list_of(meter, 32), object_list_of(meter, 16)
+    assert reader["0.0.40.0.0.255"][:2] == (15, 1) and reader["1.0.99.1.0.255"][:2] == (7, 1)
+    assert {"0.0.40.0.0.255", "0.0.40.0.1.255", "0.0.1.0.0.255", "1.0.1.8.0.255"} <= set(public) < set(reader)
+    assert "0.0.40.0.2.255" not in public and "1.0.99.1.0.255" not in public
+    (_, attribute_access), (_, method_access) = reader["1.0.99.1.0.255"][2]
+    buffer_access = attribute_access[1][1]
+    assert buffer_access == [(15, 2), (22, 1), (1, [(15, 1), (15, 2)])]  # read-only, access selectors 1 and 2
+    assert [item[1][1] for item in method_access] == [(22, 0), (22, 0)]  # reset and capture: no access
+    (_, clock_attributes), _ = reader["0.0.1.0.0.255"][2]
+    assert clock_attributes[1][1][1] == (22, 3)  # the reader reads and sets the time
+    (_, clock_attributes), _ = public["0.0.1.0.0.255"][2]
+    assert clock_attributes[1][1][1] == (22, 1)  # the public client only reads it
+    (_, disconnect_methods) = reader["0.0.96.3.10.255"][2][1]
+    assert [item[1][1] for item in disconnect_methods] == [(22, 1), (22, 1)]
+
+
+def test_the_association_object_describes_the_association_in_use():
+    meter = make_sim()
+    link = associated(meter, 32)
+
+    def get(attribute: int) -> bytes:
+        return meter.handle_apdu(link, 32, H("c0 01 c1 000f 0000280000ff") + bytes([attribute, 0]))
+
+    assert get(3) == H("c4 01 c1 00 0202 0f20 120001")  # associated_partners_id {client SAP 32, server SAP 1}
+    assert get(4) == H("c4 01 c1 00 0907 60857405080101")  # LN referencing, no ciphering
+    assert get(5) == H("c4 01 c1 00 0206 0418 00101d 120400 120400 1106 0f00 0900")  # xDLMS context info
+    assert get(6) == H("c4 01 c1 00 0907 60857405080201")  # low-level security
+    assert get(7) == H("c4 01 c1 01 03")  # the secret: read-write-denied
+    assert get(8) == H("c4 01 c1 00 1602")  # associated
+
+
+def captured_block_load(meter: DlmsMeterSim, count: int) -> None:
+    meter.meter.register_energy_wh = 0.0
+    for n in range(count):
+        meter.meter.register_energy_wh += 10.0 * (n + 1)
+        meter.profiles.capture("1.0.99.1.0.255", T0 + n)
+
+
+def test_a_profile_is_read_by_entry_and_by_range():
+    meter = make_sim()
+    meter.profiles.block_start_wh = 0.0
+    meter.model.supply_voltage_v = lambda: 0.0  # no supply: no samples, average voltage 0
+    captured_block_load(meter, 4)
+    link = associated(meter)
+    get_buffer = H("c0 01 c1 0007") + BLOCK_LOAD + H("02")
+    by_entry = meter.handle_apdu(link, 32, get_buffer + H("01 02 0204 0600000002 0600000003 120003 120003"))
+    # entries 2..3, column 3 (block energy, 0.1 Wh): 20 Wh and 30 Wh
+    assert by_entry == H("c4 01 c1 00 0102 0201 06000000c8 0201 060000012c")
+    clock = H("0204 1200 08 0906 0000010000ff 0f02 120000")
+    from_to = H("090c 07ea0302 01 0c0001 00 feb6 00 090c 07ea0302 01 0c0002 00 feb6 00")  # 12:00:01..12:00:02 IST
+    by_range = meter.handle_apdu(link, 32, get_buffer + H("01 01 0204") + clock + from_to + H("0100"))
+    stamps = [encode_date_time(T0 + n, 330) for n in (1, 2)]
+    assert by_range == (H("c4 01 c1 00 0102") + b"".join(
+        H("0203 090c") + stamp + H("12 0000") + H("06") + (10 * (n + 1) * 10).to_bytes(4, "big")
+        for n, stamp in zip((1, 2), stamps, strict=True)))
+    energy_only = H("0101 0204 1200 03 0906 0100011d00ff 0f02 120000")
+    assert meter.handle_apdu(link, 32, get_buffer + H("01 01 0204") + clock + from_to + energy_only) == \
+        H("c4 01 c1 00 0102 0201 06000000c8 0201 060000012c")
+    not_a_column = H("0204 1200 03 0906 0100010800ff 0f02 120000")  # the energy register restricts nothing here
+    assert meter.handle_apdu(link, 32, get_buffer + H("01 01 0204") + not_a_column + from_to + H("0100")) == \
+        H("c4 01 c1 01 fa")  # other-reason
+    assert meter.handle_apdu(link, 32, get_buffer + H("01 03 00")) == H("c4 01 c1 01 fa")  # no selector 3
+
+
+def test_a_long_answer_is_sent_in_blocks_of_the_clients_pdu_size():
+    meter = make_sim()
+    link = Link("tcp")
+    small_pdu = AARQ_LLS[:-2] + H("0080")  # client-max-receive-pdu-size 128
+    assert meter.handle_apdu(link, 32, small_pdu)[13:18] == H("a203020100")
+    whole = b"".join(get_in_blocks(meter, associated(meter), 32, GET_OBJECT_LIST, 1024))  # the meter's own PDU
+    blocks = get_in_blocks(meter, link, 32, GET_OBJECT_LIST, 128)
+    assert b"".join(blocks) == whole and len(blocks) > 5
+    assert [len(block) for block in blocks[:-1]] == [128 - 12] * (len(blocks) - 1)
+    assert meter.handle_apdu(link, 32, H("c0 02 c1 00000001")) == H("c4 02 c1 01 00000001 01 10")
+    meter.handle_apdu(link, 32, GET_OBJECT_LIST)
+    assert meter.handle_apdu(link, 32, H("c0 02 c1 00000003")) == H("c4 02 c1 01 00000003 01 13")
+
+
+def test_events_enter_their_logs_with_the_is15959_codes():
+    meter = make_sim()
+    link = associated(meter)
+    meter.handle_apdu(link, 32, H("c3 01 c1 0046 000060030aff 01 01 0f00"))  # remote_disconnect
+    meter.handle_apdu(link, 32, H("c3 01 c1 0046 000060030aff 02 01 0f00"))  # remote_reconnect
+    control = meter.handle_apdu(link, 32, H("c0 01 c1 0007 0000636206ff 02 00"))
+    _, rows = decode_one(control[4:])
+    assert [row[1][1] for row in rows] == [(18, 301), (18, 302)]  # load switch disconnected, connected
+    now = encode_date_time(T0, 330)
+    meter.handle_apdu(link, 32, H("c1 01 c1 0008 0000010000ff 02 00 090c") + now)
+    transactions = meter.handle_apdu(link, 32, H("c0 01 c1 0007 0000636203ff 02 00"))
+    assert [row[1][1] for row in decode_one(transactions[4:])[1]] == [(18, 151)]  # real time clock changed
+    last_code = meter.handle_apdu(link, 32, H("c0 01 c1 0001 0000600b06ff 02 00"))
+    assert last_code == H("c4 01 c1 00 12 012e")
+
+
+def test_an_md_reset_captures_a_billing_entry():
+    meter = make_sim()
+    meter.meter.register_energy_wh = 1234.0
+    link = associated(meter)
+    assert meter.handle_apdu(link, 32, H("c3 01 c1 0009 00000a0001ff 01 01 120001")) == H("c7 01 c1 00 00")
+    assert meter.handle_apdu(link, 32, H("c3 01 c1 0009 00000a0001ff 01 01 120002")) == H("c7 01 c1 fa 00")
+    assert meter.handle_apdu(associated(meter, 16), 16, H("c3 01 c1 0009 00000a0001ff 01 01 120001")) == \
+        H("c7 01 c1 03 00")  # the public client may not
+    billing = meter.handle_apdu(link, 32, H("c0 01 c1 0007 0100620100ff 02 00"))
+    (_, (row,)) = decode_one(billing[4:])
+    assert row[1][2] == (6, 1234)  # cumulative energy import, Wh
+    assert meter.handle_apdu(link, 32, H("c0 01 c1 0001 0000000100ff 02 00")) == H("c4 01 c1 00 12 0001")
 
 
 # -- driver settings ------------------------------------------------------------------------------------------------

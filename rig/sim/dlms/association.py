@@ -30,9 +30,22 @@ MECHANISM_OID = DLMS_OID + b"\x02"
 LLS = 1
 INITIATE_ERROR = 6  # ConfirmedServiceError choice: initiate-error
 DLMS_VERSION_TOO_LOW, INCOMPATIBLE_CONFORMANCE, PDU_SIZE_TOO_SHORT = 1, 2, 3
+# conformance block bits (IEC 62056-5-3 8.4: bit 0 is the most significant of the 24)
 CONFORMANCE_GET, CONFORMANCE_SET, CONFORMANCE_ACTION = 1 << 4, 1 << 3, 1 << 0
-SERVER_CONFORMANCE = CONFORMANCE_GET | CONFORMANCE_SET | CONFORMANCE_ACTION
+CONFORMANCE_SELECTIVE_ACCESS, CONFORMANCE_BLOCK_TRANSFER_WITH_GET = 1 << 2, 1 << 12
+SERVER_CONFORMANCE = (CONFORMANCE_GET | CONFORMANCE_SET | CONFORMANCE_ACTION | CONFORMANCE_SELECTIVE_ACCESS
+                      | CONFORMANCE_BLOCK_TRANSFER_WITH_GET)
 SERVER_MAX_PDU = 1024
+
+
+@dataclass
+class LongGet:
+    """A GET answer sent in blocks (block transfer with GET): the encoded Data and the last block sent."""
+
+    invoke: int
+    data: bytes
+    block_size: int
+    last_sent: int = 0
 
 
 @dataclass
@@ -41,6 +54,13 @@ class Association:
     role: str
     conformance: int
     client_max_pdu: int
+    mechanism: int = 0
+    long_get: LongGet | None = None
+
+    def max_apdu(self) -> int:
+        """The longest APDU the meter sends on this association: the client's max receive PDU size (0: no
+        limit), and never more than the meter's own."""
+        return min(self.client_max_pdu or 0xFFFF, SERVER_MAX_PDU)
 
 
 @dataclass
@@ -123,7 +143,8 @@ def judge_aarq(client_sap: int, fields: dict[int, bytes], password: bytes) -> Ou
         return REJECTED_PERMANENT, DIAG_NO_REASON, mechanism, bytes([0x0E, 1, INITIATE_ERROR, error]), None
     response = (b"\x08\x00\x06\x5f\x1f\x04\x00" + negotiated.to_bytes(3, "big")
                 + SERVER_MAX_PDU.to_bytes(2, "big") + b"\x00\x07")
-    return ACCEPTED, DIAG_NULL, mechanism, response, Association(client_sap, role, negotiated, max_pdu)
+    return ACCEPTED, DIAG_NULL, mechanism, response, Association(client_sap, role, negotiated, max_pdu,
+                                                                  mechanism or 0)
 
 
 def _authentication_refusal(role: str, authenticated: bool, mechanism_oid: bytes | None, mechanism: int | None,

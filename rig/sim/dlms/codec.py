@@ -18,7 +18,7 @@ INTEGER_FORMATS = {INTEGER: ">b", LONG: ">h", UNSIGNED: ">B", LONG_UNSIGNED: ">H
 FIXED_SIZES = {BOOLEAN: 1, FLOAT32: 4, FLOAT64: 8, DATE_TIME: 12, DATE: 5, TIME: 4,
                **{tag: struct.calcsize(fmt) for tag, fmt in INTEGER_FORMATS.items()}}
 
-UNITS = {"W": 27, "Wh": 30, "A": 33, "V": 35, "Hz": 44, "dBm": 70, "none": 255}
+UNITS = {"W": 27, "VA": 28, "Wh": 30, "A": 33, "V": 35, "Hz": 44, "dBm": 70, "none": 255}
 
 
 class DataError(ValueError):

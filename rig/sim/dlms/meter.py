@@ -2,8 +2,11 @@
 
 One logical device (server SAP 1) with a public client (SAP 16, no security) and a meter-reader client (SAP 32,
 LLS password), served over the IEC 62056-47 TCP wrapper on a loopback port and, with `hdlc: true`, also over
-IEC 62056-46 HDLC on a pty whose path is `pty_path` (rig/sim/dlms/server.py). Only LN referencing, unciphered,
-GET/SET/ACTION normal.
+IEC 62056-46 HDLC on a pty whose path is `pty_path` (rig/sim/dlms/server.py). Only LN referencing, unciphered;
+GET normal with selective access and block transfer, SET/ACTION normal. Its object model is IS 15959-2's:
+association LN objects with their object lists (rig/sim/dlms/object_list.py), name plate, profiles and event logs
+(rig/sim/dlms/is15959.py). Relay switching enters the control event log, clock setting the transaction event log,
+power loss and return (with `powered_by_source`) the power event log.
 
 Disconnect control follows the Blue Book state machine of class 70 for the configured control mode (default 5,
 see DEFAULT_CONTROL_MODE); the limiter (class 71) monitors the position's active power and opens the relay
@@ -33,8 +36,20 @@ from datetime import UTC, datetime
 from rig.errors import ConfigError
 from rig.sim.dlms.codec import DATE_TIME, ENUM, INTEGER_FORMATS, OCTET_STRING, DataError, decode_date_time
 from rig.sim.dlms.hooks import meter_hooks
+from rig.sim.dlms.is15959 import (
+    CONTROL_EVENTS,
+    LOAD_SWITCH_CONNECTED,
+    LOAD_SWITCH_DISCONNECTED,
+    POWER_EVENTS,
+    POWER_FAIL_OCCURRENCE,
+    POWER_FAIL_RESTORATION,
+    RTC_CHANGED,
+    TRANSACTION_EVENTS,
+    MeterProfiles,
+)
+from rig.sim.dlms.object_list import association_objects
 from rig.sim.dlms.objects import OTHER_REASON, READ_WRITE_DENIED, SUCCESS, TYPE_UNMATCHED, meter_objects
-from rig.sim.dlms.server import DlmsServer
+from rig.sim.dlms.server import DEFAULT_INACTIVITY_TIMEOUT_S, DlmsServer
 from rig.sim.dlms.tamper import TamperLog
 from rig.sim.model import PhysicalModel
 
@@ -50,6 +65,7 @@ DIRECT_RECONNECT_MODES = (1, 3, 5)
 LIMITER_PERIOD_S = 0.05
 DUPLICATE_AFTER_S = 0.5  # duplicate_execution: a repeated command runs this long after the next one
 IST_OFFSET_MIN = 330
+SINGLE_PHASE_TWO_WIRE = 5  # IS 15959-2 meter type (unverified code)
 EVENT_LOG_ENTRIES = 10
 LIMITER_ATTRIBUTES = {3: "threshold_active", 4: "threshold_normal", 5: "threshold_emergency",
                       6: "min_over_threshold_duration", 7: "min_under_threshold_duration"}
@@ -68,13 +84,19 @@ class DlmsMeterSim(DlmsServer):
     HDLC on a pty), `latency_s` (added before every answer), `boot_s` (silent after power returns, default 0.5),
     `powered_by_source` (the meter is down without the source's voltage, default false: always up),
     `battery_reading` (the data port answers without supply voltage, default true), `event_log_entries` (profile
-    entries of the event log, default 10).
+    entries of each event log, default 10), `inactivity_timeout_s` (the TCP wrapper closes a connection idle this
+    long, default 120 as field meters; 0: never), the name plate's `meter_type` (default 5),
+    `meter_category` (default "C1"), `current_rating` (default "<Ib>-<6 Ib>A") and `year_of_manufacture`
+    (default this year), and the profiles' capture periods and sizes (rig/sim/dlms/is15959.py:
+    `block_load_period_s`, `daily_load_period_s`, `billing_period_s`, `*_entries`).
 
-    The public client reads the identity objects, the clock and the energy register; the reader reads every
-    object, sets the clock and the limiter and invokes the disconnect control. Anything else is answered with
+    The public client reads the identity and name plate objects, the clock, the energy register and its association
+    objects; the reader reads every object (its object list: 0.0.40.0.0.255), sets the clock and the limiter and
+    invokes the disconnect control and the MD reset. Anything else is answered with
     read-write-denied; unknown objects and attributes with object-undefined, a wrong class with
     object-class-inconsistent. Truth events: dlms.association, dlms.release, clock.set, limiter.set,
-    limiter.trip, limiter.ignored, disconnect_control, meter.power, dlms.unanswered, meter.event_log, and the
+    limiter.trip, limiter.ignored, disconnect_control, meter.power, dlms.unanswered, meter.event_log,
+    meter.billing, dlms.inactivity_timeout, and the
     model's relay switching; with the command defects relay.closing, dlms.command_dropped, dlms.command_repeated;
     with the tamper defects meter.event_not_logged and meter.event_late.
 
@@ -116,22 +138,34 @@ class DlmsMeterSim(DlmsServer):
         self.over_since: float | None = None
         self.tamper = TamperLog(role, model, position, self.hooks, self.meter_time_s,
                                 int(settings.get("event_log_entries", EVENT_LOG_ENTRIES)))
-        self.objects = {obj.logical_name: obj for obj in meter_objects(self)}
+        self.meter_type = int(settings.get("meter_type", SINGLE_PHASE_TWO_WIRE))
+        self.meter_category = str(settings.get("meter_category", "C1"))
+        self.current_rating = str(settings.get("current_rating", f"{self.meter.base_current_a:g}-"
+                                                                  f"{6 * self.meter.base_current_a:g}A"))
+        self.year_of_manufacture = int(settings.get("year_of_manufacture", datetime.now(UTC).year))
+        self.inactivity_timeout_s = float(settings.get("inactivity_timeout_s", DEFAULT_INACTIVITY_TIMEOUT_S))
+        self.profiles = MeterProfiles(self, settings)
+        objects = [*meter_objects(self), *self.profiles.objects()]
+        objects += association_objects(lambda: list(self.objects.values()), lambda: self.serving)
+        self.objects = {obj.logical_name: obj for obj in objects}
         self._limiter_task: asyncio.Task | None = None
+        self._profiles_task: asyncio.Task | None = None
         self._relay_closing: asyncio.TimerHandle | None = None  # a reconnect under reconnect_extra_delay_s
         self._replay: str | None = None  # a command to execute once more after the next (duplicate_execution)
 
     async def start(self, host: str, port: int) -> int:
         port = await super().start(host, port)
         self._limiter_task = asyncio.create_task(self._watch_limiter())
+        self._profiles_task = asyncio.create_task(self.profiles.run())
         return port
 
     async def stop(self) -> None:
-        if self._limiter_task is not None:
-            self._limiter_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._limiter_task
-            self._limiter_task = None
+        for task in (self._limiter_task, self._profiles_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._limiter_task = self._profiles_task = None
         await super().stop()
 
     # -- live values ------------------------------------------------------------------------------------------
@@ -173,6 +207,7 @@ class DlmsMeterSim(DlmsServer):
         except DataError:
             return OTHER_REASON
         self.clock_offset_s = utc_s - time.time()
+        self.profiles.log_event(TRANSACTION_EVENTS, RTC_CHANGED)
         self.model.truth.event("clock.set", role=self.role, position=self.position,
                                meter_time=datetime.fromtimestamp(utc_s, UTC).isoformat(),
                                offset_s=self.clock_offset_s, by=by)
@@ -217,6 +252,7 @@ class DlmsMeterSim(DlmsServer):
 
     def _power_up(self, now: float) -> None:
         self.up_at = now + self.boot_s
+        self.profiles.log_event(POWER_EVENTS, POWER_FAIL_RESTORATION)
         self.model.truth.event("meter.power", role=self.role, position=self.position, on=True,
                                answering_from_mono=self.up_at, control_state=STATE_NAMES[self.control_state])
         if self.hooks.forgets_state_at_power_loss() and self.control_state != CONNECTED:
@@ -225,6 +261,7 @@ class DlmsMeterSim(DlmsServer):
 
     def _power_down(self) -> None:
         self.power_epoch += 1
+        self.profiles.log_event(POWER_EVENTS, POWER_FAIL_OCCURRENCE)
         self.over_since = None
         if self._hdlc_link is not None and not self.battery_reading:
             self._hdlc_link.reset(connected=False)
@@ -265,6 +302,9 @@ class DlmsMeterSim(DlmsServer):
                                control_state=STATE_NAMES[self.control_state], previous=STATE_NAMES[before],
                                control_mode=self.control_mode, by=by)
         if transition is not None:
+            if (before == CONNECTED) != (self.control_state == CONNECTED):
+                self.profiles.log_event(CONTROL_EVENTS, LOAD_SWITCH_CONNECTED if self.control_state == CONNECTED
+                                        else LOAD_SWITCH_DISCONNECTED)
             self._switch_relay(self.control_state == CONNECTED, trigger)
 
     def _switch_relay(self, closed: bool, trigger: str) -> None:
@@ -363,5 +403,6 @@ class DlmsMeterSim(DlmsServer):
     async def _watch_limiter(self) -> None:
         while True:
             await asyncio.sleep(LIMITER_PERIOD_S)
+            self.profiles.sample()
             if self.answering():
                 self.check_limiter()

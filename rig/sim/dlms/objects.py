@@ -31,12 +31,14 @@ from rig.sim.dlms.codec import (
     encode_structure,
     encode_visible,
 )
+from rig.sim.dlms.profiles import CLOCK_TIME, NO_SORT_OBJECT, Capture, Row, obis, select_rows
 
 if TYPE_CHECKING:
     from rig.sim.dlms.meter import DlmsMeterSim
 
-# class id -> (number of attributes, number of methods) of the interface class
-CLASS_SHAPES = {1: (2, 0), 3: (3, 1), 7: (8, 2), 8: (9, 6), 70: (4, 2), 71: (11, 0)}
+# class id -> (number of attributes, number of methods) of the interface class, and its version
+CLASS_SHAPES = {1: (2, 0), 3: (3, 1), 7: (8, 2), 8: (9, 6), 9: (2, 1), 15: (9, 4), 70: (4, 2), 71: (11, 0)}
+CLASS_VERSIONS = {7: 1, 15: 1}
 
 # Data-Access-Result / Action-Result
 SUCCESS, READ_WRITE_DENIED, OBJECT_UNDEFINED, OBJECT_CLASS_INCONSISTENT = 0, 3, 4, 9
@@ -49,11 +51,6 @@ NON_ROLLOVER_EVENT_LOG = "0.0.99.98.5.255"
 NON_ROLLOVER_EVENT_CODE = "0.0.96.11.5.255"
 COVER_OPEN_EVENT = 251
 CLOCK = "0.0.1.0.0.255"
-
-
-def obis(text: str) -> bytes:
-    """'1.0.1.8.0.255' -> 6 octets."""
-    return bytes(int(part) for part in text.split("."))
 
 
 def obis_text(logical_name: bytes) -> str:
@@ -72,6 +69,8 @@ class CosemObject:
     methods: dict[int, Callable[[tuple[int, object] | None, str], int]] = field(default_factory=dict)
     readers: frozenset[str] = BOTH
     writers: frozenset[str] = NOBODY
+    selective: dict[int, Callable[[int, tuple[int, object]], bytes | int]] = field(default_factory=dict)
+    unreadable: frozenset[int] = frozenset()  # attributes nobody may read (a secret)
 
     def __post_init__(self) -> None:
         self.getters = {1: lambda: encode_octets(self.logical_name), **self.getters}
@@ -94,12 +93,12 @@ class EventLog:
         self.entries.append((utc_s, code))
         return True
 
+    def columns(self) -> list[Capture]:
+        return [CLOCK_TIME, Capture(1, self.event_code_object)]
+
     def capture_objects(self) -> bytes:
         """Attribute 3: the clock's time (attribute 2) and the event code object's value (attribute 2)."""
-        def definition(class_id: int, name: str) -> bytes:
-            return encode_structure(encode_int(LONG_UNSIGNED, class_id), encode_octets(obis(name)),
-                                    encode_int(INTEGER, 2), encode_int(LONG_UNSIGNED, 0))
-        return encode_array([definition(8, CLOCK), definition(1, self.event_code_object)])
+        return encode_array([column.encode() for column in self.columns()])
 
     def buffer(self, utc_offset_min: int) -> bytes:
         """Attribute 2: one structure {date-time as octet-string, event code long-unsigned} per entry."""
@@ -108,6 +107,11 @@ class EventLog:
 
     def last_code(self) -> int:
         return self.entries[-1][1] if self.entries else 0
+
+    def rows(self, utc_offset_min: int) -> list[Row]:
+        """The entries as profile rows (meter time, encoded columns), for selective access."""
+        return [(utc_s, (encode_octets(encode_date_time(utc_s, utc_offset_min)), encode_int(LONG_UNSIGNED, code)))
+                for utc_s, code in self.entries]
 
 
 def register(name: str, tag: int, value_of: Callable[[], float], scaler: int, unit: str,
@@ -208,16 +212,18 @@ def event_log_objects(meter: DlmsMeterSim) -> list[CosemObject]:
         tamper.flush_due()
         return encode_int(LONG_UNSIGNED, log.last_code())
 
-    no_sort_object = encode_structure(encode_int(LONG_UNSIGNED, 0), encode_octets(bytes(6)), encode_int(INTEGER, 0),
-                                      encode_int(LONG_UNSIGNED, 0))
+    def selected(selector: int, parameters: tuple[int, object]) -> bytes | int:
+        tamper.flush_due()
+        return select_rows(log.columns(), log.rows(meter.utc_offset_min), selector, parameters, meter.utc_offset_min)
+
     getters = {
         2: buffer,
         3: log.capture_objects,
         4: lambda: encode_int(DOUBLE_LONG_UNSIGNED, 0),
         5: lambda: encode_int(ENUM, 1),
-        6: lambda: no_sort_object,
+        6: lambda: NO_SORT_OBJECT,
         7: entries_in_use,
         8: lambda: encode_int(DOUBLE_LONG_UNSIGNED, log.profile_entries),
     }
-    return [CosemObject(7, obis(log.logical_name), getters, readers=READER),
+    return [CosemObject(7, obis(log.logical_name), getters, readers=READER, selective={2: selected}),
             CosemObject(1, obis(log.event_code_object), {2: last_code}, readers=READER)]

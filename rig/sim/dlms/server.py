@@ -1,6 +1,12 @@
-"""The DLMS/COSEM server of a twin meter: xDLMS services (GET, SET, ACTION normal) on its object model, the
-associations, and its two transports: the IEC 62056-47 TCP wrapper on a loopback port and, with `hdlc`, HDLC on a
-pty whose path is `pty_path`."""
+"""The DLMS/COSEM server of a twin meter: xDLMS services (GET normal with selective access and block transfer,
+SET and ACTION normal) on its object model, the associations, and its two transports: the IEC 62056-47 TCP wrapper
+on a loopback port and, with `hdlc`, HDLC on a pty whose path is `pty_path`. Either drops a connection idle for
+`inactivity_timeout_s` (the wrapper closes the socket, HDLC returns to the disconnected mode).
+
+A GET answer longer than the association's PDU size (the client's max receive PDU size, at most the meter's
+SERVER_MAX_PDU) goes as GET-Response-With-Datablock (Green Book, IEC 62056-5-3: last-block, block-number, raw-data)
+when the client negotiated block-transfer-with-get; GET-Request-Next acknowledging the last block sent gets the next,
+any other number data-block-number-invalid, and one with no transfer under way no-long-get-in-progress."""
 
 from __future__ import annotations
 
@@ -14,18 +20,22 @@ from rig.sim.dlms.association import (
     ACCEPTED,
     CLIENT_ROLES,
     CONFORMANCE_ACTION,
+    CONFORMANCE_BLOCK_TRANSFER_WITH_GET,
     CONFORMANCE_GET,
+    CONFORMANCE_SELECTIVE_ACCESS,
     CONFORMANCE_SET,
     DIAG_NAMES,
     DIAG_NO_REASON,
     REJECTED_PERMANENT,
     SERVER_SAP,
+    Association,
     Link,
+    LongGet,
     aare,
     aarq_fields,
     judge_aarq,
 )
-from rig.sim.dlms.codec import DataError, decode_one
+from rig.sim.dlms.codec import DataError, axdr_length, decode_one
 from rig.sim.dlms.hdlc import HdlcLink
 from rig.sim.dlms.objects import (
     CLASS_SHAPES,
@@ -42,6 +52,12 @@ from rig.sim.model import PhysicalModel
 SERVICE_NOT_ALLOWED, SERVICE_UNKNOWN = 1, 2
 OPERATION_NOT_POSSIBLE, SERVICE_NOT_SUPPORTED, SERVICE_OTHER_REASON = 1, 2, 3
 SERVICE_CONFORMANCE = {0xC0: CONFORMANCE_GET, 0xC1: CONFORMANCE_SET, 0xC3: CONFORMANCE_ACTION}
+# Data-Access-Result of a GET-Request-Next that has no block to answer with
+NO_LONG_GET_IN_PROGRESS, DATA_BLOCK_NUMBER_INVALID = 16, 19
+BLOCK_OVERHEAD = 12  # GET-Response-With-Datablock around its raw data: tag, choice, invoke, last, number, length
+# IS 15959 / IEC 62056-47 practice closes an idle connection after ~120 s; the twin's default is longer so that a
+# rig holding one association open across a whole run is not cut off between its reads
+DEFAULT_INACTIVITY_TIMEOUT_S = 120.0
 
 
 def exception_response(state_error: int, service_error: int) -> bytes:
@@ -69,11 +85,14 @@ class DlmsServer:
         self.objects: dict[bytes, CosemObject] = {}
         self.power_epoch = 0
         self.battery_reading = True
+        self.inactivity_timeout_s = DEFAULT_INACTIVITY_TIMEOUT_S
+        self.serving: Association | None = None  # the association of the request being answered
         self.pty_path: str | None = None
         self.port: int | None = None
         self._server: asyncio.AbstractServer | None = None
         self._pty_fds: tuple[int, int] | None = None
         self._hdlc_link: HdlcLink | None = None
+        self._hdlc_idle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def port_answering(self) -> bool:
@@ -99,22 +118,58 @@ class DlmsServer:
             return exception_response(SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
         if association is None:
             return exception_response(SERVICE_NOT_ALLOWED, OPERATION_NOT_POSSIBLE)
-        if len(apdu) < 13 or apdu[1] != 1 or not association.conformance & SERVICE_CONFORMANCE[tag]:
+        if not association.conformance & SERVICE_CONFORMANCE[tag]:
             return exception_response(SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
+        if tag == 0xC0 and len(apdu) == 7 and apdu[1] == 2:
+            return self._get_next(association, apdu[2], int.from_bytes(apdu[3:7], "big"))
+        if len(apdu) < 13 or apdu[1] != 1:
+            return exception_response(SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
+        association.long_get = None  # a new request ends a GET answered in blocks
+        self.serving = association
         invoke = apdu[2]
         class_id = int.from_bytes(apdu[3:5], "big")
         logical_name, index, rest = apdu[5:11], apdu[11], apdu[12:]
         by = f"{CLIENT_ROLES[client_sap]} client {client_sap}"
         if tag == 0xC0:
-            response = self._get(association.role, class_id, logical_name, index, rest)
-            answer = bytes([0xC4, 1, invoke]) + (b"\x00" + response if isinstance(response, bytes)
-                                                 else bytes([1, response]))
-            if association.client_max_pdu and len(answer) > association.client_max_pdu:
-                answer = bytes([0xC4, 1, invoke, 1, OTHER_REASON])
-            return answer
+            return self._get_answer(association, invoke, self._get(association, class_id, logical_name, index, rest))
         if tag == 0xC1:
             return bytes([0xC5, 1, invoke, self._set(association.role, class_id, logical_name, index, rest, by)])
         return bytes([0xC7, 1, invoke, self._action(association.role, class_id, logical_name, index, rest, by), 0])
+
+    def _get_answer(self, association: Association, invoke: int, response: bytes | int) -> bytes:
+        """GET-Response-Normal, or its first block (GET-Response-With-Datablock) when the answer is longer than
+        the association's PDU size and block transfer was negotiated."""
+        if isinstance(response, int):
+            return bytes([0xC4, 1, invoke, 1, response])
+        answer = bytes([0xC4, 1, invoke, 0]) + response
+        limit = association.max_apdu()
+        if len(answer) <= limit:
+            return answer
+        if not association.conformance & CONFORMANCE_BLOCK_TRANSFER_WITH_GET:
+            return bytes([0xC4, 1, invoke, 1, OTHER_REASON])
+        association.long_get = LongGet(invoke, response, max(limit - BLOCK_OVERHEAD, 16))
+        return self._next_block(association)
+
+    def _next_block(self, association: Association) -> bytes:
+        long_get = association.long_get
+        number = long_get.last_sent + 1
+        start = (number - 1) * long_get.block_size
+        chunk = long_get.data[start:start + long_get.block_size]
+        last = start + long_get.block_size >= len(long_get.data)
+        long_get.last_sent = number
+        if last:
+            association.long_get = None
+        return (bytes([0xC4, 2, long_get.invoke, int(last)]) + number.to_bytes(4, "big") + b"\x00"
+                + axdr_length(len(chunk)) + chunk)
+
+    def _get_next(self, association: Association, invoke: int, acknowledged: int) -> bytes:
+        """GET-Request-Next: the block after the one the client acknowledges, or the standard refusal."""
+        long_get = association.long_get
+        if long_get is not None and acknowledged == long_get.last_sent:
+            return self._next_block(association)
+        association.long_get = None
+        result = NO_LONG_GET_IN_PROGRESS if long_get is None else DATA_BLOCK_NUMBER_INVALID
+        return bytes([0xC4, 2, invoke, 1]) + acknowledged.to_bytes(4, "big") + bytes([1, result])
 
     def _lookup(self, class_id: int, logical_name: bytes, index: int, method: bool) -> CosemObject | int:
         obj = self.objects.get(logical_name)
@@ -127,15 +182,22 @@ class DlmsServer:
             return OBJECT_UNDEFINED
         return obj
 
-    def _get(self, role: str, class_id: int, logical_name: bytes, index: int, rest: bytes) -> bytes | int:
+    def _get(self, association: Association, class_id: int, logical_name: bytes, index: int,
+             rest: bytes) -> bytes | int:
         obj = self._lookup(class_id, logical_name, index, method=False)
         if isinstance(obj, int):
             return obj
-        if role not in obj.readers:
+        if association.role not in obj.readers or index not in obj.getters or index in obj.unreadable:
             return READ_WRITE_DENIED
-        if rest[:1] != b"\x00":
-            return OTHER_REASON  # selective access was not negotiated
-        return obj.getters[index]()
+        if rest[:1] == b"\x00":
+            return obj.getters[index]()
+        if not association.conformance & CONFORMANCE_SELECTIVE_ACCESS or index not in obj.selective:
+            return OTHER_REASON
+        try:
+            selector, parameters = rest[1], decode_one(rest[2:])
+        except (DataError, IndexError):
+            return TYPE_UNMATCHED
+        return obj.selective[index](selector, parameters)
 
     def _set(self, role: str, class_id: int, logical_name: bytes, index: int, rest: bytes, by: str) -> int:
         obj = self._lookup(class_id, logical_name, index, method=False)
@@ -192,6 +254,9 @@ class DlmsServer:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._hdlc_idle is not None:
+            self._hdlc_idle.cancel()
+            self._hdlc_idle = None
         if self._pty_fds is not None:
             master, slave = self._pty_fds
             self._loop.remove_reader(master)
@@ -204,8 +269,13 @@ class DlmsServer:
         epoch = self.power_epoch
         try:
             while True:
-                version, source, destination, length = struct.unpack(">HHHH", await reader.readexactly(8))
-                apdu = await reader.readexactly(length)
+                try:
+                    version, source, destination, apdu = await asyncio.wait_for(
+                        self._read_wrapped(reader), self.inactivity_timeout_s or None)
+                except TimeoutError:
+                    self.model.truth.event("dlms.inactivity_timeout", role=self.role, transport=link.transport,
+                                           idle_s=self.inactivity_timeout_s)
+                    break
                 if not self.port_answering():
                     continue  # nothing answers on a dead port
                 if epoch != self.power_epoch and not self.battery_reading:
@@ -225,6 +295,12 @@ class DlmsServer:
         finally:
             writer.close()
 
+    @staticmethod
+    async def _read_wrapped(reader: asyncio.StreamReader) -> tuple[int, int, int, bytes]:
+        """One wrapper frame: version, source wPort, destination wPort, APDU."""
+        version, source, destination, length = struct.unpack(">HHHH", await reader.readexactly(8))
+        return version, source, destination, await reader.readexactly(length)
+
     def _open_pty(self) -> None:
         master, slave = os.openpty()
         tty.setraw(slave)
@@ -233,6 +309,20 @@ class DlmsServer:
         self.pty_path = os.ttyname(slave)
         self._hdlc_link = HdlcLink(self)
         self._loop.add_reader(master, self._pty_readable)
+
+    def _restart_hdlc_idle(self) -> None:
+        """IEC 62056-46 inactivity time-out: a connected HDLC link idle that long is disconnected (NDM)."""
+        if self._hdlc_idle is not None:
+            self._hdlc_idle.cancel()
+            self._hdlc_idle = None
+        if self._hdlc_link.connected and self.inactivity_timeout_s:
+            self._hdlc_idle = self._loop.call_later(self.inactivity_timeout_s, self._hdlc_timed_out)
+
+    def _hdlc_timed_out(self) -> None:
+        self._hdlc_idle = None
+        self._hdlc_link.reset(connected=False)
+        self.model.truth.event("dlms.inactivity_timeout", role=self.role, transport="hdlc",
+                               idle_s=self.inactivity_timeout_s)
 
     def _pty_readable(self) -> None:
         master = self._pty_fds[0]
@@ -243,6 +333,7 @@ class DlmsServer:
         if not self.port_answering():
             return  # nothing answers on a dead port
         frames = self._hdlc_link.feed(data)
+        self._restart_hdlc_idle()
         if not frames:
             return
         if self.latency_s:
