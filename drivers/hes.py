@@ -6,6 +6,11 @@ POST /accounts/{id}/read, /recharge, /adjustment, /emergency-credit, /disconnect
 GET /group-commands/{id}, /commands, /commands/{id}, /alerts, /events. An API token (secret `token`) is sent
 as a bearer header and never transcripted.
 
+Money (rig/money.py): the HES writes amounts as JSON strings with exactly two decimals ("12.30"; a number is
+read too, exactly) and the tariff with two to four; they are read into `Decimal`, never float. Amounts are sent
+as decimal strings in whole paise; an amount with more than two decimals, not finite or not positive where it
+must be is refused before sending (the HES itself bounds recharges and balances by its policy).
+
 Each request ends within the role's timeout_s however the HES answers (one deadline, see http_deadline); after a
 request that went unanswered or garbled, the next one opens a fresh connection.
 """
@@ -13,14 +18,15 @@ request that went unanswered or garbled, the next one opens a fresh connection.
 from __future__ import annotations
 
 import json
-import math
 import time
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from drivers.http_deadline import DeadlineTransport, deadline
+from rig import money
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, HeadEndError, InstrumentError, InstrumentTimeout, SetpointRefused
 from rig.resources import Accepts
@@ -35,11 +41,25 @@ class HesHttpError(HeadEndError):
     """The HES answered 4xx or 5xx; carries the status and the response body."""
 
 
+class HesAnswerError(InstrumentError):
+    """An answer whose money is not a decimal amount."""
+
+
+def money_of(value: Any, what: str) -> Decimal:
+    """An amount the HES wrote ("12.30" or 12.3), exactly; HesAnswerError naming it otherwise."""
+    try:
+        return money.exact(value)
+    except money.MoneyError as exc:
+        raise HesAnswerError(f"HES answer: {what} {exc}") from None
+
+
 def account_of(data: dict) -> Account:
     credit = data.get("emergency_credit") or {}
-    return Account(id=str(data["account"]), balance=float(data["balance"]), currency=str(data.get("currency", "")),
+    return Account(id=str(data["account"]), balance=money_of(data["balance"], "balance"),
+                   currency=str(data.get("currency", "")),
                    supply=str(data.get("supply", "")), pending_command=data.get("pending_command"),
-                   emergency_credit=EmergencyCredit(str(credit.get("state", "none")), float(credit.get("taken", 0.0))),
+                   emergency_credit=EmergencyCredit(str(credit.get("state", "none")),
+                                                    money_of(credit.get("taken", "0.00"), "emergency_credit.taken")),
                    last_energy_wh=data.get("last_energy_wh"), disconnect_reason=data.get("disconnect_reason"),
                    raw=data)
 
@@ -59,7 +79,8 @@ def credited_of(data: dict) -> Credited:
 
 def alert_of(data: dict) -> Alert:
     return Alert(seq=int(data["seq"]), account=str(data["account"]), threshold_pct=float(data["threshold_pct"]),
-                 balance=float(data["balance"]), local_time=str(data.get("local_time", "")), raw=data)
+                 balance=money_of(data["balance"], "alert balance"), local_time=str(data.get("local_time", "")),
+                 raw=data)
 
 
 class HesClient(Driver, HeadEnd):
@@ -148,10 +169,14 @@ class HesClient(Driver, HeadEnd):
             raise InstrumentError(f"{self.role} ({self.address}): 'GET /version' expected manufacturer, product, "
                                   f"instance and version, got {answer!r}") from None
 
-    def _refuse_unless_positive(self, what: str, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise HesRefused(f"{self.role} ({self.address}): {what} {value!r} refused: must be a positive amount; "
-                             f"nothing was sent")
+    def _money_to_send(self, what: str, value: Any, positive: bool = True) -> str:
+        """An amount as sent ("12.30"); HesRefused (nothing sent) unless finite, in whole paise and positive
+        (non-zero when not `positive`)."""
+        try:
+            return money.text(money.amount(value, positive=positive, nonzero=True))
+        except money.MoneyError as exc:
+            raise HesRefused(f"{self.role} ({self.address}): {what} {value!r} refused: {exc}; nothing was sent"
+                             ) from None
 
     # -- accounts and money --------------------------------------------------------------------------------
 
@@ -173,27 +198,25 @@ class HesClient(Driver, HeadEnd):
     def account(self, account: str) -> Account:
         return account_of(self.request("GET", f"/accounts/{account}"))
 
-    def balance(self, account: str) -> float:
+    def balance(self, account: str) -> Decimal:
         return self.account(account).balance
 
     def read_now(self, account: str) -> Account:
         """On-demand read of the account's meter; the account as charged after it."""
         return account_of(self.request("POST", f"/accounts/{account}/read"))
 
-    def recharge(self, account: str, amount: float, reference: str | None = None) -> Credited:
+    def recharge(self, account: str, amount: Decimal | int | float | str, reference: str | None = None
+                 ) -> Credited:
         """Credit a recharge; the account and the reconnect it queued. Never re-sent."""
-        self._refuse_unless_positive(f"recharge of account {account}:", amount)
-        body: dict[str, Any] = {"amount": amount}
+        body: dict[str, Any] = {"amount": self._money_to_send(f"recharge of account {account}:", amount)}
         if reference is not None:
             body["reference"] = reference
         return credited_of(self.request("POST", f"/accounts/{account}/recharge", body))
 
-    def adjust_balance(self, account: str, amount: float, reason: str) -> Account:
+    def adjust_balance(self, account: str, amount: Decimal | int | float | str, reason: str) -> Account:
         """A balance adjustment outside recharges (credit > 0, debit < 0); the account after it. Never re-sent."""
-        if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or not amount:
-            raise HesRefused(f"{self.role} ({self.address}): adjustment of account {account}: {amount!r} refused: "
-                             f"must be a non-zero amount; nothing was sent")
-        return account_of(self.request("POST", f"/accounts/{account}/adjustment", {"amount": amount, "reason": reason}))
+        sent = self._money_to_send(f"adjustment of account {account}:", amount, positive=False)
+        return account_of(self.request("POST", f"/accounts/{account}/adjustment", {"amount": sent, "reason": reason}))
 
     def request_emergency_credit(self, account: str) -> Credited:
         return credited_of(self.request("POST", f"/accounts/{account}/emergency-credit"))
@@ -203,12 +226,17 @@ class HesClient(Driver, HeadEnd):
         value = converted_at.isoformat() if converted_at is not None else None
         return self.request("PATCH", f"/accounts/{account}", {"converted_at": value})
 
-    def tariff(self) -> float:
-        return float(self.request("GET", "/tariff")["per_kwh"])
+    def tariff(self) -> Decimal:
+        return money_of(self.request("GET", "/tariff")["per_kwh"], "tariff per_kwh")
 
-    def set_tariff(self, per_kwh: float) -> None:
-        self._refuse_unless_positive("tariff per kWh", per_kwh)
-        self.request("PUT", "/tariff", {"per_kwh": per_kwh})
+    def set_tariff(self, per_kwh: Decimal | int | float | str) -> None:
+        """A new tariff: positive, at most four decimals (round a computed one with rig.money.rate_of)."""
+        try:
+            sent = money.rate_text(money.rate(per_kwh))
+        except money.MoneyError as exc:
+            raise HesRefused(f"{self.role} ({self.address}): tariff per kWh {per_kwh!r} refused: {exc}; "
+                             f"nothing was sent") from None
+        self.request("PUT", "/tariff", {"per_kwh": sent})
 
     def alerts(self, account: str | None = None) -> list[Alert]:
         return [alert_of(a) for a in self.request("GET", "/alerts", params={"account": account})]

@@ -9,15 +9,17 @@ converted first.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rig import money
 from rig.errors import ConfigError
+from rig.money import ZERO
 from rig.yamlfile import read_yaml, validate
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "testplans" / "prepaid" / "policies"
@@ -106,22 +108,27 @@ class NoDisconnection(Strict):
 class EmergencyCredit(Strict):
     """Credit lent when the balance runs out: taken automatically at zero or on the consumer's request."""
 
-    amount: Annotated[float, Field(ge=0)] = 0.0
+    amount: Annotated[Decimal, Field(ge=0, decimal_places=2)] = ZERO
     automatic: bool = False
+
+    @field_validator("amount")
+    @classmethod
+    def _in_paise(cls, amount: Decimal) -> Decimal:
+        return amount.quantize(money.PAISA)
 
 
 @dataclass(frozen=True)
 class AccountState:
-    """One consumer's prepaid account as the HES holds it (amounts in the policy's currency)."""
+    """One consumer's prepaid account as the HES holds it (amounts in the policy's currency, rig.money)."""
 
     account_id: str
-    balance: float
-    last_recharge: float  # the base of the alert thresholds
-    arrears: float = 0.0  # consumption beyond the floor when the balance may not go negative; paid first
+    balance: Decimal
+    last_recharge: Decimal  # the base of the alert thresholds
+    arrears: Decimal = ZERO  # consumption beyond the floor when the balance may not go negative; paid first
     alerts_sent: tuple[float, ...] = ()
     grace_until: datetime | None = None  # local time
     emergency_credit: str = "available"  # available, active, used (since the last recharge)
-    emergency_credit_taken: float = 0.0
+    emergency_credit_taken: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -139,13 +146,26 @@ class PrepaidPolicy(Strict):
     description: str = ""
     utc_offset: Annotated[str, Field(pattern=r"^[+-]\d{2}:\d{2}$")] = "+05:30"
     currency: str = "INR"
-    tariff_per_kwh: Annotated[float, Field(gt=0)]
+    tariff_per_kwh: Annotated[Decimal, Field(gt=0, le=money.MAX_TARIFF, decimal_places=4)]
+    max_recharge: Annotated[Decimal, Field(gt=0, decimal_places=2)] = Decimal("100000.00")
+    max_balance: Annotated[Decimal, Field(gt=0, le=Decimal("1e12"), decimal_places=2)] = money.MAX_BALANCE
     meter_read_interval_s: Annotated[float, Field(gt=0)]
     alert_thresholds_pct: list[Annotated[float, Field(ge=0, le=100)]] = [30.0, 10.0, 0.0]
     no_disconnection: NoDisconnection = NoDisconnection()
     grace_period_days: Annotated[float, Field(ge=0)] = 0.0
     emergency_credit: EmergencyCredit = EmergencyCredit()
     negative_balance_allowed: bool = False
+
+    @model_validator(mode="after")
+    def _recharge_within_balance(self) -> PrepaidPolicy:
+        if self.max_recharge > self.max_balance:
+            raise ValueError(f"max_recharge {self.max_recharge} is above max_balance {self.max_balance}")
+        return self
+
+    @field_validator("tariff_per_kwh", "max_recharge", "max_balance")
+    @classmethod
+    def _to_step(cls, value: Decimal, info) -> Decimal:
+        return value.quantize(money.RATE_STEP if info.field_name == "tariff_per_kwh" else money.PAISA)
 
     @field_validator("alert_thresholds_pct")
     @classmethod
@@ -220,20 +240,26 @@ class PrepaidPolicy(Strict):
                 return candidate
         return None
 
-    # -- money ---------------------------------------------------------------------------------------------
+    # -- money (rig.money: Decimal, whole paise) ----------------------------------------------------------
 
-    def new_account(self, account_id: str, opening_balance: float, converted_at: datetime | None = None
+    def new_account(self, account_id: str, opening_balance: Decimal | int | str, converted_at: datetime | None = None
                     ) -> AccountState:
-        return AccountState(account_id, opening_balance, opening_balance, grace_until=self.grace_until(converted_at))
+        opening = money.amount(opening_balance, high=self.max_balance)
+        return AccountState(account_id, opening, opening, grace_until=self.grace_until(converted_at))
 
-    def charge(self, account: AccountState, energy_kwh: float) -> tuple[AccountState, float]:
-        """Charge `energy_kwh` at the tariff; (new state, amount charged)."""
-        if energy_kwh < 0 or not math.isfinite(energy_kwh):
-            raise ValueError(f"energy to charge must be a finite non-negative number, got {energy_kwh}")
-        cost = energy_kwh * self.tariff_per_kwh
-        return self._debit(account, cost), cost
+    def cost(self, energy_wh: Decimal) -> Decimal:
+        """What energy_wh costs at the tariff, rounded to the paisa once."""
+        if not energy_wh.is_finite() or energy_wh < 0:
+            raise ValueError(f"energy to charge must be a finite non-negative amount, got {energy_wh}")
+        return money.energy_cost(energy_wh, self.tariff_per_kwh)
 
-    def _debit(self, account: AccountState, amount: float) -> AccountState:
+    def charge(self, account: AccountState, cost: Decimal) -> AccountState:
+        """Debit the cost of energy (already rounded to the paisa, never negative)."""
+        if cost < 0 or cost != cost.quantize(money.PAISA):
+            raise ValueError(f"a charge must be a non-negative amount in whole paise, got {cost}")
+        return self._debit(account, cost)
+
+    def _debit(self, account: AccountState, amount: Decimal) -> AccountState:
         """Automatic emergency credit starts at zero balance; below the floor (zero, less emergency credit taken)
         a balance that may not go negative stays at the floor and the rest becomes arrears."""
         balance = account.balance - amount
@@ -249,27 +275,42 @@ class PrepaidPolicy(Strict):
             balance = -taken
         return replace(account, balance=balance, arrears=arrears, emergency_credit=state, emergency_credit_taken=taken)
 
-    def _credit(self, account: AccountState, amount: float) -> AccountState:
+    def _credit(self, account: AccountState, amount: Decimal) -> AccountState:
         """Arrears are paid first; a positive balance repays emergency credit and makes it available again."""
         paid = min(amount, account.arrears)
         balance = account.balance + amount - paid
         state, taken = account.emergency_credit, account.emergency_credit_taken
         if balance > 0:
-            state, taken = "available", 0.0
+            state, taken = "available", ZERO
         return replace(account, balance=balance, arrears=account.arrears - paid, emergency_credit=state,
                        emergency_credit_taken=taken)
 
-    def recharge(self, account: AccountState, amount: float) -> AccountState:
-        """Credit a recharge; alerts start over with this recharge as their base."""
-        if not (math.isfinite(amount) and amount > 0):
-            raise ValueError(f"a recharge must be a positive amount, got {amount}")
-        return replace(self._credit(account, amount), last_recharge=amount, alerts_sent=())
+    def _within_bound(self, before: AccountState, after: AccountState) -> AccountState:
+        """The new state, unless its balance or arrears would leave +-max_balance (MoneyError)."""
+        for what, value in (("balance", after.balance), ("arrears", after.arrears)):
+            if abs(value) > self.max_balance:
+                raise money.MoneyError(f"would take the {what} from {money.text(getattr(before, what))} to "
+                                       f"{money.text(value)}, beyond the bound of {money.text(self.max_balance)}")
+        return after
 
-    def adjust(self, account: AccountState, amount: float) -> AccountState:
+    def recharge(self, account: AccountState, amount: Decimal | int | str) -> AccountState:
+        """Credit a recharge in (0, max_recharge]; alerts start over with this recharge as their base.
+        MoneyError (a ValueError) saying why an amount is refused."""
+        try:
+            paid = money.amount(amount, high=self.max_recharge, positive=True)
+        except money.MoneyError as exc:
+            raise money.MoneyError(f"a recharge {exc}") from None
+        credited = self._within_bound(account, self._credit(account, paid))
+        return replace(credited, last_recharge=paid, alerts_sent=())
+
+    def adjust(self, account: AccountState, amount: Decimal | int | str) -> AccountState:
         """A balance adjustment outside recharges (credit > 0, debit < 0); alerts and their base stay."""
-        if not (math.isfinite(amount) and amount != 0):
-            raise ValueError(f"an adjustment must be a non-zero amount, got {amount}")
-        return self._credit(account, amount) if amount > 0 else self._debit(account, -amount)
+        try:
+            change = money.amount(amount, high=self.max_balance, nonzero=True)
+        except money.MoneyError as exc:
+            raise money.MoneyError(f"an adjustment {exc}") from None
+        after = self._credit(account, change) if change > 0 else self._debit(account, -change)
+        return self._within_bound(account, after)
 
     def take_emergency_credit(self, account: AccountState) -> AccountState:
         """Emergency credit on the consumer's request; ValueError saying why when it is not available."""
@@ -286,17 +327,18 @@ class PrepaidPolicy(Strict):
         return account.balance <= 0 and emergency_credit_left(account) <= 0
 
     def due_alerts(self, account: AccountState) -> list[float]:
-        """Thresholds (% of the last recharge) the balance has reached and no alert was sent for, highest first."""
-        base = max(account.last_recharge, 0.0)
+        """Thresholds (% of the last recharge) the balance has reached and no alert was sent for, highest first;
+        compared exactly (a threshold of 30 % of 100.00 INR is reached at 30.00 INR)."""
+        base = max(account.last_recharge, ZERO)
         return [t for t in self.alert_thresholds_pct
-                if t not in account.alerts_sent and account.balance <= base * t / 100]
+                if t not in account.alerts_sent and account.balance * 100 <= base * money.exact(t)]
 
 
-def emergency_credit_left(account: AccountState) -> float:
+def emergency_credit_left(account: AccountState) -> Decimal:
     """Emergency credit still to spend (0 unless it is active)."""
     if account.emergency_credit != "active":
-        return 0.0
-    return max(account.balance + account.emergency_credit_taken, 0.0)
+        return ZERO
+    return max(account.balance + account.emergency_credit_taken, ZERO)
 
 
 # -- files ---------------------------------------------------------------------------------------------------
@@ -306,7 +348,7 @@ class PrepaidLimits(Strict):
     """Timing limits a prepaid plan judges the HES and the meter by."""
 
     cutoff_after_exhaustion_max_s: Annotated[float, Field(gt=0)]
-    credit_left_at_cutoff_max: Annotated[float, Field(ge=0)] = 0.0
+    credit_left_at_cutoff_max: Annotated[float, Field(ge=0)] = 0.0  # a measurement limit (rig.measure)
     reconnect_after_recharge_max_s: Annotated[float, Field(gt=0)]
     alert_after_threshold_max_s: Annotated[float, Field(gt=0)]
     group_command_max_s: Annotated[float, Field(gt=0)]

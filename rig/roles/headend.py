@@ -1,6 +1,9 @@
 """The head-end system (HES) as a plan sees it: accounts and their credit, recharges, alerts, commands, clock.
 
 Results are dataclasses; a request the head end refuses or fails raises `rig.errors.HeadEndError` (status, body).
+Money is `decimal.Decimal` in whole paise (rig.money): balances, amounts and emergency credit; the tariff to
+0.0001 per kWh. An amount a plan passes may be a Decimal, an int, a decimal string or a float whose shortest
+text has at most two decimals (500.0, 12.25); a plan rounds what it computes with `rig.money.paise` first.
 """
 
 from __future__ import annotations
@@ -8,6 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from decimal import Decimal
+
+from rig.money import ZERO
 
 SETTLED = ("executed", "failed", "cancelled")  # a command in any other status is still pending
 
@@ -24,7 +30,7 @@ class Answer:
 @dataclass(frozen=True)
 class EmergencyCredit:
     state: str  # none, available, active, used
-    taken: float
+    taken: Decimal
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class Account(Answer):
     """A consumer's prepaid account as the head end holds it."""
 
     id: str
-    balance: float
+    balance: Decimal
     currency: str
     supply: str  # connected, disconnected
     pending_command: str | None  # id of the command the head end has not settled
@@ -42,10 +48,10 @@ class Account(Answer):
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # everything the head end said
 
     @property
-    def credit_left(self) -> float:
+    def credit_left(self) -> Decimal:
         """Balance plus emergency credit still to spend (never below 0)."""
-        taken = self.emergency_credit.taken if self.emergency_credit.state == "active" else 0.0
-        return max(self.balance + taken, 0.0)
+        taken = self.emergency_credit.taken if self.emergency_credit.state == "active" else ZERO
+        return max(self.balance + taken, ZERO)
 
     @property
     def disconnected(self) -> bool:
@@ -93,7 +99,7 @@ class Alert(Answer):
     seq: int
     account: str
     threshold_pct: float
-    balance: float
+    balance: Decimal
     local_time: str
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -122,27 +128,28 @@ class HeadEnd(ABC):
     def account(self, account: str) -> Account: ...
 
     @abstractmethod
-    def balance(self, account: str) -> float: ...
+    def balance(self, account: str) -> Decimal: ...
 
     @abstractmethod
     def read_now(self, account: str) -> Account:
         """An on-demand read of the account's meter; the account as charged after it."""
 
     @abstractmethod
-    def recharge(self, account: str, amount: float, reference: str | None = None) -> Credited: ...
+    def recharge(self, account: str, amount: Decimal | int | float | str, reference: str | None = None
+                 ) -> Credited: ...
 
     @abstractmethod
-    def adjust_balance(self, account: str, amount: float, reason: str) -> Account: ...
+    def adjust_balance(self, account: str, amount: Decimal | int | float | str, reason: str) -> Account: ...
 
     @abstractmethod
     def request_emergency_credit(self, account: str) -> Credited: ...
 
     @abstractmethod
-    def tariff(self) -> float:
+    def tariff(self) -> Decimal:
         """Price of a kWh, in the account's currency."""
 
     @abstractmethod
-    def set_tariff(self, per_kwh: float) -> None: ...
+    def set_tariff(self, per_kwh: Decimal | int | float | str) -> None: ...
 
     @abstractmethod
     def alerts(self, account: str | None = None) -> list[Alert]: ...

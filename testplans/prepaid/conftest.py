@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 
 import pytest
 
+from rig import money
 from rig.errors import ConfigError
 from rig.plan import PlanData, Position, load_plan_data, restore_supply, supply
 from rig.prepaid import POLICY_DIR, PrepaidLimits, PrepaidPolicy, load_limits, load_policy
@@ -74,6 +77,7 @@ class Prepaid:
         self.config, self.source, self.hes = config, source, hes
         self.plan: PlanData = config.stash[PLAN_KEY]
         self.limits: PrepaidLimits = config.stash[LIMITS_KEY]
+        self.tariff_before: Decimal | None = None  # the HES tariff before timing_tariff changed it
 
     @cached_property
     def policy(self) -> PrepaidPolicy:
@@ -89,22 +93,42 @@ class Prepaid:
         """The meter connected with credit again, nothing pending at the head end."""
         restore_supply(self.hes, pos.serial, pos.get(DisconnectControl), self.plan.recharge, self.plan.settle_s)
 
-    def credit_for(self, voltage_v: float, load_a: float, seconds: float) -> float:
-        """What the load drawing load_a at voltage_v uses in `seconds`, at the HES tariff."""
-        return self.hes.tariff() * voltage_v * load_a * seconds / 3.6e6
+    def timing_tariff(self, voltage_v: float, load_a: float) -> Decimal:
+        """Set the HES tariff so that one paisa buys `plan.paisa_s` of the load's energy: a head end holds
+        balances in whole paise, so at a field tariff (6.50 INR/kWh, a paisa lasting seconds at a few kW) a credit
+        of a few seconds could not be given, nor its end timed. The tariff found is put back after the plan."""
+        if self.tariff_before is None:
+            self.tariff_before = self.hes.tariff()
+        tariff = money.rate_of(0.01 * 3.6e6 / (voltage_v * load_a * self.plan.paisa_s))
+        self.hes.set_tariff(tariff)
+        return tariff
 
-    def set_credit(self, account: str, credit: float, reason: str) -> float:
-        """Settle the account with an on-demand read and set its balance to `credit`; the settling instant
-        (monotonic, the middle of the read)."""
+    def credit_for(self, voltage_v: float, load_a: float, seconds: float) -> Decimal:
+        """What the load drawing load_a at voltage_v uses in `seconds`, at the HES tariff, to the paisa."""
+        return money.paise(float(self.hes.tariff()) * voltage_v * load_a * seconds / 3.6e6)
+
+    def energy_j(self, credit: Decimal) -> float:
+        """The energy (J) `credit` buys at the HES tariff."""
+        return float(credit / self.hes.tariff()) * 3.6e6
+
+    def set_credit(self, account: str, credit: Decimal, reason: str) -> float:
+        """Settle the account with an on-demand read and set its balance to `credit` (whole paise); the settling
+        instant (monotonic, the middle of the read)."""
         hes = self.hes
         settled_at = time.monotonic()
         hes.read_now(account)
         settled_at = (settled_at + time.monotonic()) / 2
-        hes.adjust_balance(account, credit - hes.balance(account), reason)
+        change = money.paise(credit) - hes.balance(account)
+        if change:
+            hes.adjust_balance(account, change, reason)
         return settled_at
 
 
 @pytest.fixture
-def prepaid(request: pytest.FixtureRequest, source, hes) -> Prepaid:
-    """The prepaid plans' source, HES, plan data, limits, policy and supply helpers."""
-    return Prepaid(request.config, source, hes)
+def prepaid(request: pytest.FixtureRequest, source, hes) -> Iterator[Prepaid]:
+    """The prepaid plans' source, HES, plan data, limits, policy and supply helpers; a tariff a plan set for its
+    timing is put back afterwards."""
+    helper = Prepaid(request.config, source, hes)
+    yield helper
+    if helper.tariff_before is not None:
+        hes.set_tariff(helper.tariff_before)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pytest
 
+from rig import money
 from rig.errors import HeadEndError
 from rig.plan import Equals, Limits, LoadWatch, energy_crossing
 from rig.roles import DisconnectControl
@@ -32,7 +33,7 @@ def request_emergency_credit(hes, account: str) -> dict:
         if not exc.refused:
             raise
         return {"state": "refused", "taken": 0.0, "error": exc.body}
-    return {"state": credit.state, "taken": credit.taken}
+    return {"state": credit.state, "taken": float(credit.taken)}
 
 
 def used_up(samples, voltage_v: float, settled_at: float, credit_j: float, emergency_j: float, load_a: float):
@@ -53,7 +54,7 @@ def test_supply_held_by_emergency_credit(pos, prepaid, measure):
         pytest.skip(f"policy {policy.name} grants no emergency credit")
     limit_s = limits.cutoff_after_exhaustion_max_s
     granted = None if policy.emergency_credit.automatic else \
-        measure.declare("emergency_credit_granted", policy.currency, Limits.within(amount, 0.01))
+        measure.declare("emergency_credit_granted", policy.currency, Limits.within(float(amount), 0.01))
     kept = measure.declare("current_during_emergency_credit", "A", Limits(low=load_a / 2))
     delay = measure.declare("cutoff_delay_after_emergency_credit", "s", Limits(0.0, limit_s))
     credit_left = measure.declare("credit_left_at_cutoff", policy.currency,
@@ -65,8 +66,8 @@ def test_supply_held_by_emergency_credit(pos, prepaid, measure):
         with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
             watch.flowing(plan.flow_wait_s)
             hes.read_now(pos.serial)
-            hes.set_tariff(amount * 3.6e6 / (voltage_v * load_a * data.emergency_s))
-            credit = amount * data.credit_s / data.emergency_s
+            hes.set_tariff(money.rate_of(float(amount) * 3.6e6 / (voltage_v * load_a * data.emergency_s)))
+            credit = money.paise(float(amount) * data.credit_s / data.emergency_s)
             settled_at = prepaid.set_credit(pos.serial, credit, f"emergency credit plan: {data.credit_s:g} s")
             if granted is not None:
                 answer = request_emergency_credit(hes, pos.serial)
@@ -75,10 +76,11 @@ def test_supply_held_by_emergency_credit(pos, prepaid, measure):
             samples = list(watch.samples)
         new_tariff = hes.tariff()
         exhausted_at, used_up_at, period_s, held_until = used_up(
-            samples, voltage_v, settled_at, credit / new_tariff * 3.6e6, amount / new_tariff * 3.6e6, load_a)
+            samples, voltage_v, settled_at, prepaid.energy_j(credit), prepaid.energy_j(amount), load_a)
         held = [s.value for s in samples if exhausted_at <= s.t_mono <= held_until - data.margin_s]
         attach_trace(watch.watcher, {"exhaustion": exhausted_at, "emergency credit used up": used_up_at})
-        details = {"credit": credit, "emergency_credit": amount, "tariff_per_kwh": new_tariff, "load_a": load_a,
+        details = {"credit": float(credit), "emergency_credit": float(amount), "tariff_per_kwh": float(new_tariff),
+                   "load_a": load_a,
                    "voltage_v": voltage_v, "exhausted_at_mono": exhausted_at, "used_up_at_mono": used_up_at,
                    "cut_at_mono": cut.t_mono if cut else None, "readings": len(held)}
         kept(min(held) if held else 0.0, details=details)
@@ -89,7 +91,7 @@ def test_supply_held_by_emergency_credit(pos, prepaid, measure):
         else:
             delay(cut.t_mono - used_up_at, uncertainty=cut.uncertainty_s + period_s + watch.latency_s,
                   details=details)
-        credit_left(hes.account(pos.serial).credit_left)
+        credit_left(float(hes.account(pos.serial).credit_left))
         state = meter.relay_state()
         output(state.output_state, details=state.as_record())
     finally:

@@ -2,7 +2,8 @@
 
 Per position and per window case (a weekday evening at the start of the daily window, a Sunday noon), the HES
 clock is set `friendly_hours.lead_s` before the chosen instant on a day the policy's calendar makes suitable, and
-the credit is set to what the position's load uses in `credit_s` seconds. The exhaustion instant comes from the
+the credit is set to what the position's load uses in `credit_s` seconds (at a tariff where one paisa buys
+`paisa_s` of it). The exhaustion instant comes from the
 load's current readings (as in the cutoff plan); the current must keep flowing `hold_s` seconds beyond it. The HES
 clock then moves to `lead_s` before the policy's next allowed disconnection time, and the cut must come after that
 instant and within the cutoff limit, on the rig's monotonic clock mapped to HES time by a clock read. No cut within
@@ -80,10 +81,11 @@ def test_no_cut_in_friendly_hours(case, pos, prepaid, measure):
     with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
         watch.flowing(plan.flow_wait_s)
         hes.set_clock(exhaust_at - timedelta(seconds=data.lead_s))
+        prepaid.timing_tariff(voltage_v, load_a)
         credit = prepaid.credit_for(voltage_v, load_a, data.credit_s)
         settled_at = prepaid.set_credit(pos.serial, credit, f"prepaid plan: credit for {data.credit_s:g} s")
         time.sleep(data.credit_s + data.hold_s + 0.5)
-        exhausted_at, _ = energy_crossing(list(watch.samples), voltage_v, settled_at, credit / hes.tariff() * 3.6e6)
+        exhausted_at, _ = energy_crossing(list(watch.samples), voltage_v, settled_at, prepaid.energy_j(credit))
         held = watch.readings_between(exhausted_at, exhausted_at + data.hold_s)
         kept(min(held) if held else 0.0, details={**details, "hold_s": data.hold_s, "readings": len(held)})
         if not kept.failed:

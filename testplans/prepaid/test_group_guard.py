@@ -69,7 +69,7 @@ def test_group_disconnect_spares_guarded_accounts(case, positions, prepaid, meas
             lowest = min(readings[p.number]) if readings[p.number] else 0.0
             command = commands.get(p.serial)
             cut[p.number](lowest < plan.load_a / 2, details={
-                "case": case, "account": p.serial, "balance": balances[p.serial], "lowest_a": lowest,
+                "case": case, "account": p.serial, "balance": str(balances[p.serial]), "lowest_a": lowest,
                 "readings": len(readings[p.number]), "group": answer.id, "hes_refused": answer.refused.get(p.serial),
                 "hes_command": command.as_record() if command else None})
             refused_by_hes[p.number](p.serial in answer.refused,

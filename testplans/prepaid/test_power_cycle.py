@@ -45,7 +45,7 @@ def supply_restored(pos, bench, prepaid):
 def take_credit_away(hes, account: str, policy) -> None:
     """Debit the balance and any automatic emergency credit, so the credit is exhausted at once."""
     credit = policy.emergency_credit
-    debit = hes.balance(account) + (credit.amount if credit.automatic else 0.0) + 1.0
+    debit = hes.balance(account) + (credit.amount if credit.automatic else 0) + 1
     hes.adjust_balance(account, -debit, "power cycle plan: no credit")
 
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from plan_runner import free_port, write_bench
 from twin_thread import TwinOnThread, starter_fixture
 
 from drivers.hes import HesClient, HesHttpError
+from rig import money
 from rig.config import RoleConfig, load_bench
 from rig.driver import Identity, SetpointLimits
 from rig.errors import ConfigError, InstrumentError, SetpointRefused
@@ -23,14 +25,14 @@ from rig.sim.defects import Defects, load_defects
 from rig.sim.truth import read_truth
 from rig.transcript import Transcript
 
-TARIFF = 10.0  # INR/kWh: 1 kWh is 10 INR of the opening 100 INR
+TARIFF = Decimal("10.00")  # INR/kWh: 1 kWh is 10 INR of the opening 100 INR
 START = "2026-03-10T12:00:00+05:30"  # a Tuesday, no holiday
 ACCOUNTS = ["SIM0001", "SIM0002", "SIM0003"]
 
 
 def policy_data(**changes) -> dict:
     data = yaml.safe_load((POLICY_DIR / "uppcl.yaml").read_text())
-    data["tariff_per_kwh"] = TARIFF
+    data["tariff_per_kwh"] = float(TARIFF)
     return {**data, **changes}
 
 
@@ -117,7 +119,7 @@ def test_identity_accounts_and_clock(hes):
         '{"instance": "SIM-HES-0001", "manufacturer": "Rig twin", "product": "HES-SIM", "version": "1.0"}'))
     accounts = client.accounts()
     assert [(a["account"], a["position"], a["balance"], a["supply"]) for a in accounts] == \
-           [(serial, position, 100.0, "connected") for position, serial in enumerate(ACCOUNTS, start=1)]
+           [(serial, position, "100.00", "connected") for position, serial in enumerate(ACCOUNTS, start=1)]
     assert client.tariff() == TARIFF
     clock = client.clock()
     assert datetime.fromisoformat(START) <= clock < datetime.fromisoformat("2026-03-10T12:00:05+05:30")
@@ -140,16 +142,20 @@ def test_balance_falls_with_energy_times_tariff_at_the_read_interval(hes):
     gaps = [b["t_mono"] - a["t_mono"] for a, b in zip(charges, charges[1:], strict=False)]
     assert len(charges) >= 12
     assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.05, abs=0.015)
-    for event in charges:
-        assert event["charged"] == pytest.approx(event["delta_wh"] / 1000 * TARIFF, rel=1e-12)
     account = hes.client.read_now("SIM0001")
     register_wh = hes.call(lambda: hes.model.meter(1).register_energy_wh)
-    assert account["last_energy_wh"] == register_wh
-    assert account["balance"] == pytest.approx(100.0 - register_wh / 1000 * TARIFF, abs=1e-9)
+    assert account["last_energy_wh"] == pytest.approx(register_wh, abs=0.001)  # the register in whole mWh
     assert 0.4 < register_wh < 0.8  # about 1 s at 2.4 kW
+    # no rounding drift: what the reads charged (each a few mWh, a fraction of a paisa) adds up to the energy
+    # since the baseline times the tariff, rounded to the paisa once
+    baseline = Decimal(str(next(e for e in hes.truth("hes.baseline") if e["account"] == "SIM0001")["energy_wh"]))
+    due = money.paise((Decimal(str(account["last_energy_wh"])) - baseline) * TARIFF / 1000)
+    charged = sum((Decimal(e["charged"]) for e in hes.truth("hes.balance") if e["account"] == "SIM0001"),
+                  Decimal("0.00"))
+    assert charged == due and Decimal(account["balance"]) == Decimal("100.00") - due
 
     hes.set_energy_wh(2, 1234.5)
-    assert hes.client.read_now("SIM0002")["balance"] == pytest.approx(100.0 - 12.345, abs=1e-9)
+    assert hes.client.read_now("SIM0002")["balance"] == "87.65"  # 12.345 INR, rounded half up to 12.35
 
 
 def test_alerts_at_30_10_0_in_order_and_the_disconnect_at_exhaustion_opens_the_relay(hes):
@@ -162,8 +168,7 @@ def test_alerts_at_30_10_0_in_order_and_the_disconnect_at_exhaustion_opens_the_r
     assert relay["by"] == "hes remote disconnect"
     assert relay["t_mono"] - exhausted["t_mono"] < 0.5
     assert [(a["account"], a["threshold_pct"], a["balance"]) for a in hes.client.alerts()] == \
-           [("SIM0001", 30.0, pytest.approx(30.0)), ("SIM0001", 10.0, pytest.approx(10.0)),
-            ("SIM0001", 0.0, pytest.approx(0.0))]
+           [("SIM0001", 30.0, "30.00"), ("SIM0001", 10.0, "10.00"), ("SIM0001", 0.0, "0.00")]
     assert [e["threshold_pct"] for e in hes.truth("hes.alert")] == [30.0, 10.0, 0.0]
     commands = hes.client.commands(account="SIM0001")
     assert [(c["action"], c["origin"], c["status"]) for c in commands] == [("disconnect", "prepaid", "executed")]
@@ -199,7 +204,7 @@ def test_a_recharge_reconnects(hes):
     exhaust(hes)
     hes.wait_for_relay(1, False)
     answer = hes.client.recharge("SIM0001", 50.0, reference="upi-0001")
-    assert answer["account"]["balance"] == 50.0 and answer["account"]["last_recharge"] == 50.0
+    assert answer["account"]["balance"] == "50.00" and answer["account"]["last_recharge"] == "50.00"
     assert (answer["reconnect"]["action"], answer["reconnect"]["origin"]) == ("connect", "recharge")
     hes.wait_for_relay(1, True)
     assert hes.client.wait_for_command(answer["reconnect"]["id"], timeout_s=2)["status"] == "executed"
@@ -209,14 +214,14 @@ def test_a_recharge_reconnects(hes):
     with pytest.raises(HesHttpError) as info:
         hes.client.recharge("SIM0001", 50.0, reference="upi-0001")
     assert info.value.status == 409
-    assert hes.client.balance("SIM0001") == 50.0
+    assert hes.client.balance("SIM0001") == Decimal("50.00")
 
 
 def test_balance_adjustments_exhaust_and_restore_the_credit(hes):
     account = hes.client.adjust_balance("SIM0002", -100.0, reason="test: start from zero")
-    assert (account["balance"], account["alerts_sent"], account["exhausted"]) == (0.0, [30.0, 10.0, 0.0], True)
+    assert (account["balance"], account["alerts_sent"], account["exhausted"]) == ("0.00", [30.0, 10.0, 0.0], True)
     hes.wait_for_relay(2, False)
-    assert hes.client.adjust_balance("SIM0002", 20.0, reason="test: credit back")["balance"] == 20.0
+    assert hes.client.adjust_balance("SIM0002", 20.0, reason="test: credit back").balance == Decimal("20.00")
     hes.wait_for_relay(2, True)
     assert [(c["action"], c["origin"]) for c in hes.client.commands(account="SIM0002")] == \
            [("disconnect", "prepaid"), ("connect", "prepaid")]
@@ -237,7 +242,8 @@ def test_grace_and_emergency_credit_hold_off_the_disconnect(hes):
     hes.wait_for_relay(1, False)
 
     answer = hes.client.request_emergency_credit("SIM0001")
-    assert answer["account"]["emergency_credit"] == {"state": "active", "taken": 50.0}
+    assert answer["account"]["emergency_credit"] == {"state": "active", "taken": "50.00"}
+    assert answer.account.credit_left == Decimal("50.00")
     assert answer["reconnect"]["origin"] == "emergency_credit"
     reconnected = hes.wait_for_relay(1, True)
     hes.set_energy_wh(1, 14_000.0)  # 40 of the 50 INR lent
@@ -345,7 +351,7 @@ def test_defect_disconnect_positive_balance(start_hes):
     hes.wait_for_relay(1, False)
     hes.wait_for_relay(2, False)
     assert sorted(hes.relay_events()) == [(1, False), (2, False)]
-    assert [a["balance"] for a in hes.client.accounts()[:2]] == [100.0, 100.0]
+    assert [a.balance for a in hes.client.accounts()[:2]] == [Decimal("100.00")] * 2
     with pytest.raises(HesHttpError, match="balance 100.00 INR is positive"):
         hes.client.disconnect("SIM0003")  # the guard of a single command still holds
 
@@ -366,14 +372,14 @@ def test_errors_carry_status_and_body(hes):
     error = info.value
     assert isinstance(error, InstrumentError)
     assert (error.status, error.body) == (404, '{"error": "unknown account \'NOPE\'"}')
-    assert str(error) == (f"hes ({hes.resources['hes']}): 'POST /accounts/NOPE/recharge {{\"amount\":10.0}}' "
+    assert str(error) == (f"hes ({hes.resources['hes']}): 'POST /accounts/NOPE/recharge {{\"amount\":\"10.00\"}}' "
                           f"answered 404: {error.body}")
-    assert hes.exchanges()[-1] == ('POST /accounts/NOPE/recharge {"amount":10.0}', f"404 {error.body}")
+    assert hes.exchanges()[-1] == ('POST /accounts/NOPE/recharge {"amount":"10.00"}', f"404 {error.body}")
     with pytest.raises(HesHttpError, match=r"GET /commands/cmd-99' answered 404"):
         hes.client.command("cmd-99")
 
 
-@pytest.mark.parametrize("amount", [0, -25.0, float("nan")])
+@pytest.mark.parametrize("amount", [0, -25.0, float("nan"), 0.001, 1e300, "abc"])
 def test_a_recharge_that_is_not_positive_is_refused_before_sending(hes, amount):
     requests_before = len(hes.truth("hes.request"))
     sent_before = len(hes.exchanges())
@@ -383,12 +389,12 @@ def test_a_recharge_that_is_not_positive_is_refused_before_sending(hes, amount):
     assert "recharge of account SIM0001:" in str(info.value) and "nothing was sent" in str(info.value)
     assert len(hes.exchanges()) == sent_before
     assert len(hes.truth("hes.request")) == requests_before
-    assert hes.client.balance("SIM0001") == 100.0
+    assert hes.client.balance("SIM0001") == Decimal("100.00")
 
 
 def test_the_token_is_sent_as_bearer_and_never_transcripted(start_hes):
     hes = start_hes(token="tok-123456")
-    assert hes.client.balance("SIM0001") == 100.0
+    assert hes.client.balance("SIM0001") == Decimal("100.00")
     anonymous = hes.make_client()
     with pytest.raises(HesHttpError) as info:
         anonymous.accounts()
@@ -416,8 +422,11 @@ def test_clock_offset_setting_and_tariff(start_hes):
     hes = start_hes(clock_offset_s=7 * 3600)  # 19:00
     assert hes.client.clock().hour == 19
     hes.client.set_tariff(20.0)
+    assert hes.client.tariff() == Decimal("20.00")
     hes.set_energy_wh(1, 1000.0)
-    assert hes.client.read_now("SIM0001")["balance"] == pytest.approx(80.0)
+    assert hes.client.read_now("SIM0001")["balance"] == "80.00"
+    with pytest.raises(SetpointRefused, match=r"tariff per kWh 1e-05 refused: must have at most 4 decimals"):
+        hes.client.set_tariff(0.00001)
     with pytest.raises(SetpointRefused, match="tariff per kWh -1 refused"):
         hes.client.set_tariff(-1)
     assert hes.client.set_clock_offset(0).hour == 12
@@ -444,10 +453,10 @@ def test_a_credit_disconnect_queued_before_a_recharge_is_cancelled_and_never_sen
         "cancelled", "balance 50.00 INR is positive", 0)
     assert [h["status"] for h in command["history"]] == ["queued", "cancelled"]
     account = hes.client.account("SIM0001")
-    assert (account["pending_command"], account["supply"], account["balance"]) == (None, "connected", 50.0)
+    assert (account["pending_command"], account["supply"], account["balance"]) == (None, "connected", "50.00")
     logged = [e for e in hes.client.events(account="SIM0001") if e["type"] == "disconnect_cancelled"]
     assert [(e["command"], e["origin"], e["balance"], e["reason"]) for e in logged] == [
-        (queued["command"], "prepaid", 50.0, "balance 50.00 INR is positive")]
+        (queued["command"], "prepaid", "50.00", "balance 50.00 INR is positive")]
     assert hes.truth("hes.disconnect_sent") == [] and hes.relay_events() == []
 
 
@@ -518,4 +527,4 @@ def test_a_read_that_gets_no_reading_within_the_deadline_is_a_504(start_hes):
     assert 0.4 <= time.monotonic() - asked < 1.5
     body = json.loads(info.value.body)
     assert (info.value.status, body["account"], body["cause"]) == (504, "SIM0001", "no reading within 0.4 s")
-    assert hes.client.balance("SIM0001") == pytest.approx(90.0)  # nothing charged without a reading
+    assert hes.client.balance("SIM0001") == Decimal("90.00")  # nothing charged without a reading

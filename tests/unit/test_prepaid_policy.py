@@ -1,7 +1,9 @@
 """Prepaid policy: no-disconnection windows, grace, emergency credit, negative balance, alerts."""
 
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal as D
 
 import pytest
 
@@ -19,8 +21,14 @@ def at(day: date, hh: int, mm: int = 0, ss: int = 0) -> datetime:
     return datetime.combine(day, time(hh, mm, ss))
 
 
-def exhausted(balance: float = 0.0, **fields) -> AccountState:
-    return AccountState("SIM0001", balance, 100.0, **fields)
+def exhausted(balance: str = "0.00", **fields) -> AccountState:
+    return AccountState("SIM0001", D(balance), D("100.00"), **fields)
+
+
+def charge(rules: PrepaidPolicy, account: AccountState, kwh: str | float) -> tuple[AccountState, D]:
+    """Charge kwh at the policy's tariff; (new state, cost)."""
+    cost = rules.cost(D(str(kwh)) * 1000)
+    return rules.charge(account, cost), cost
 
 
 def policy(**fields) -> PrepaidPolicy:
@@ -100,7 +108,7 @@ def test_next_disconnect_time_skips_the_night_sundays_and_holidays():
 
 
 def test_positive_balance_is_never_disconnected():
-    allowed, reason = UPPCL.disconnect_allowed(at(TUESDAY, 12), exhausted(0.01))
+    allowed, reason = UPPCL.disconnect_allowed(at(TUESDAY, 12), exhausted("0.01"))
     assert (allowed, reason) == (False, "balance 0.01 INR is positive")
 
 
@@ -117,12 +125,12 @@ def test_grace_period_after_conversion():
 def test_automatic_emergency_credit_holds_off_the_disconnect_until_spent():
     rules = policy(emergency_credit={"amount": 20, "automatic": True})
     account = rules.new_account("A", 10.0)
-    account, cost = rules.charge(account, 1.5)  # 15 of 10 spent
-    assert cost == pytest.approx(15.0)
+    account, cost = charge(rules, account, 1.5)  # 15 of 10 spent
+    assert cost == D("15.00")
     assert (account.balance, account.emergency_credit, account.emergency_credit_taken) == (-5.0, "active", 20.0)
     assert rules.credit_exhausted(account) is False
     assert rules.disconnect_allowed(at(TUESDAY, 12), account) == (False, "emergency credit in use (15.00 INR left)")
-    account, _ = rules.charge(account, 1.5)
+    account, _ = charge(rules, account, 1.5)
     assert (account.balance, account.emergency_credit, account.arrears) == (-20.0, "used", 0.0)
     assert rules.credit_exhausted(account) is True
     assert rules.disconnect_allowed(at(TUESDAY, 12), account)[0] is True
@@ -132,11 +140,11 @@ def test_emergency_credit_on_request_once_per_recharge():
     account = UPPCL.new_account("A", 0.0)
     assert UPPCL.credit_exhausted(account)
     account = UPPCL.take_emergency_credit(account)
-    assert (account.emergency_credit, account.emergency_credit_taken) == ("active", 50.0)
+    assert (account.emergency_credit, account.emergency_credit_taken) == ("active", D("50.00"))
     assert not UPPCL.credit_exhausted(account)
     with pytest.raises(ValueError, match="already in use"):
         UPPCL.take_emergency_credit(account)
-    account, _ = UPPCL.charge(account, 10.0)  # 65 INR: 50 of credit, 15 beyond
+    account, _ = charge(UPPCL, account, 10.0)  # 65 INR: 50 of credit, 15 beyond
     assert (account.balance, account.arrears, account.emergency_credit) == (-50.0, 15.0, "used")
     with pytest.raises(ValueError, match="already used since the last recharge"):
         UPPCL.take_emergency_credit(account)
@@ -148,27 +156,27 @@ def test_emergency_credit_on_request_once_per_recharge():
 
 def test_uppcl_balance_stops_at_zero_and_the_rest_is_arrears():
     account = UPPCL.new_account("A", 6.5)
-    account, cost = UPPCL.charge(account, 3.0)  # 19.50 INR
-    assert cost == pytest.approx(19.5)
-    assert account.balance == 0.0 and account.arrears == pytest.approx(13.0)
+    account, cost = charge(UPPCL, account, 3.0)  # 19.50 INR
+    assert cost == D("19.50")
+    assert account.balance == 0 and account.arrears == D("13.00")
     account = UPPCL.recharge(account, 10.0)
-    assert account.balance == 0.0 and account.arrears == pytest.approx(3.0)
+    assert account.balance == 0 and account.arrears == D("3.00")
     assert UPPCL.credit_exhausted(account)
     account = UPPCL.recharge(account, 100.0)
-    assert account.balance == pytest.approx(97.0) and account.arrears == 0.0
+    assert account.balance == D("97.00") and account.arrears == 0
 
 
 def test_bihar_balance_goes_negative_and_a_recharge_pays_it_back():
     account = BIHAR.new_account("A", 7.42)
-    account, _ = BIHAR.charge(account, 3.0)
-    assert account.balance == pytest.approx(-14.84) and account.arrears == 0.0
+    account, _ = charge(BIHAR, account, 3.0)
+    assert account.balance == D("-14.84") and account.arrears == 0
     assert BIHAR.credit_exhausted(account)
     assert BIHAR.disconnect_allowed(at(TUESDAY, 19), account) == (False, "no-disconnection hours 17:30-11:00")
     assert BIHAR.disconnect_allowed(at(TUESDAY, 12), account)[0] is True
     account = BIHAR.recharge(account, 10.0)
-    assert account.balance == pytest.approx(-4.84) and BIHAR.credit_exhausted(account)
+    assert account.balance == D("-4.84") and BIHAR.credit_exhausted(account)
     account = BIHAR.recharge(account, 100.0)
-    assert account.balance == pytest.approx(95.16) and not BIHAR.credit_exhausted(account)
+    assert account.balance == D("95.16") and not BIHAR.credit_exhausted(account)
 
 
 def test_adjustments_debit_and_credit_without_touching_the_alerts():
@@ -177,20 +185,35 @@ def test_adjustments_debit_and_credit_without_touching_the_alerts():
     assert (account.balance, account.arrears, account.last_recharge) == (0.0, 10.0, 100.0)
     account = UPPCL.adjust(account, 25.0)
     assert (account.balance, account.arrears, account.alerts_sent) == (15.0, 0.0, (30.0,))
-    assert BIHAR.adjust(BIHAR.new_account("A", 5.0), -8.0).balance == pytest.approx(-3.0)
-    with pytest.raises(ValueError, match="an adjustment must be a non-zero amount"):
+    assert BIHAR.adjust(BIHAR.new_account("A", 5.0), -8.0).balance == D("-3.00")
+    with pytest.raises(ValueError, match="an adjustment must not be zero"):
         UPPCL.adjust(account, 0.0)
 
 
-@pytest.mark.parametrize("amount", [0.0, -5.0, float("nan"), float("inf")])
-def test_a_recharge_must_be_positive(amount):
-    with pytest.raises(ValueError, match="a recharge must be a positive amount"):
+@pytest.mark.parametrize(("amount", "why"), [
+    (0.0, "must be positive"), (-5.0, "must be positive"), (float("nan"), "must be a finite amount"),
+    (float("inf"), "must be a finite amount"), (D("1e300"), "must be at most 100000.00, got 1E+300"),
+    ("100000.01", "must be at most 100000.00"), ("0.001", "must have at most 2 decimals"),
+    ("abc", "must be a decimal amount"), (True, "must be a decimal amount")])
+def test_a_recharge_must_be_a_positive_amount_in_paise_within_max_recharge(amount, why):
+    with pytest.raises(ValueError, match=re.escape(f"a recharge {why}")):
         UPPCL.recharge(UPPCL.new_account("A", 0.0), amount)
+
+
+def test_the_largest_recharge_is_accepted_and_no_balance_leaves_the_bound():
+    account = UPPCL.recharge(UPPCL.new_account("A", "9900000.00"), "100000.00")
+    assert account.balance == D("10000000.00") and UPPCL.max_balance == D("10000000.00")
+    with pytest.raises(ValueError, match=r"would take the balance from 10000000\.00 to 10000000\.01, beyond"):
+        UPPCL.recharge(account, "0.01")
+    with pytest.raises(ValueError, match=r"would take the balance from -9999999\.00 to -10000000\.01"):
+        BIHAR.adjust(BIHAR.new_account("A", "-9999999.00"), "-1.01")
 
 
 def test_energy_to_charge_cannot_be_negative():
     with pytest.raises(ValueError, match="finite non-negative"):
-        UPPCL.charge(UPPCL.new_account("A", 10.0), -0.1)
+        charge(UPPCL, UPPCL.new_account("A", 10.0), -0.1)
+    with pytest.raises(ValueError, match="whole paise"):
+        UPPCL.charge(UPPCL.new_account("A", 10.0), D("0.001"))
 
 
 # -- alerts -----------------------------------------------------------------------------------------------
@@ -201,7 +224,7 @@ def test_alerts_at_30_10_and_0_percent_of_the_last_recharge_in_order():
     account = rules.new_account("A", 200.0)
     sent = []
     for kwh in (13.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 0.5):  # balance 70, 60, 50, 30, 20, 10, 0, 0 (arrears 5)
-        account, _ = rules.charge(account, kwh)
+        account, _ = charge(rules, account, kwh)
         due = rules.due_alerts(account)
         sent.append(due)
         account = replace(account, alerts_sent=account.alerts_sent + tuple(due))
@@ -213,12 +236,12 @@ def test_alerts_at_30_10_and_0_percent_of_the_last_recharge_in_order():
 def test_alerts_crossed_at_once_come_highest_first_and_restart_after_a_recharge():
     rules = policy()
     account = rules.new_account("A", 100.0)
-    account, _ = rules.charge(account, 10.0)
+    account, _ = charge(rules, account, 10.0)
     assert rules.due_alerts(account) == [30.0, 10.0, 0.0]
     account = rules.recharge(replace(account, alerts_sent=(30.0, 10.0, 0.0)), 50.0)
     assert account.alerts_sent == () and account.last_recharge == 50.0
     assert rules.due_alerts(account) == []
-    account, _ = rules.charge(account, 3.6)  # 14 of 50 left: 28 %
+    account, _ = charge(rules, account, 3.6)  # 14 of 50 left: 28 %
     assert rules.due_alerts(account) == [30.0]
 
 

@@ -7,6 +7,14 @@ a recharge reconnects (rig/sim/hes/engine.py, commands.py). The API is the one d
 here (identity, status, clock, tariff, alerts, events), api_accounts.py and api_commands.py; with `token` set
 every request must carry it as a bearer token.
 
+Money (rig/money.py): every amount in an answer or event is a JSON string with exactly two decimals ("12.30",
+INR), the tariff a string with two to four decimals ("6.50"). An amount in a request may be a JSON number or a
+decimal string with at most two decimals (whole paise), read exactly; a recharge must lie in (0, max_recharge]
+and no balance may leave +-max_balance (the policy's); NaN, Infinity, 1e300, 0.001, -1 or "abc" as an amount is
+422 naming the field, and the account is unchanged. Request bodies (api_base.py): application/json or 415,
+malformed 400, an unknown or mistyped field 422 naming it; a method the path does not serve is 405 with an
+Allow header (RFC 9110 15.5.6); every error answer is {"error": message, ...}.
+
 By default (`meter_link: dlms`) the HES reaches each twin DLMS meter as a DLMS/COSEM client over the position's
 radio link (rig/sim/hes/dlms_link.py); each account is read by its own task. An on-demand read
 (POST /accounts/{id}/read) answers 200 only with a fresh reading: 502 when the meter could not be read, 504 when
@@ -16,17 +24,17 @@ no reading came within `read_deadline_s`.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from rig import money
 from rig.config import position_of_role
 from rig.errors import ConfigError
 from rig.sim.dlms.meter import DlmsMeterSim
 from rig.sim.hes.api_accounts import AccountRoutes
-from rig.sim.hes.api_base import ApiError, json_body, number
+from rig.sim.hes.api_base import ApiError, ClockChange, TariffChange, body_of, iso_time, json_answer
 from rig.sim.hes.api_commands import CommandRoutes
 from rig.sim.hes.dlms_link import DlmsMeterLink
 from rig.sim.hes.engine import HesSettings, PrepaidEngine
@@ -98,9 +106,14 @@ class HesSim:
                 raise ApiError(401, "missing or wrong bearer token")
             response = await handler(request)
         except ApiError as exc:
-            response = web.json_response({"error": str(exc), **exc.fields}, status=exc.status)
-        except web.HTTPException as exc:
-            response = web.json_response({"error": exc.reason}, status=exc.status)
+            response = json_answer({"error": str(exc), **exc.fields}, status=exc.status)
+        except web.HTTPException as exc:  # 404 no such path, 405 (with its Allow header), 413 too large
+            headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+            message = exc.reason
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                message = (f"{request.method} is not allowed on {request.path}; allowed: "
+                           f"{', '.join(sorted(exc.allowed_methods))}")
+            response = json_answer({"error": message}, status=exc.status, headers=headers)
         if self.settings.log_requests:
             self.model.truth.event("hes.request", role=self.role, method=request.method, path=request.path_qs,
                                    status=response.status)
@@ -124,7 +137,7 @@ class HesSim:
         engine.record("start", truth_only=True, policy=engine.policy.name, read_interval_s=engine.read_interval_s,
                       tariff_per_kwh=engine.tariff_per_kwh, defects=self.model.defects.hes.model_dump(),
                       meter_link={a.position: reaches(a.position) for a in engine.accounts.values()},
-                      accounts={a.state.account_id: a.state.balance for a in engine.accounts.values()})
+                      accounts={a.state.account_id: money.text(a.state.balance) for a in engine.accounts.values()})
         engine.spawn(engine.read_loop())
         return bound
 
@@ -153,26 +166,21 @@ class HesSim:
                                   "utc_offset": engine.policy.utc_offset})
 
     async def _put_clock(self, request: web.Request) -> web.Response:
-        body = await json_body(request)
-        if "local_time" in body:
-            try:
-                self.engine.set_clock(datetime.fromisoformat(str(body["local_time"])))
-            except ValueError:
-                raise ApiError(400, f"'local_time' is not an ISO 8601 time: {body['local_time']!r}") from None
-        elif "offset_s" in body:
-            self.engine.set_offset(number(body, "offset_s"))
+        body = await body_of(request, ClockChange)
+        if body.local_time is not None:
+            self.engine.set_clock(iso_time("local_time", body.local_time))
         else:
-            raise ApiError(400, "give 'local_time' or 'offset_s'")
+            self.engine.set_offset(body.offset_s)
         return await self._clock(request)
 
     async def _tariff(self, _request: web.Request) -> web.Response:
-        return web.json_response({"per_kwh": self.engine.tariff_per_kwh, "currency": self.engine.policy.currency})
+        """{"per_kwh": "6.50", "currency": "INR"}: the tariff as a decimal string."""
+        return web.json_response({"per_kwh": money.rate_text(self.engine.tariff_per_kwh),
+                                  "currency": self.engine.policy.currency})
 
     async def _put_tariff(self, request: web.Request) -> web.Response:
-        per_kwh = number(await json_body(request), "per_kwh")
-        if per_kwh <= 0:
-            raise ApiError(422, f"a tariff must be positive, got {per_kwh:g}")
-        self.engine.set_tariff(per_kwh)
+        body = await body_of(request, TariffChange)
+        self.engine.set_tariff(body.per_kwh)
         return await self._tariff(request)
 
     async def _alerts(self, request: web.Request) -> web.Response:

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import datetime
 
 from aiohttp import web
 
-from rig.sim.hes.api_base import ApiError, account_of, json_body, number
+from rig import money
+from rig.sim.hes.api_base import (
+    Adjustment,
+    ApiError,
+    Conversion,
+    NoFields,
+    Recharge,
+    account_of,
+    body_of,
+    field_error,
+    iso_time,
+    json_answer,
+)
 from rig.sim.hes.engine import MeterReadFailed, PrepaidEngine
 
 
@@ -37,31 +48,26 @@ class AccountRoutes:
                 web.post("/accounts/{account}/emergency-credit", self._emergency_credit)]
 
     async def _accounts(self, _request: web.Request) -> web.Response:
-        return web.json_response([self.engine.account_json(a) for a in self.engine.accounts.values()])
+        return json_answer([self.engine.account_json(a) for a in self.engine.accounts.values()])
 
     async def _account(self, request: web.Request) -> web.Response:
-        return web.json_response(self.engine.account_json(account_of(self.engine, request)))
+        return json_answer(self.engine.account_json(account_of(self.engine, request)))
 
     async def _patch_account(self, request: web.Request) -> web.Response:
         account = account_of(self.engine, request)
-        body = await json_body(request)
-        if set(body) != {"converted_at"}:
-            raise ApiError(400, "only 'converted_at' (ISO 8601 or null) may be changed")
-        converted = body["converted_at"]
-        try:
-            when = datetime.fromisoformat(converted) if converted is not None else None
-        except (TypeError, ValueError):
-            raise ApiError(400, f"'converted_at' is not an ISO 8601 time: {converted!r}") from None
+        converted = (await body_of(request, Conversion)).converted_at
+        when = iso_time("converted_at", converted) if converted is not None else None
         account.state = replace(account.state, grace_until=self.engine.policy.grace_until(when))
         self.engine.record("grace", account=account.state.account_id, converted_at=converted,
                            grace_until=self.engine.iso(account.state.grace_until))
         self.engine.evaluate(account)
-        return web.json_response(self.engine.account_json(account))
+        return json_answer(self.engine.account_json(account))
 
     async def _read(self, request: web.Request) -> web.Response:
         """200 with the account charged by a fresh reading; 502 when the meter could not be read, 504 when no
         reading came within read_deadline_s (the read goes on and charges the account if it comes)."""
         account = account_of(self.engine, request)
+        await body_of(request, NoFields)
         account_id = account.state.account_id
         read = self.engine.spawn(self.engine.read_account(account))
         done, _ = await asyncio.wait({read}, timeout=self.read_deadline_s)
@@ -78,45 +84,49 @@ class AccountRoutes:
         if failure is not None:
             raise failure
         self.engine.evaluate(account)
-        return web.json_response(self.engine.account_json(account))
+        return json_answer(self.engine.account_json(account))
 
     async def _recharge(self, request: web.Request) -> web.Response:
+        """A recharge in (0, max_recharge], whole paise; 422 naming 'amount' otherwise (nothing credited)."""
         account = account_of(self.engine, request)
-        body = await json_body(request)
-        amount = number(body, "amount")
-        reference = body.get("reference")
-        if amount <= 0:
-            raise ApiError(422, f"account {account.state.account_id}: a recharge must be positive, got {amount:g}")
+        body = await body_of(request, Recharge)
+        amount, reference = body.amount, body.reference
+        try:
+            credited = self.engine.policy.recharge(account.state, amount)
+        except money.MoneyError as exc:
+            raise field_error("amount", f"account {account.state.account_id}: {exc}") from None
         if reference is not None and reference in account.recharge_refs:
             raise ApiError(409, f"account {account.state.account_id}: recharge {reference!r} was already credited")
         if reference is not None:
-            account.recharge_refs.add(str(reference))
-        account.state = self.engine.policy.recharge(account.state, amount)
+            account.recharge_refs.add(reference)
+        account.state = credited
         self.engine.record("recharge", account=account.state.account_id, amount=amount, reference=reference,
                            balance=account.state.balance, arrears=account.state.arrears)
         reconnect = None
         if account.state.balance > 0 and account.supply == "disconnected" and not account.in_flight:
             reconnect = self.engine.queue(account, "connect", "recharge")
         self.engine.evaluate(account)
-        return web.json_response({"account": self.engine.account_json(account),
+        return json_answer({"account": self.engine.account_json(account),
                                   "reconnect": reconnect.as_json() if reconnect else None})
 
     async def _adjustment(self, request: web.Request) -> web.Response:
         account = account_of(self.engine, request)
-        body = await json_body(request)
-        amount = number(body, "amount")
-        if amount == 0:
-            raise ApiError(422, f"account {account.state.account_id}: an adjustment must not be zero")
+        body = await body_of(request, Adjustment)
+        amount = body.amount
         state = account.state
-        account.state = self.engine.policy.adjust(state, amount)
-        self.engine.record("adjustment", account=state.account_id, amount=amount, reason=body.get("reason"),
+        try:
+            account.state = self.engine.policy.adjust(state, amount)
+        except money.MoneyError as exc:
+            raise field_error("amount", f"account {state.account_id}: {exc}") from None
+        self.engine.record("adjustment", account=state.account_id, amount=amount, reason=body.reason,
                            balance=account.state.balance, arrears=account.state.arrears)
         self.engine.note_emergency_credit(account, state)
         self.engine.evaluate(account)
-        return web.json_response(self.engine.account_json(account))
+        return json_answer(self.engine.account_json(account))
 
     async def _emergency_credit(self, request: web.Request) -> web.Response:
         account = account_of(self.engine, request)
+        await body_of(request, NoFields)
         try:
             account.state = self.engine.policy.take_emergency_credit(account.state)
         except ValueError as exc:
@@ -127,5 +137,5 @@ class AccountRoutes:
         if account.supply == "disconnected" and not account.in_flight:
             reconnect = self.engine.queue(account, "connect", "emergency_credit")
         self.engine.evaluate(account)
-        return web.json_response({"account": self.engine.account_json(account),
+        return json_answer({"account": self.engine.account_json(account),
                                   "reconnect": reconnect.as_json() if reconnect else None})

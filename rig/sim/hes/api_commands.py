@@ -7,7 +7,7 @@ import itertools
 
 from aiohttp import web
 
-from rig.sim.hes.api_base import ApiError, account_of, json_body
+from rig.sim.hes.api_base import ApiError, GroupCommandBody, NoFields, account_of, body_of, json_answer
 from rig.sim.hes.commands import Command
 from rig.sim.hes.engine import Account, PrepaidEngine
 
@@ -38,18 +38,18 @@ class CommandRoutes:
         return self.engine.queue(account, action, "operator")
 
     async def _disconnect(self, request: web.Request) -> web.Response:
-        return web.json_response(self._single(account_of(self.engine, request), "disconnect").as_json(), status=202)
+        account = account_of(self.engine, request)
+        await body_of(request, NoFields)
+        return json_answer(self._single(account, "disconnect").as_json(), status=202)
 
     async def _connect(self, request: web.Request) -> web.Response:
-        return web.json_response(self._single(account_of(self.engine, request), "connect").as_json(), status=202)
+        account = account_of(self.engine, request)
+        await body_of(request, NoFields)
+        return json_answer(self._single(account, "connect").as_json(), status=202)
 
     async def _group(self, request: web.Request) -> web.Response:
-        body = await json_body(request)
-        action, ids = body.get("action"), body.get("accounts")
-        if action not in ("disconnect", "connect"):
-            raise ApiError(400, f"'action' must be 'disconnect' or 'connect', got {action!r}")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-            raise ApiError(400, "'accounts' must be a non-empty list of account ids")
+        body = await body_of(request, GroupCommandBody)
+        action, ids = body.action, list(body.accounts)
         group_id = f"grp-{next(self._ids)}"
         accepted, refused = [], []
         for account_id in ids:
@@ -65,12 +65,12 @@ class CommandRoutes:
                 refused.append({"account": account_id, "reason": "; ".join(b.reason for b in blockers)})
                 continue
             accepted.append(self.engine.queue(account, action, "group", group_id).id)
-        group = {"id": group_id, "action": action, "reason": body.get("reason"), "commands": accepted,
+        group = {"id": group_id, "action": action, "reason": body.reason, "commands": accepted,
                  "refused": refused}
         self.groups[group_id] = group
         self.engine.record("group_command", group=group_id, action=action, accounts=ids, commands=accepted,
-                           refused=refused, reason=body.get("reason"))
-        return web.json_response(self._group_json(group), status=202)
+                           refused=refused, reason=body.reason)
+        return json_answer(self._group_json(group), status=202)
 
     def _group_json(self, group: dict) -> dict:
         return {**group, "commands": [self.engine.executor.commands[c].as_json() for c in group["commands"]]}
@@ -79,15 +79,15 @@ class CommandRoutes:
         group = self.groups.get(request.match_info["group"])
         if group is None:
             raise ApiError(404, f"unknown group command {request.match_info['group']!r}")
-        return web.json_response(self._group_json(group))
+        return json_answer(self._group_json(group))
 
     async def _commands(self, request: web.Request) -> web.Response:
         account, group = request.query.get("account"), request.query.get("group")
-        return web.json_response([c.as_json() for c in self.engine.executor.commands.values()
+        return json_answer([c.as_json() for c in self.engine.executor.commands.values()
                                   if (account is None or c.account == account) and (group is None or c.group == group)])
 
     async def _command(self, request: web.Request) -> web.Response:
         command = self.engine.executor.commands.get(request.match_info["command"])
         if command is None:
             raise ApiError(404, f"unknown command {request.match_info['command']!r}")
-        return web.json_response(command.as_json())
+        return json_answer(command.as_json())

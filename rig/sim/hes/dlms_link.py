@@ -12,7 +12,9 @@ fresh one. A meter whose communication module is down (no supply voltage) gives 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import TypeVar
 
 from dlms_cosem import cosem, dlms_data, enumerations
@@ -30,6 +32,7 @@ READER_SAP, SERVER_SAP = 32, 1
 ENERGY_IMPORT = cosem.Obis(1, 0, 1, 8, 0, 255)
 DISCONNECT_CONTROL = cosem.Obis(0, 0, 96, 3, 10, 255)
 UNIT_WH = 30
+IDLE_RELEASE_S = 100.0  # an association idle this long is closed and made again before the next exchange
 METHODS = {"remote_disconnect": 1, "remote_reconnect": 2}
 
 
@@ -46,8 +49,10 @@ class _Association:
         self.connection = DlmsConnection(client_system_title=None, password=password,
                                          authentication_method=enumerations.AuthenticationMechanism.LLS)
         self.energy_scaler: int | None = None
+        self.last_used = time.monotonic()
 
     async def exchange(self, apdu):
+        self.last_used = time.monotonic()
         data = self.connection.send(apdu)
         header = WrapperHeader(source_wport=READER_SAP, destination_wport=SERVER_SAP, length=len(data))
         self.writer.write(WrapperProtocolDataUnit(data, header).to_bytes())
@@ -73,13 +78,17 @@ class _Association:
             raise MeterUnreachable(f"GET {logical_name.to_string()} attribute {index}: {_describe(answer)}")
         return decode_one(bytes(answer.data))[1]
 
-    async def energy_wh(self) -> float:
+    async def energy_wh(self) -> Decimal:
+        """The register exactly: its integer value times 10**scaler Wh."""
         if self.energy_scaler is None:
             scaler, unit = (item[1] for item in await self.get(ENERGY_IMPORT, 3, 3))
             if unit != UNIT_WH:
                 raise MeterUnreachable(f"1.0.1.8.0.255 is in unit {unit}, not Wh")
             self.energy_scaler = scaler
-        return await self.get(ENERGY_IMPORT, 3, 2) * 10.0 ** self.energy_scaler
+        value = await self.get(ENERGY_IMPORT, 3, 2)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MeterUnreachable(f"1.0.1.8.0.255 value is not an integer: {value!r}")
+        return Decimal(value).scaleb(self.energy_scaler)
 
     async def action(self, method: str) -> None:
         target = cosem.CosemMethod(enumerations.CosemInterface(70), DISCONNECT_CONTROL, METHODS[method])
@@ -119,7 +128,7 @@ class DlmsMeterLink:
         """'dlms' or 'model': how this link reaches the position's meter."""
         return "dlms" if position in self.meters else "model"
 
-    async def read_energy_wh(self, position: int) -> float:
+    async def read_energy_wh(self, position: int) -> Decimal:
         if position not in self.meters:
             return await self.fallback.read_energy_wh(position)
         async with self.model.radio(position).carry("read 1.0.1.8.0.255"):
@@ -158,6 +167,9 @@ class DlmsMeterLink:
     async def _on_association(self, position: int, meter: DlmsMeterSim,
                               body: Callable[[_Association], Awaitable[T]]) -> T:
         association = self._associations.get(position)
+        if association is not None and time.monotonic() - association.last_used > IDLE_RELEASE_S:
+            association.close()  # the meter closes a connection idle for its inactivity timeout (~120 s)
+            association = None
         if association is None:
             if meter.port is None:
                 raise MeterUnreachable("the meter does not serve yet")

@@ -12,11 +12,14 @@ import contextlib
 import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rig import money
 from rig.errors import ConfigError
+from rig.money import CumulativeCharge
 from rig.prepaid import AccountState, Blocker, PrepaidPolicy, emergency_credit_left, load_policy
 from rig.sim.hes.commands import Command, CommandExecutor
 from rig.sim.hes.hooks import EngineHooks
@@ -27,7 +30,7 @@ from rig.sim.model import PhysicalModel
 class AccountSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    balance: float | None = None
+    balance: Decimal | None = None  # INR, whole paise
     converted_at: datetime | None = None  # conversion to prepaid: starts the policy's grace period
 
 
@@ -38,7 +41,7 @@ class HesSettings(BaseModel):
 
     policy: str | dict = "uppcl"  # a name in testplans/prepaid/policies, a path, or the policy itself
     read_interval_s: Annotated[float, Field(gt=0)] | None = None  # default: the policy's meter_read_interval_s
-    opening_balance: float = 100.0
+    opening_balance: Decimal = Decimal("100.00")  # INR, whole paise, within the policy's max_balance
     accounts: dict[str, AccountSettings] = {}
     start_local_time: datetime | None = None  # HES clock at start (default: wall clock in the policy's offset)
     clock_offset_s: float = 0.0
@@ -66,7 +69,8 @@ class MeterReadFailed(Exception):
 class Account:
     state: AccountState
     position: int
-    last_energy_wh: float | None = None
+    last_energy_wh: Decimal | None = None  # the register as last read, exactly
+    metering: CumulativeCharge | None = None  # the energy charged at the current tariff since it took effect
     supply: str = "connected"  # as the HES believes after its executed commands
     disconnected_by: str | None = None
     in_flight: str | None = None  # id of a command not yet executed or failed
@@ -97,7 +101,10 @@ class PrepaidEngine:
         for meter in model.meters:
             extra = settings.accounts.get(meter.serial, AccountSettings())
             opening = extra.balance if extra.balance is not None else settings.opening_balance
-            state = self.policy.new_account(meter.serial, opening, extra.converted_at)
+            try:
+                state = self.policy.new_account(meter.serial, opening, extra.converted_at)
+            except money.MoneyError as exc:
+                raise ConfigError(f"{role}: settings: opening balance of {meter.serial} {exc}") from None
             self.accounts[meter.serial] = Account(state, meter.position)
         self.offset_s = settings.clock_offset_s
         self._mono_origin = model.clock()
@@ -126,9 +133,13 @@ class PrepaidEngine:
         self.record("clock", offset_s=self.offset_s, local_time=self.iso(self.local_now()))
         self.evaluate_all()
 
-    def set_tariff(self, per_kwh: float) -> None:
+    def set_tariff(self, per_kwh: Decimal) -> None:
+        """A new tariff, for the energy each account's register counts from its last reading on."""
         self.tariff_per_kwh = per_kwh
         self.policy = self.policy.model_copy(update={"tariff_per_kwh": per_kwh})
+        for account in self.accounts.values():
+            if account.last_energy_wh is not None:
+                account.metering = CumulativeCharge(account.last_energy_wh, per_kwh)
         self.record("tariff", per_kwh=per_kwh)
 
     def iso(self, moment: datetime | None) -> str | None:
@@ -140,7 +151,9 @@ class PrepaidEngine:
     # -- records -------------------------------------------------------------------------------------------
 
     def record(self, kind: str, truth_only: bool = False, **fields: Any) -> None:
-        """A truth event 'hes.<kind>' and, unless truth_only (what a defect did), an entry of the HES's event log."""
+        """A truth event 'hes.<kind>' and, unless truth_only (what a defect did), an entry of the HES's event log.
+        Amounts are written as the API writes them (rig.money: "12.30")."""
+        fields = {key: _wire(key, value) for key, value in fields.items()}
         self.model.truth.event(f"hes.{kind}", role=self.role, hes_time=self.iso(self.local_now()), **fields)
         if not truth_only:
             self.events.append({"seq": next(self._seq), "local_time": self.iso(self.local_now()),
@@ -150,14 +163,16 @@ class PrepaidEngine:
         state = account.state
         allowed, why = self.policy.disconnect_allowed(self.local_now(), state)
         return {"account": state.account_id, "meter": state.account_id, "position": account.position,
-                "balance": state.balance, "currency": self.policy.currency, "last_recharge": state.last_recharge,
-                "arrears": state.arrears, "alerts_sent": list(state.alerts_sent),
-                "emergency_credit": {"state": state.emergency_credit, "taken": state.emergency_credit_taken},
+                "balance": money.text(state.balance), "currency": self.policy.currency,
+                "last_recharge": money.text(state.last_recharge), "arrears": money.text(state.arrears),
+                "alerts_sent": list(state.alerts_sent),
+                "emergency_credit": {"state": state.emergency_credit,
+                                     "taken": money.text(state.emergency_credit_taken)},
                 "grace_until": self.iso(state.grace_until),
                 "supply": account.supply, "disconnected_by": account.disconnected_by,
                 "exhausted": self.policy.credit_exhausted(state), "pending_command": account.in_flight,
                 "disconnect_allowed": allowed, "disconnect_reason": why,
-                "last_energy_wh": account.last_energy_wh}
+                "last_energy_wh": _energy_json(account.last_energy_wh)}
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -171,20 +186,23 @@ class PrepaidEngine:
                 cause = str(exc) or type(exc).__name__
                 self.record("read_failed", account=account.state.account_id, error=cause)
                 raise MeterReadFailed(cause) from None
-            self._charge(account, energy_wh)
+            self._charge(account, _exact_energy(energy_wh))
 
-    def _charge(self, account: Account, energy_wh: float) -> None:
+    def _charge(self, account: Account, energy_wh: Decimal) -> None:
+        """Charge the energy since the last reading without rounding drift (rig.money.CumulativeCharge)."""
         state = account.state
         previous, account.last_energy_wh = account.last_energy_wh, energy_wh
-        if previous is None:
-            self.record("baseline", account=state.account_id, energy_wh=energy_wh)
-            return
-        if energy_wh < previous:
-            self.record("register_back", account=state.account_id, previous_wh=previous, energy_wh=energy_wh)
+        if previous is None or energy_wh < previous or account.metering is None:
+            account.metering = CumulativeCharge(energy_wh, self.tariff_per_kwh)
+            if previous is None:
+                self.record("baseline", account=state.account_id, energy_wh=energy_wh)
+            elif energy_wh < previous:
+                self.record("register_back", account=state.account_id, previous_wh=previous, energy_wh=energy_wh)
             return
         if energy_wh == previous:
             return
-        account.state, cost = self.policy.charge(account.state, (energy_wh - previous) / 1000.0)
+        cost = account.metering.charge_to(energy_wh)
+        account.state = self.policy.charge(account.state, cost)
         self.record("balance", account=state.account_id, energy_wh=energy_wh, delta_wh=energy_wh - previous,
                     charged=cost, balance=account.state.balance, arrears=account.state.arrears)
         self.note_emergency_credit(account, state)
@@ -278,7 +296,7 @@ class PrepaidEngine:
                             defect=defect)
                 continue
             alert = {"seq": len(self.alerts) + 1, "account": state.account_id, "threshold_pct": threshold,
-                     "balance": state.balance, "local_time": self.iso(self.local_now())}
+                     "balance": money.text(state.balance), "local_time": self.iso(self.local_now())}
             self.alerts.append(alert)
             self.record("alert", account=state.account_id, threshold_pct=threshold, balance=state.balance)
 
@@ -288,3 +306,27 @@ class PrepaidEngine:
 
     def queue(self, account: Account, action: str, origin: str, group: str | None = None) -> Command:
         return self.executor.queue(account, action, origin, group)
+
+
+def _exact_energy(energy_wh: Decimal | int | float) -> Decimal:
+    """A link's reading as a Decimal (a float by its shortest text, as the register would show it)."""
+    if isinstance(energy_wh, Decimal):
+        return energy_wh
+    return Decimal(energy_wh if isinstance(energy_wh, int) else repr(float(energy_wh)))
+
+
+def _energy_json(energy_wh: Decimal | None) -> float | None:
+    """A register reading as a JSON number (its shortest text is the reading's, e.g. 1234.567)."""
+    return None if energy_wh is None else float(energy_wh)
+
+
+def _wire(key: str, value: Any) -> Any:
+    """A record's value as the API writes it: amounts with two decimals, a tariff with two to four, energy as a
+    number."""
+    if not isinstance(value, Decimal):
+        return value
+    if key == "per_kwh" or key.startswith("tariff"):
+        return money.rate_text(value)
+    if key.endswith("_wh"):
+        return float(value)
+    return money.text(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Protocol
 
 from rig.sim.model import PhysicalModel
@@ -15,7 +16,8 @@ class MeterLink(Protocol):
     has executed it; it raises when the meter does not answer or refuses. `on_sent()` may raise to withdraw the
     command at that moment: the exception leaves the link call and nothing reaches the meter."""
 
-    async def read_energy_wh(self, position: int) -> float: ...
+    async def read_energy_wh(self, position: int) -> Decimal:
+        """The energy register exactly as the meter counts it (value times 10**scaler Wh)."""
 
     async def disconnect(self, position: int, on_sent: Callable[[], None] | None = None) -> None: ...
 
@@ -37,10 +39,11 @@ class ModelMeterLink:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
 
-    async def read_energy_wh(self, position: int) -> float:
+    async def read_energy_wh(self, position: int) -> Decimal:
+        """The model's register in whole mWh (a register of scaler -3)."""
         await self._exchange()
         self.model.now()
-        return self.model.meter(position).register_energy_wh
+        return Decimal(round(self.model.meter(position).register_energy_wh * 1000)).scaleb(-3)
 
     async def disconnect(self, position: int, on_sent: Callable[[], None] | None = None) -> None:
         if on_sent is not None:
