@@ -18,6 +18,7 @@ request that went unanswered or garbled, the next one opens a fresh connection.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -95,6 +96,7 @@ class HesClient(Driver, HeadEnd):
             self.transcript.add_secret(self.token)
         self.client: httpx.Client | None = None
         self._resync = False  # the last request went unanswered or garbled: reconnect before the next
+        self._exchange_lock = threading.RLock()
 
     def open(self) -> None:
         self.client = self._new_client()
@@ -127,7 +129,12 @@ class HesClient(Driver, HeadEnd):
     # -- exchanges -----------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> Any:
-        """One request; the decoded JSON answer, or InstrumentError naming role, address and what was sent."""
+        """One request; the decoded JSON answer, or InstrumentError naming role, address and what was sent. One at a
+        time: positions running together share the head end."""
+        with self._exchange_lock:
+            return self._request(method, path, body, params)
+
+    def _request(self, method: str, path: str, body: dict | None, params: dict | None) -> Any:
         if self.client is None:
             raise InstrumentError(f"{self.role} ({self.address}): not open")
         if self._resync:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -58,8 +59,8 @@ class Status:
 
     def text(self) -> str:
         share = f" ({min(100.0, 100 * self.done / self.total):.0f} %)" if self.total > 0 else ""
-        return (f"{self.what}: {self.done:g} of {self.total:g} {self.unit}{share}, "
-                f"{format_duration(self.remaining_s)} left")
+        left = f", {format_duration(self.remaining_s)} left" if self.remaining_s is not None else ""
+        return f"{self.what}: {self.done:g} of {self.total:g} {self.unit}{share}{left}"
 
 
 class ProgressSink(Protocol):
@@ -69,6 +70,30 @@ class ProgressSink(Protocol):
 
 
 _sink: ProgressSink | None = None
+_lock = threading.RLock()  # positions running together report from threads of their own
+_thread = threading.local()  # .position: the position this thread runs, in a together run
+
+
+class PositionsProgress:
+    """The statuses of positions running together, shown as one: the plan, positions done of all, and the
+    slowest position (most time left) with its wait."""
+
+    def __init__(self, label: str, total: int):
+        self.label = label
+        self.total = total
+        self.finished = 0
+        self.statuses: dict[int, Status] = {}
+
+    def combined(self) -> Status:
+        head = f"{self.label}: {self.finished} of {self.total} positions done"
+        if not self.statuses:
+            return Status(self.label, self.finished, self.total, "positions done")
+        number, slowest = max(self.statuses.items(), key=lambda item: item[1].remaining_s or 0.0)
+        return Status(f"{head}; slowest: position {number}, {slowest.what}", slowest.done, slowest.total,
+                      slowest.unit, slowest.remaining_s)
+
+
+_positions: PositionsProgress | None = None
 
 
 def install(sink: ProgressSink | None) -> None:
@@ -77,15 +102,56 @@ def install(sink: ProgressSink | None) -> None:
     _sink = sink
 
 
+def begin_positions(label: str, total: int) -> None:
+    """Positions start running together: their statuses are shown as one (see PositionsProgress)."""
+    global _positions
+    with _lock:
+        _positions = PositionsProgress(label, total)
+
+
+def end_positions() -> None:
+    global _positions
+    with _lock:
+        _positions = None
+        if _sink is not None:
+            _sink.clear()
+
+
+def running_position(number: int | None) -> None:
+    """This thread runs position `number` of the positions running together (None: no longer)."""
+    _thread.position = number
+
+
+def position_finished(number: int) -> None:
+    with _lock:
+        if _positions is not None:
+            _positions.finished += 1
+            _positions.statuses.pop(number, None)
+            if _sink is not None:
+                _sink.show(_positions.combined())
+
+
 def update(what: str, done: float, total: float, unit: str, remaining_s: float | None = None) -> None:
-    if _sink is not None:
-        _sink.show(Status(what, done, total, unit, remaining_s))
+    with _lock:
+        if _sink is None:
+            return
+        status = Status(what, done, total, unit, remaining_s)
+        number = getattr(_thread, "position", None)
+        if _positions is not None and number is not None:
+            _positions.statuses[number] = status
+            status = _positions.combined()
+        _sink.show(status)
 
 
 def done() -> None:
-    """The wait is over: take the status off the terminal."""
-    if _sink is not None:
-        _sink.clear()
+    """The wait is over: take the status off the terminal (of positions running together: this one's)."""
+    with _lock:
+        number = getattr(_thread, "position", None)
+        if _positions is not None and number is not None:
+            _positions.statuses.pop(number, None)
+            return
+        if _sink is not None:
+            _sink.clear()
 
 
 @contextmanager

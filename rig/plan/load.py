@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+from rig import progress
+from rig.plan.shared import check_stopping
 from rig.plan.waiting import poll_until
 from rig.roles import AcLoad
 from rig.timing import CurrentWatcher, EventTimeout, PhysicalEvent, Sample
+
+WAIT_SLICE_S = 0.5  # a wait for a crossing looks up this often: progress shown, an interrupted run stops it
 
 
 class LoadWatch:
@@ -53,12 +59,22 @@ class LoadWatch:
         return [s.value for s in self.watcher.samples if start <= s.t_mono <= end]
 
     def _crossing(self, condition: str, timeout_s: float) -> PhysicalEvent | None:
-        try:
-            return self.watcher.wait_for(condition, self.threshold_a, timeout_s)
-        except EventTimeout:
-            if self.watcher.error is not None:
-                raise self.watcher.error from None
-            return None
+        what = "the current to " + ("fall (cut)" if condition == "falls_below" else "rise (restored)")
+        start = time.monotonic()
+        deadline = start + timeout_s
+        with progress.tracking():
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    return self.watcher.wait_for(condition, self.threshold_a, max(0.0, min(left, WAIT_SLICE_S)))
+                except EventTimeout:
+                    if self.watcher.error is not None:
+                        raise self.watcher.error from None
+                    if left <= WAIT_SLICE_S:
+                        return None
+                check_stopping(f"waiting for {what}")
+                progress.update(f"waiting for {what}", round(time.monotonic() - start, 1), round(timeout_s, 1),
+                                "s", deadline - time.monotonic())
 
 
 def energy_crossing(samples: list[Sample], voltage_v: float, start_s: float, energy_j: float) -> tuple[float, float]:

@@ -9,6 +9,7 @@ from rig.measure import Limits
 from rig.plan.load import LoadWatch
 from rig.plan.measurements import Measurements
 from rig.plan.position import Position
+from rig.plan.shared import check_stopping, once
 from rig.roles import Account, AcSource, ControlState, DisconnectControl, HeadEnd
 
 METER_NOT_READ = (502, 504)  # the head end's answer to an on-demand read it could not make
@@ -29,6 +30,7 @@ def read_when_reachable(hes: HeadEnd, account: str, timeout_s: float) -> Account
             if time.monotonic() > deadline:
                 raise InstrumentTimeout(f"{hes.role} ({hes.address}): account {account}: its meter was not read "
                                         f"within {timeout_s:g} s: {exc}") from None
+        check_stopping(f"reading account {account}")
         time.sleep(READ_RETRY_S)
 
 
@@ -56,18 +58,27 @@ def restore_supply(hes: HeadEnd, account: str, meter: DisconnectControl, recharg
                                         f"{timeout_s:g} s after restoring the supply")
             raise AssertionError(f"{account}: meter still not connected {timeout_s:g} s after "
                                  + ("a recharge" if recharged else "restoring the supply"))
+        check_stopping(f"restoring the supply of account {account}")
         time.sleep(0.1)
     if read_meter:
         read_when_reachable(hes, account, max(0.0, deadline - time.monotonic()))
+
+
+def supply_on(source: AcSource, voltage_v: float) -> None:
+    """The source on at voltage_v; once for positions running together."""
+    def switch_on() -> None:
+        source.set_voltage(voltage_v)
+        if not source.output_enabled():
+            source.set_output(True)
+
+    once(f"supply on at {voltage_v:g} V", switch_on)
 
 
 def supply(pos: Position, source: AcSource, hes: HeadEnd, load_a: float, *, recharge: float, timeout_s: float,
            read_meter: bool = True) -> float:
     """Supply on at the meter's Un, the meter connected with credit, the position's load drawing load_a through
     the relay; returns the measured supply voltage."""
-    source.set_voltage(pos.un_v)
-    if not source.output_enabled():
-        source.set_output(True)
+    supply_on(source, pos.un_v)
     restore_supply(hes, pos.serial, pos.get(DisconnectControl), recharge, timeout_s, read_meter)
     pos.load.set_mode("CURR")
     pos.load.set_level(load_a)

@@ -1,12 +1,13 @@
 """Link plan set-up: the plan data, the limits profile and the sweep, read before the first test; the `link`
-fixture every plan works through, and the position's RF path restored (attenuation 0, 4G) after every test."""
+fixture every plan works through (its `radio(pos)` restores the position's RF path, attenuation 0 and 4G, when a
+plan ends)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from sweep import Link, RadioPath, load_limits, parse_sweep
+from sweep import Link, load_limits, parse_sweep
 
 from rig.errors import ConfigError
 from rig.plan import load_plan_data
@@ -38,12 +39,4 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
 def link(request: pytest.FixtureRequest, bench, source) -> Link:
     """The link plans' source, HES, plan data, limits, sweep, trial counts and supply."""
     return Link(bench, source, request.config.stash[OPTIONS_KEY])
-
-
-@pytest.fixture
-def radio_path(pos) -> RadioPath:
-    """The position's attenuator and modem (if the bench has one); attenuation 0 and 4G again afterwards."""
-    path = RadioPath(pos)
-    yield path
-    path.restore()
 

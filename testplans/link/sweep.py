@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rig.bench import Bench
 from rig.errors import ConfigError, RigError
-from rig.plan import Limits, LoadWatch, Measurements, PlanData, Position, supply, wait_until
+from rig.plan import Limits, LoadWatch, Measurements, PlanData, Position, poll_until, supply, wait_until
 from rig.report.attach import attach_text
 from rig.roles import AcSource, HeadEnd
 from rig.yamlfile import read_yaml, validate
@@ -101,6 +103,15 @@ class Link:
     def hes(self) -> HeadEnd:
         return self.bench["hes"]
 
+    @contextmanager
+    def radio(self, pos: Position) -> Iterator[RadioPath]:
+        """The position's RF path; attenuation 0 and 4G again when the plan ends, also after a failure."""
+        path = RadioPath(pos)
+        try:
+            yield path
+        finally:
+            path.restore()
+
     def supply(self, pos: Position) -> float:
         """The position supplied through its relay, nothing pending at the head end (no on-demand read: a slow or
         lossy link, which these plans provoke, may never fit one in the head end's deadline); the supply voltage."""
@@ -130,12 +141,7 @@ class RadioPath:
 
     def wait_registration(self, registered: bool, timeout_s: float) -> bool:
         """Until the modem reports this registration state; False if it did not within timeout_s."""
-        deadline = time.monotonic() + timeout_s
-        while self.registered() != registered:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return poll_until(lambda: self.registered() == registered, timeout_s) is not None
 
     def restore(self) -> None:
         """Attenuation 0 and the modem back on 4G (each plan's finalizer, also after a failure)."""

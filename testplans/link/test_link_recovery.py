@@ -19,11 +19,11 @@ import time
 import pytest
 from sweep import BenchSetupError
 
-from rig.plan import Equals, Limits, LoadWatch, poll_until
+from rig.plan import Equals, Limits, LoadWatch, hold, poll_until
 from rig.roles import SETTLED, DisconnectControl, SignalReport
 from rig.timing import find_crossing
 
-pytestmark = [pytest.mark.link, pytest.mark.feature("Link loss and recovery")]
+pytestmark = [pytest.mark.link, pytest.mark.together, pytest.mark.feature("Link loss and recovery")]
 
 
 def transitions(samples, threshold_a: float) -> list[str]:
@@ -72,45 +72,46 @@ def settle_after_recovery(hes, account: str, known: set[str], limits, recharge: 
     return time.monotonic() - restored_at
 
 
-def test_commands_queued_in_an_outage_execute_once_in_order(pos, link, measure, radio_path):
-    meter, signal = pos.get(DisconnectControl), pos.get(SignalReport)
-    hes, plan, link_limits = link.hes, link.plan, link.limits
-    issued = measure.declare("commands_issued", "", Equals(2))
-    in_order = measure.declare("commands_in_order", "", Equals(True))
-    switched_count = measure.declare("relay_transitions_after_recovery", "", Equals(2))
-    switched_order = measure.declare("transitions_in_order", "", Equals(True))
-    current = measure.declare("current_after_recovery", "A", Limits(low=plan.load_a / 2))
-    output = measure.declare("reported_output_state", "", Equals(True))
-    link.supply(pos)
-    known = {command.id for command in hes.commands(account=pos.serial)}
-    with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
-        watch.flowing(link_limits.trial_timeout_s)
-        radio_path.set_attenuation(link_limits.outage_attenuation_db)
-        outage = confirm_outage(radio_path, signal, link_limits)
-        outage_from = len(watch.samples)
-        hes.adjust_balance(pos.serial, -hes.balance(pos.serial), reason="link plan: credit used up in an outage")
-        time.sleep(link_limits.outage_hold_s)
-        during = new_commands(hes, pos.serial, known)
-        switched = transitions(watch.samples[outage_from:], watch.threshold_a)
-        if not during or any(c.status in SETTLED for c in during) or switched:
-            raise BenchSetupError(f"the link was not down: commands {[(c.id, c.status) for c in during]}, "
-                                  f"relay transitions {switched} during the outage")
-        radio_path.set_attenuation(0.0)
-        recovered_s = settle_after_recovery(hes, pos.serial, known, link_limits, plan.recharge)
-        time.sleep(link_limits.settle_s)
-        commands = new_commands(hes, pos.serial, known)
-        samples = list(watch.samples[outage_from:])
-    switched = transitions(samples, watch.threshold_a)
-    actions = [c.action for c in commands]
-    records = [c.as_record() for c in commands]
-    issued(len(commands), details={"actions": actions})
-    measure("commands_executed", sum(c.status == "executed" for c in commands), "", Equals(len(commands)),
-            details={"outage": outage, "commands": records, "transitions": switched, "recovered_s": recovered_s})
-    finished = [c.history[-1]["local_time"] for c in commands]
-    in_order(actions == ["disconnect", "connect"] and finished == sorted(finished),
-             details={"actions": actions, "histories": [c.history for c in commands]})
-    switched_count(len(switched), details={"transitions": switched})
-    switched_order(switched[:2] == ["cut", "reconnect"], details={"transitions": switched})
-    current(samples[-1].value)
-    state = meter.relay_state()
-    output(state.output_state, details=state.as_record())
+def test_commands_queued_in_an_outage_execute_once_in_order(pos, link, measure):
+    with link.radio(pos) as radio_path:
+        meter, signal = pos.get(DisconnectControl), pos.get(SignalReport)
+        hes, plan, link_limits = link.hes, link.plan, link.limits
+        issued = measure.declare("commands_issued", "", Equals(2))
+        in_order = measure.declare("commands_in_order", "", Equals(True))
+        switched_count = measure.declare("relay_transitions_after_recovery", "", Equals(2))
+        switched_order = measure.declare("transitions_in_order", "", Equals(True))
+        current = measure.declare("current_after_recovery", "A", Limits(low=plan.load_a / 2))
+        output = measure.declare("reported_output_state", "", Equals(True))
+        link.supply(pos)
+        known = {command.id for command in hes.commands(account=pos.serial)}
+        with LoadWatch(pos.load, plan.load_a, plan.poll_s) as watch:
+            watch.flowing(link_limits.trial_timeout_s)
+            radio_path.set_attenuation(link_limits.outage_attenuation_db)
+            outage = confirm_outage(radio_path, signal, link_limits)
+            outage_from = len(watch.samples)
+            hes.adjust_balance(pos.serial, -hes.balance(pos.serial), reason="link plan: credit used up in an outage")
+            hold(link_limits.outage_hold_s, "the outage")
+            during = new_commands(hes, pos.serial, known)
+            switched = transitions(watch.samples[outage_from:], watch.threshold_a)
+            if not during or any(c.status in SETTLED for c in during) or switched:
+                raise BenchSetupError(f"the link was not down: commands {[(c.id, c.status) for c in during]}, "
+                                      f"relay transitions {switched} during the outage")
+            radio_path.set_attenuation(0.0)
+            recovered_s = settle_after_recovery(hes, pos.serial, known, link_limits, plan.recharge)
+            hold(link_limits.settle_s, "a late or repeated command")
+            commands = new_commands(hes, pos.serial, known)
+            samples = list(watch.samples[outage_from:])
+        switched = transitions(samples, watch.threshold_a)
+        actions = [c.action for c in commands]
+        records = [c.as_record() for c in commands]
+        issued(len(commands), details={"actions": actions})
+        measure("commands_executed", sum(c.status == "executed" for c in commands), "", Equals(len(commands)),
+                details={"outage": outage, "commands": records, "transitions": switched, "recovered_s": recovered_s})
+        finished = [c.history[-1]["local_time"] for c in commands]
+        in_order(actions == ["disconnect", "connect"] and finished == sorted(finished),
+                 details={"actions": actions, "histories": [c.history for c in commands]})
+        switched_count(len(switched), details={"transitions": switched})
+        switched_order(switched[:2] == ["cut", "reconnect"], details={"transitions": switched})
+        current(samples[-1].value)
+        state = meter.relay_state()
+        output(state.output_state, details=state.as_record())

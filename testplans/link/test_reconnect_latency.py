@@ -18,16 +18,17 @@ from sweep import Sweep, latency_sweep
 from rig.plan import LoadWatch
 from rig.report.attach import attach_latency
 
-pytestmark = [pytest.mark.link, pytest.mark.feature("Reconnect latency")]
+pytestmark = [pytest.mark.link, pytest.mark.together, pytest.mark.feature("Reconnect latency")]
 
 
-def test_reconnect_latency_against_attenuation(pos, link, measure, radio_path):
-    if radio_path.modem is not None:
-        radio_path.modem.set_technology("4g")
-    link.supply(pos)
-    sweep = Sweep("4g", link.sweep, link.trials, link.limits.reconnect_max_s, link.limits.trial_timeout_s)
-    with LoadWatch(pos.load, link.plan.load_a, link.plan.poll_s) as watch:
-        watch.flowing(link.limits.trial_timeout_s)
-        rows = latency_sweep(sweep, pos, link, watch, radio_path, measure)
-    if rows:
-        attach_latency(rows, name=f"reconnect latency against attenuation, position {pos.number}")
+def test_reconnect_latency_against_attenuation(pos, link, measure):
+    with link.radio(pos) as radio_path:
+        if radio_path.modem is not None:
+            radio_path.modem.set_technology("4g")
+        link.supply(pos)
+        sweep = Sweep("4g", link.sweep, link.trials, link.limits.reconnect_max_s, link.limits.trial_timeout_s)
+        with LoadWatch(pos.load, link.plan.load_a, link.plan.poll_s) as watch:
+            watch.flowing(link.limits.trial_timeout_s)
+            rows = latency_sweep(sweep, pos, link, watch, radio_path, measure)
+        if rows:
+            attach_latency(rows, name=f"reconnect latency against attenuation, position {pos.number}")

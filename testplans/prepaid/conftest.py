@@ -13,7 +13,7 @@ import pytest
 
 from rig import money
 from rig.errors import ConfigError
-from rig.plan import PlanData, Position, load_plan_data, restore_supply, supply
+from rig.plan import PlanData, Position, load_plan_data, once, restore_supply, supply
 from rig.prepaid import POLICY_DIR, PrepaidLimits, PrepaidPolicy, load_limits, load_policy
 from rig.roles import AcSource, DisconnectControl, HeadEnd
 
@@ -97,11 +97,18 @@ class Prepaid:
         """Set the HES tariff so that one paisa buys `plan.paisa_s` of the load's energy: a head end holds
         balances in whole paise, so at a field tariff (6.50 INR/kWh, a paisa lasting seconds at a few kW) a credit
         of a few seconds could not be given, nor its end timed. The tariff found is put back after the plan."""
-        if self.tariff_before is None:
-            self.tariff_before = self.hes.tariff()
-        tariff = money.rate_of(0.01 * 3.6e6 / (voltage_v * load_a * self.plan.paisa_s))
-        self.hes.set_tariff(tariff)
-        return tariff
+        return self.plan_tariff(money.rate_of(0.01 * 3.6e6 / (voltage_v * load_a * self.plan.paisa_s)))
+
+    def plan_tariff(self, tariff: Decimal) -> Decimal:
+        """The HES tariff for this plan, put back after it; set once for the positions running together (the tariff
+        is the head end's, not an account's), which all get the tariff set."""
+        def set_tariff() -> Decimal:
+            if self.tariff_before is None:
+                self.tariff_before = self.hes.tariff()
+            self.hes.set_tariff(tariff)
+            return tariff
+
+        return once("plan tariff", set_tariff)
 
     def credit_for(self, voltage_v: float, load_a: float, seconds: float) -> Decimal:
         """What the load drawing load_a at voltage_v uses in `seconds`, at the HES tariff, to the paisa."""

@@ -18,7 +18,7 @@ import pytest
 from rig import money
 from rig.plan import Equals, Limits, LoadWatch, energy_crossing, poll_until
 
-pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Alerts")]
+pytestmark = [pytest.mark.prepaid, pytest.mark.together, pytest.mark.feature("Alerts")]
 
 
 def new_alerts(hes, account: str, after_seq: int, threshold: float | None = None) -> list:

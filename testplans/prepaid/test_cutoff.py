@@ -19,7 +19,7 @@ from rig.plan import Equals, Limits, LoadWatch, current_flows, energy_between, e
 from rig.roles import DisconnectControl
 from rig.timing import attach_trace
 
-pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Cutoff timing")]
+pytestmark = [pytest.mark.prepaid, pytest.mark.together, pytest.mark.feature("Cutoff timing")]
 
 
 def test_cutoff_after_credit_exhaustion(pos, prepaid, measure):

@@ -22,7 +22,7 @@ from rig.plan import Equals, Limits, LoadWatch, energy_crossing
 from rig.roles import DisconnectControl
 from rig.timing import attach_trace
 
-pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Emergency credit")]
+pytestmark = [pytest.mark.prepaid, pytest.mark.together, pytest.mark.feature("Emergency credit")]
 
 
 def request_emergency_credit(hes, account: str) -> dict:
@@ -61,12 +61,11 @@ def test_supply_held_by_emergency_credit(pos, prepaid, measure):
                                   Limits(high=limits.credit_left_at_cutoff_max))
     output = measure.declare("reported_output_state", "", Equals(False))
     voltage_v = prepaid.supply(pos)
-    tariff = hes.tariff()
     try:
         with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
             watch.flowing(plan.flow_wait_s)
             hes.read_now(pos.serial)
-            hes.set_tariff(money.rate_of(float(amount) * 3.6e6 / (voltage_v * load_a * data.emergency_s)))
+            prepaid.plan_tariff(money.rate_of(float(amount) * 3.6e6 / (voltage_v * load_a * data.emergency_s)))
             credit = money.paise(float(amount) * data.credit_s / data.emergency_s)
             settled_at = prepaid.set_credit(pos.serial, credit, f"emergency credit plan: {data.credit_s:g} s")
             if granted is not None:
@@ -95,5 +94,4 @@ def test_supply_held_by_emergency_credit(pos, prepaid, measure):
         state = meter.relay_state()
         output(state.output_state, details=state.as_record())
     finally:
-        hes.set_tariff(tariff)
         prepaid.restore(pos)

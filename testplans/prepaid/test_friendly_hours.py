@@ -1,13 +1,13 @@
 """Friendly hours: credit running out inside a no-disconnection window never cuts the supply before it ends.
 
-Per position and per window case (a weekday evening at the start of the daily window, a Sunday noon), the HES
-clock is set `friendly_hours.lead_s` before the chosen instant on a day the policy's calendar makes suitable, and
-the credit is set to what the position's load uses in `credit_s` seconds (at a tariff where one paisa buys
-`paisa_s` of it). The exhaustion instant comes from the
-load's current readings (as in the cutoff plan); the current must keep flowing `hold_s` seconds beyond it. The HES
-clock then moves to `lead_s` before the policy's next allowed disconnection time, and the cut must come after that
-instant and within the cutoff limit, on the rig's monotonic clock mapped to HES time by a clock read. No cut within
-the wait is a FAIL, recorded as not observed.
+Per window case (a weekday evening at the start of the daily window, a Sunday noon), every position at once: the
+HES clock (one for all positions) is set `friendly_hours.lead_s` before the chosen instant on a day the policy's
+calendar makes suitable, and the credit is set to what the position's load uses in `credit_s` seconds (at a
+tariff where one paisa buys `paisa_s` of it). The exhaustion instant comes from the load's current readings (as
+in the cutoff plan); the current must keep flowing `hold_s` seconds beyond it. The HES clock then moves to
+`lead_s` before the policy's next allowed disconnection time, and the cut must come after that instant and within
+the cutoff limit, on the rig's monotonic clock mapped to HES time by a clock read. No cut within the wait is a
+FAIL, recorded as not observed.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from rig.plan import Equals, Limits, LoadWatch, energy_crossing
+from rig.plan import Equals, Limits, LoadWatch, energy_crossing, hold, once, together
 from rig.prepaid import PrepaidPolicy
 from rig.roles import DisconnectControl
 from rig.timing import attach_trace
 
-pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Friendly hours")]
+pytestmark = [pytest.mark.prepaid, pytest.mark.together, pytest.mark.feature("Friendly hours")]
 
 
 def _window_start(policy: PrepaidPolicy, day: date, lead_s: float) -> datetime | None:
@@ -76,20 +76,22 @@ def test_no_cut_in_friendly_hours(case, pos, prepaid, measure):
     delay = measure.declare("cutoff_after_window_end", "s", Limits(0.0, limit_s))
     output = measure.declare("reported_output_state", "", Equals(False))
     voltage_v = prepaid.supply(pos)
-    exhaust_at, resume_at = pick_case(policy, policy.local(hes.clock()).date(), CASES[case], data)
+    exhaust_at, resume_at = once("pick the day", lambda: pick_case(policy, policy.local(hes.clock()).date(),
+                                                                   CASES[case], data))
     details = {"case": case, "exhaustion_hes_time": exhaust_at.isoformat(), "resume_hes_time": resume_at.isoformat()}
     with LoadWatch(pos.load, load_a, plan.poll_s) as watch:
         watch.flowing(plan.flow_wait_s)
-        hes.set_clock(exhaust_at - timedelta(seconds=data.lead_s))
+        together("HES clock before the exhaustion", lambda: hes.set_clock(exhaust_at - timedelta(seconds=data.lead_s)))
         prepaid.timing_tariff(voltage_v, load_a)
         credit = prepaid.credit_for(voltage_v, load_a, data.credit_s)
         settled_at = prepaid.set_credit(pos.serial, credit, f"prepaid plan: credit for {data.credit_s:g} s")
-        time.sleep(data.credit_s + data.hold_s + 0.5)
+        hold(data.credit_s + data.hold_s + 0.5, "the credit running out in the window")
         exhausted_at, _ = energy_crossing(list(watch.samples), voltage_v, settled_at, prepaid.energy_j(credit))
         held = watch.readings_between(exhausted_at, exhausted_at + data.hold_s)
         kept(min(held) if held else 0.0, details={**details, "hold_s": data.hold_s, "readings": len(held)})
         if not kept.failed:
-            hes.set_clock(resume_at - timedelta(seconds=data.lead_s))
+            together("HES clock before the window ends",
+                     lambda: hes.set_clock(resume_at - timedelta(seconds=data.lead_s)))
             resume_mono, clock_uncertainty_s = hes_to_mono(hes, policy, resume_at)
             cut = watch.cut(data.lead_s + limit_s + data.extra_wait_s)
             if cut is None:

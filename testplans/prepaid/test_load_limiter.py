@@ -18,27 +18,25 @@ import time
 
 import pytest
 
-from rig.plan import Equals, Limits, LoadWatch, current_flows
+from rig.plan import Equals, Limits, LoadWatch, current_flows, hold, supply_on
 from rig.roles import DisconnectControl, LoadLimiter
 
-pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Load limiter")]
+pytestmark = [pytest.mark.prepaid, pytest.mark.together, pytest.mark.feature("Load limiter")]
 
 
-@pytest.fixture
-def limiter_settings(pos, bench, prepaid):
-    """The meter's limiter settings before the test; threshold, duration and supply restored after it."""
+def test_limiter_trips_above_threshold(pos, prepaid, measure):
     limiter = pos.get(LoadLimiter)
     original = limiter.read_limiter()
-    yield original
-    if bench.broken:
-        return
-    limiter.set_limiter(original.threshold_normal_w, original.min_over_threshold_duration_s)
-    if not prepaid.source.output_enabled():
-        prepaid.source.set_output(True)
-    prepaid.restore(pos)
+    try:
+        limiter_trips(pos, prepaid, measure, original)
+    finally:  # pass or fail: the meter's threshold and duration, and the supply, as they were
+        if not pos.bench.broken:
+            limiter.set_limiter(original.threshold_normal_w, original.min_over_threshold_duration_s)
+            supply_on(prepaid.source, pos.un_v)
+            prepaid.restore(pos)
 
 
-def test_limiter_trips_above_threshold(pos, prepaid, measure, limiter_settings):
+def limiter_trips(pos, prepaid, measure, limiter_settings) -> None:
     meter, limiter, plan = pos.get(DisconnectControl), pos.get(LoadLimiter), prepaid.plan
     below_a, above_a = plan.load_limiter.load_below_a, plan.load_limiter.load_above_a
     duration_s = limiter_settings.min_over_threshold_duration_s
@@ -53,7 +51,7 @@ def test_limiter_trips_above_threshold(pos, prepaid, measure, limiter_settings):
         if not current_flows(watch, measure, meter, plan.flow_wait_s):
             return
         held_from = time.monotonic()
-        time.sleep(duration_s + tolerance_s)
+        hold(duration_s + tolerance_s, "the load below the threshold")
         readings = watch.readings_between(held_from)
         held(min(readings), details={**details, "held_s": duration_s + tolerance_s, "readings": len(readings)})
         if held.failed:

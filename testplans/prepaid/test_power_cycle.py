@@ -2,7 +2,8 @@
 
 Per position, with current flowing through the meter's relay into the position's own AC load, the credit is taken
 away so the HES disconnects the meter; the current must stop within the cutoff limit. The rig then releases its
-association with the meter and switches the supply off, for as short as the case needs:
+association with the meter and switches the supply off (every position at once: the source is theirs to share),
+for as short as the case needs:
 
 - stays_disconnected: the supply returns with the account still without credit. The relay must not close: for
   power_cycle_hold_s after the supply returned the current stays below a tenth of the load current, and the meter
@@ -22,24 +23,13 @@ import time
 
 import pytest
 
-from rig.plan import Equals, Limits, LoadWatch, current_flows, poll_until
+from rig.plan import Equals, Limits, LoadWatch, current_flows, hold, poll_until, supply_on, together
 from rig.roles import ControlState, DisconnectControl
 
-pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Power cycle")]
+pytestmark = [pytest.mark.prepaid, pytest.mark.together, pytest.mark.feature("Power cycle")]
 
 EXPECTED = {"stays_disconnected": (False, ControlState.DISCONNECTED),
             "reconnect_pending": (True, ControlState.CONNECTED)}
-
-
-@pytest.fixture
-def supply_restored(pos, bench, prepaid):
-    """After the test, pass or fail: the supply on and the meter connected with credit."""
-    yield
-    if bench.broken:
-        return
-    if not prepaid.source.output_enabled():
-        prepaid.source.set_output(True)
-    prepaid.restore(pos)
 
 
 def take_credit_away(hes, account: str, policy) -> None:
@@ -50,11 +40,17 @@ def take_credit_away(hes, account: str, policy) -> None:
 
 
 def power_off_then_on(pos, source, hes, case: str, plan) -> dict:
-    """Supply off (recharging in the reconnect_pending case, until the HES has tried its reconnect), then on: when
-    it came back (monotonic, +- half the exchange) and the reconnect command as it stood then."""
+    """Supply off (recharging in the reconnect_pending case, until the HES has tried its reconnect), then on, for
+    every position running together at once: when it came back (monotonic, +- half the exchange) and the
+    reconnect command as it stood then."""
     pos.meter.close()  # release the association: the meter is about to lose its supply
-    source.set_output(False)
-    off_at = time.monotonic()
+
+    def switch(on: bool) -> tuple[float, float]:
+        sent = time.monotonic()
+        source.set_output(on)
+        return sent, time.monotonic()
+
+    off_at = together("supply off", lambda: switch(False))[1]
     reconnect = command = None
     if case == "reconnect_pending":
         reconnect = hes.recharge(pos.serial, plan.recharge, reference=f"power cycle plan {time.time_ns()}").reconnect
@@ -62,17 +58,24 @@ def power_off_then_on(pos, source, hes, case: str, plan) -> dict:
             tried = poll_until(lambda: (c := hes.command(reconnect.id)).status in ("retrying", "executed", "failed")
                                and c, plan.power_cycle.command_tried_max_s)
             command = tried or hes.command(reconnect.id)
-    time.sleep(max(0.0, off_at + plan.power_cycle.off_min_s - time.monotonic()))
-    sent = time.monotonic()
-    source.set_output(True)
-    replied = time.monotonic()
+    hold(max(0.0, off_at + plan.power_cycle.off_min_s - time.monotonic()), "supply off")
+    sent, replied = together("supply on", lambda: switch(True))
     return {"off_s": (sent + replied) / 2 - off_at, "on_at_mono": (sent + replied) / 2,
             "on_uncertainty_s": (replied - sent) / 2, "reconnect": reconnect,
             "command_at_power_return": command.as_record() if command else None}
 
 
 @pytest.mark.parametrize("case", list(EXPECTED))
-def test_relay_state_across_power_cycle(case, pos, prepaid, measure, supply_restored):
+def test_relay_state_across_power_cycle(case, pos, prepaid, measure):
+    try:
+        relay_state_across_power_cycle(case, pos, prepaid, measure)
+    finally:  # pass or fail: the supply on and the meter connected with credit
+        if not pos.bench.broken:
+            supply_on(prepaid.source, pos.un_v)
+            prepaid.restore(pos)
+
+
+def relay_state_across_power_cycle(case: str, pos, prepaid, measure) -> None:
     meter, hes, plan, limits = pos.get(DisconnectControl), prepaid.hes, prepaid.plan, prepaid.limits
     load_a = plan.load_a
     cut = measure.declare("current_after_credit_exhausted", "A", Limits(high=load_a / 2))
@@ -94,7 +97,7 @@ def test_relay_state_across_power_cycle(case, pos, prepaid, measure, supply_rest
             return
         power = power_off_then_on(pos, prepaid.source, hes, case, plan)
         if case == "stays_disconnected":
-            time.sleep(limits.power_cycle_hold_s)
+            hold(limits.power_cycle_hold_s, "no reconnect at power-up")
             readings = watch.readings_between(power["on_at_mono"])
             after(max(readings), details={**power, "reconnect": None, "held_s": limits.power_cycle_hold_s,
                                           "readings": len(readings)})

@@ -60,7 +60,8 @@ def test_emergency_credit_plan_passes_on_the_good_twin(run_plan, tmp_path):
     assert all(0 <= m["value"] <= 60 for m in delays.values())
     assert all(m["value"] == 50 for m in by_name(run, "emergency_credit_granted").values())
     relay_events = [(e["position"], e["closed"]) for e in run.truth() if e["event"] == "relay"]
-    assert relay_events == [(1, False), (1, True), (2, False), (2, True), (3, False), (3, True)]
+    for number in (1, 2, 3):  # positions run together: their events interleave, each in its own order
+        assert [closed for position, closed in relay_events if position == number] == [False, True]
 
 
 def test_emergency_credit_plan_fails_on_an_hes_without_emergency_credit(run_plan, tmp_path):

@@ -95,3 +95,40 @@ def test_plain_output_on_pipes_in_ci_and_dumb_terminals():
     assert plain_output_wanted(True, {"CI": "true"})
     assert plain_output_wanted(True, {"TERM": "dumb"})
     assert not plain_output_wanted(True, {"TERM": "xterm-256color"})
+
+
+def test_positions_running_together_show_as_one_status_naming_the_slowest():
+    shown = []
+
+    class Sink:
+        def show(self, status):
+            shown.append(status.text())
+
+        def clear(self):
+            shown.append("cleared")
+
+    progress.install(Sink())
+    try:
+        progress.begin_positions("test_cutoff", 3)
+        progress.running_position(1)
+        progress.update("waiting for the current to fall (cut)", 2, 20, "s", 18)
+        progress.running_position(2)
+        progress.update("waiting for the current to fall (cut)", 1, 30, "s", 29)
+        progress.done()  # position 2's wait is over: position 1 is the slowest again
+        progress.position_finished(2)
+        progress.running_position(1)
+        progress.done()
+        progress.position_finished(1)
+        progress.end_positions()
+    finally:
+        progress.running_position(None)
+        progress.install(None)
+    assert shown == [
+        "test_cutoff: 0 of 3 positions done; slowest: position 1, waiting for the current to fall (cut): "
+        "2 of 20 s (10 %), 18 s left",
+        "test_cutoff: 0 of 3 positions done; slowest: position 2, waiting for the current to fall (cut): "
+        "1 of 30 s (3 %), 29 s left",
+        "test_cutoff: 1 of 3 positions done; slowest: position 1, waiting for the current to fall (cut): "
+        "2 of 20 s (10 %), 18 s left",
+        "test_cutoff: 2 of 3 positions done (67 %)",
+        "cleared"]
