@@ -83,8 +83,8 @@ class ChromaLoadSim(ScpiInstrumentSim):
             self.model.set_load(self.position, by=self.role, setpoint=self.levels[mode])
 
     def _voltage(self) -> float:
-        """Voltage at the load's terminals: the supply's while the meter's relay is closed."""
-        self.model.now()
+        """Voltage at the load's terminals: the supply's while the meter's relay is closed (the model as handle()
+        advanced it for this message)."""
         return self.model.supply_voltage_v() if self.meter.relay_closed else 0.0
 
     def _current(self) -> float:
@@ -109,6 +109,7 @@ class ChromaLoadSim(ScpiInstrumentSim):
                 return
 
     def handle(self, message: str) -> str | None:
+        self.model.state_now()
         self._protect()
         reply = self.scpi.execute(message)
         self._protect()

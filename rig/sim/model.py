@@ -28,6 +28,7 @@ from rig.yamlfile import validate
 PF_ANGLE_TOLERANCE_DEG = 5.0
 PF_ANGLES_DEG = {"1": 0.0, "0.5L": 60.0, "0.8C": -math.degrees(math.acos(0.8))}
 GOOD_METER_START_FRACTION_OF_BASE = 0.0015  # a sound meter registers from 0.15 % of Ib/In
+MAX_DEFERRED_S = 0.01  # how long the meters' energies may lag behind readings of voltage, current and power
 
 
 def pf_label(phase_deg: float) -> str | None:
@@ -89,17 +90,24 @@ class SimMeter:
     def pulses(self) -> int:
         return int(self.pulse_energy_wh * self.test_output_imp_per_kwh / 1000.0)
 
-    def advance(self, energy_wh: float, current_a: float, phase_deg: float, voltage_v: float,
+    def advance(self, energy_wh: float, in_phase_a: float, quadrature_a: float, voltage_v: float,
                 duration_s: float) -> None:
-        """Register `energy_wh` of true import energy that flowed in `duration_s` at this current and phase."""
-        if voltage_v > 0 and current_a < self.start_threshold_a and self.defects.creep_pulses_per_hour:
+        """Register `energy_wh` of true import energy that flowed in `duration_s` at this current (its components
+        in phase with the voltage and in quadrature)."""
+        current_a = math.hypot(in_phase_a, quadrature_a)
+        start_threshold_a = self.start_threshold_a
+        if voltage_v > 0 and current_a < start_threshold_a and self.defects.creep_pulses_per_hour:
             creep_wh = self.defects.creep_pulses_per_hour * duration_s / 3600 * 1000.0 / self.test_output_imp_per_kwh
             self.pulse_energy_wh += creep_wh
             self.register_energy_wh += creep_wh
-        if energy_wh <= 0 or current_a < self.start_threshold_a:
+        if energy_wh <= 0 or current_a < start_threshold_a:
             return
         self.true_energy_wh += energy_wh
-        registered = energy_wh * (1 + self.defects.error_pct_at(current_a, pf_label(phase_deg)) / 100)
+        error_pct = 0.0
+        if self.defects.error_pct:  # the phase angle is needed only to find an error band
+            phase_deg = math.degrees(math.atan2(quadrature_a, in_phase_a)) if current_a else 0.0
+            error_pct = self.defects.error_pct_at(current_a, pf_label(phase_deg))
+        registered = energy_wh * (1 + error_pct / 100)
         self.pulse_energy_wh += registered
         self.register_energy_wh += registered * (1 + self.defects.register_error_pct / 100)
 
@@ -138,6 +146,9 @@ class PhysicalModel:
     radios: dict[int, RadioLink] = field(default_factory=dict)
     cover_watchers: dict[int, list[Callable[[bool, str], None]]] = field(default_factory=dict)
     last_t: float = field(default_factory=time.monotonic)
+    _step_inputs: tuple[float, float, float] | None = field(default=None, repr=False)  # V, I in phase, I quadrature
+    _deferred_s: float = field(default=0.0, repr=False)  # time at _step_inputs not yet in the meters' energies
+    _meter_index: tuple[list[SimMeter], dict[int, SimMeter]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_bench(cls, bench: BenchConfig, truth: TruthLog, defects: Defects | None = None) -> PhysicalModel:
@@ -164,6 +175,13 @@ class PhysicalModel:
 
     def now(self) -> float:
         """Advance the model to the present instant and return it."""
+        t = self.state_now()
+        self._integrate_meters()
+        return t
+
+    def state_now(self) -> float:
+        """Advance the model to the present instant and return it, for a reading of voltage, current or power: the
+        meters' energies may lag up to MAX_DEFERRED_S behind (now() brings them up to date)."""
         t = self.clock()
         self.advance_to(t)
         return t
@@ -176,6 +194,7 @@ class PhysicalModel:
                 break
             at = min(m.relay_opens_at for m in due)
             self._integrate_to(at)
+            self._integrate_meters()
             for meter in due:
                 if meter.relay_opens_at == at:
                     meter.relay_opens_at = None
@@ -199,17 +218,28 @@ class PhysicalModel:
         state.current_a = target + (start_current - target) * decay
         voltage = self.supply_voltage_v()
         loop_closed = self.series_loop_closed()
-        series_a = charge_as / dt if loop_closed and voltage > 0 else 0.0
+        settled = start_current == target  # then exactly the target, which charge_as / dt may miss by a rounding
+        series_a = (target if settled else charge_as / dt) if loop_closed and voltage > 0 else 0.0
         phase = math.radians(state.phase_deg)
         self.circuit_energy_wh += max(voltage * series_a * math.cos(phase) * dt / 3600.0, 0.0)
+        inputs = (voltage, series_a * math.cos(phase), series_a * math.sin(phase))
+        if inputs != self._step_inputs:
+            self._integrate_meters()
+            self._step_inputs = inputs
+        self._deferred_s += dt
+        if self._deferred_s >= MAX_DEFERRED_S:
+            self._integrate_meters()
+
+    def _integrate_meters(self) -> None:
+        """Bring every meter's energy up to date over the time deferred at unchanged inputs (the same supply
+        voltage and series current, and no change of a relay or load, each of which advances the model first)."""
+        dt, self._deferred_s = self._deferred_s, 0.0
+        if dt <= 0 or self._step_inputs is None:
+            return
+        voltage, series_in_phase, quadrature = self._step_inputs
         for meter in self.meters:
-            load_a = meter.load.current_a(voltage) if meter.relay_closed else 0.0
-            in_phase = series_a * math.cos(phase) + load_a
-            quadrature = series_a * math.sin(phase)
-            current = math.hypot(in_phase, quadrature)
-            energy_wh = max(voltage * in_phase * dt / 3600.0, 0.0)
-            meter.advance(energy_wh, current, math.degrees(math.atan2(quadrature, in_phase)) if current else 0.0,
-                          voltage, dt)
+            in_phase = series_in_phase + (meter.load.current_a(voltage) if meter.relay_closed else 0.0)
+            meter.advance(max(voltage * in_phase * dt / 3600.0, 0.0), in_phase, quadrature, voltage, dt)
 
     # -- quantities ---------------------------------------------------------------------------------------
 
@@ -223,12 +253,12 @@ class PhysicalModel:
 
     def circuit_current_a(self) -> float:
         """Current in the series loop of the phantom load."""
-        self.now()
+        self.state_now()
         return self.current.current_a if self.series_loop_closed() and self.supply_voltage_v() > 0 else 0.0
 
     def position_current_a(self, position: int) -> float:
         """True RMS current through one meter: the series loop's plus its own load path's."""
-        self.now()
+        self.state_now()
         meter = self.meter(position)
         voltage = self.supply_voltage_v()
         load_a = meter.load.current_a(voltage) if meter.relay_closed else 0.0
@@ -254,7 +284,11 @@ class PhysicalModel:
         return sum(meter.self_consumption_w for meter in self.meters)
 
     def meter(self, position: int) -> SimMeter:
-        return next(m for m in self.meters if m.position == position)
+        index = self._meter_index
+        if index is None or index[0] is not self.meters or len(index[1]) != len(self.meters):
+            index = self._meter_index = (self.meters, {m.position: m for m in self.meters})
+        meter = index[1].get(position)
+        return meter if meter is not None else next(m for m in self.meters if m.position == position)
 
     def position_of(self, role: str, prefix: str, what: str) -> int:
         """N of a role '<prefix>@N' naming a position the bench has; ConfigError naming the role otherwise."""

@@ -47,6 +47,7 @@ ILLEGAL_PARAMETER = (-224, "Illegal parameter value")
 QUEUE_OVERFLOW = (-350, "Queue overflow")
 ERROR_QUEUE_SIZE = 16
 SCPI_VERSION = "1999.0"
+FOUND_CACHE_SIZE = 1024  # headers remembered with the command they name
 
 # Standard Event Status Register bits (IEEE 488.2 11.5.1.1)
 OPC, QYE, DDE, EXE, CME, PON = 1, 4, 8, 16, 32, 128
@@ -207,6 +208,7 @@ class ScpiInterpreter:
         self.service_enable = 0
         self.status_enables = {"OPER": 0, "QUES": 0}
         self._response_waiting = False
+        self._found: dict[tuple[tuple[str, ...], bool], _Command | None] = {}  # headers already looked up
         self._add_mandatory_commands()
 
     def _add_mandatory_commands(self) -> None:
@@ -240,6 +242,7 @@ class ScpiInterpreter:
             self._common[pattern.upper() + ("?" if is_query else "")] = _Command((), is_query, handler, count)
         else:
             self._commands.append(_Command(compile_pattern(pattern), is_query, handler, count))
+            self._found.clear()
 
     # -- the status model ---------------------------------------------------------------------------------
 
@@ -287,10 +290,15 @@ class ScpiInterpreter:
     # -- program messages ---------------------------------------------------------------------------------
 
     def _find(self, header: list[str], is_query: bool) -> _Command | None:
-        for command in self._commands:
-            if command.query == is_query and _match(command.nodes, header):
-                return command
-        return None
+        key = (tuple(part.upper() for part in header), is_query)
+        if key in self._found:
+            return self._found[key]
+        found = next((command for command in self._commands
+                      if command.query == is_query and _match(command.nodes, header)), None)
+        if len(self._found) >= FOUND_CACHE_SIZE:
+            self._found.clear()
+        self._found[key] = found
+        return found
 
     def _resolve(self, unit: str, header_text: str, is_query: bool, path: list[str]) -> tuple[_Command, list[str]]:
         """The command a unit's header names and the path the next relative header starts from."""

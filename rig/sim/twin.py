@@ -32,9 +32,11 @@ def available_simulators() -> dict[str, metadata.EntryPoint]:
     return {entry.name: entry for entry in metadata.entry_points(group=SIMULATOR_GROUP)}
 
 
-def simulator_class(driver: str, role: str | None = None) -> type:
-    """The simulator registered for a driver; ConfigError naming the role and driver when there is none."""
-    simulators = available_simulators()
+def simulator_class(driver: str, role: str | None = None,
+                    simulators: dict[str, metadata.EntryPoint] | None = None) -> type:
+    """The simulator registered for a driver (among `simulators`, default: those available); ConfigError naming
+    the role and driver when there is none."""
+    simulators = available_simulators() if simulators is None else simulators
     entry = simulators.get(driver)
     if entry is None:
         raise ConfigError(f"{role or 'twin'}: driver {driver!r} has no simulator, so the twin cannot serve it "
@@ -111,8 +113,9 @@ class Twin:
         self._servers: list[asyncio.AbstractServer] = []
         self._links: list[Path] = []  # device-path symlinks to ptys, removed at stop
         twin_settings = bench.config.twin.instruments if bench.config.twin else {}
+        simulators = available_simulators()
         for role, config in self.roles.items():
-            cls = simulator_class(config.driver, role)
+            cls = simulator_class(config.driver, role, simulators)
             # the instrument knows its own secrets (an LLS password, say) by the same reference as the rig
             secrets = {name: ref.resolve(f"{role}.secrets.{name} in {bench.path.name}", bench.path.parent)
                        for name, ref in config.secrets.items()}

@@ -1,0 +1,64 @@
+"""Prepaid and link plans on a 24-position twin bench against a 1-position one: the wall time ratio.
+
+Both benches come from rig.sim.benchgen (sim.yaml's roles, N positions each with its own meter, load,
+attenuator, modem and cover). The prepaid and link plans (`-m "prepaid or link"`) run every position at once
+(marker `together`), so 24 positions should take about the time of one: target ratio <= 1.3. Each run is
+`rig run` as a user starts it (the twin in its own process, every plan's outcome recorded); a run that does not
+pass is reported, and its time still printed.
+
+Run from the project root:  python bench/position_scaling.py [--positions 24] [-m "prepaid or link"]
+Last line: position_scaling ratio=<x> t24_s=<a> t1_s=<b>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rig.sim.benchgen import write_bench
+
+ROOT = Path(__file__).resolve().parents[1]
+RIG = Path(sys.executable).with_name("rig")
+
+
+def timed_run(positions: int, marker: str, folder: Path) -> tuple[float, dict, int]:
+    """Wall time of `rig run -m marker` on an N-position twin bench; its outcomes and exit status."""
+    bench = write_bench(positions, folder / f"bench{positions}.yaml", name=f"scaling-{positions}")
+    results = folder / f"results{positions}"
+    command = [str(RIG), "run", "--bench", str(bench), "--results", str(results), "--", "-m", marker, "-q",
+               "-p", "no:randomly"]
+    start = time.monotonic()
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    outcomes = {}
+    if (results / "run.json").exists():
+        outcomes = json.loads((results / "run.json").read_text()).get("outcomes", {})
+    if finished.returncode != 0:
+        print(f"{positions} position(s): exit status {finished.returncode}\n{finished.stdout[-3000:]}"
+              f"{finished.stderr[-2000:]}", file=sys.stderr)
+    return elapsed, outcomes, finished.returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--positions", type=int, default=24)
+    parser.add_argument("-m", "--marker", default="prepaid or link")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rig-position-scaling-") as tmp:
+        folder = Path(tmp)
+        t1, outcomes1, status1 = timed_run(1, args.marker, folder)
+        print(f"1 position:  {t1:7.1f} s  exit {status1}  {outcomes1}")
+        tn, outcomes_n, status_n = timed_run(args.positions, args.marker, folder)
+        print(f"{args.positions} positions: {tn:7.1f} s  exit {status_n}  {outcomes_n}")
+    print(f"target: ratio <= 1.3 ({args.positions} positions against 1, -m {args.marker!r})")
+    print(f"position_scaling ratio={tn / t1:.3f} t{args.positions}_s={tn:.1f} t1_s={t1:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
