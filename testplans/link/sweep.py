@@ -145,11 +145,11 @@ class RadioPath:
 
     def restore(self) -> None:
         """Attenuation 0 and the modem back on 4G (each plan's finalizer, also after a failure)."""
-        try:
-            self.attenuator.set_attenuation(0.0)
-        finally:
+        try:  # 4G first: at 0 dB a modem still on 2G would start a 2G re-attach the next plan waits out
             if self.modem is not None and self.modem.technology() != "4g":
                 self.modem.set_technology("4g")
+        finally:
+            self.attenuator.set_attenuation(0.0)
 
 
 @dataclass(frozen=True)
