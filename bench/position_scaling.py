@@ -48,9 +48,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--positions", type=int, default=24)
     parser.add_argument("-m", "--marker", default="prepaid or link")
+    parser.add_argument("--keep", metavar="FOLDER", help="keep the benches and run folders here (default: removed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rig-position-scaling-") as tmp:
-        folder = Path(tmp)
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         t1, outcomes1, status1 = timed_run(1, args.marker, folder)
         print(f"1 position:  {t1:7.1f} s  exit {status1}  {outcomes1}")
         tn, outcomes_n, status_n = timed_run(args.positions, args.marker, folder)

@@ -129,23 +129,24 @@ class HesClient(Driver, HeadEnd):
     # -- exchanges -----------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> Any:
-        """One request; the decoded JSON answer, or InstrumentError naming role, address and what was sent. One at a
-        time: positions running together share the head end."""
+        """One request; the decoded JSON answer, or InstrumentError naming role, address and what was sent. Positions
+        running together share the head end: requests go in parallel (httpx's pool), a reconnect one at a time."""
         with self._exchange_lock:
-            return self._request(method, path, body, params)
+            if self.client is None:
+                raise InstrumentError(f"{self.role} ({self.address}): not open")
+            if self._resync:
+                self._reconnect()
+            client = self.client
+        return self._request(client, method, path, body, params)
 
-    def _request(self, method: str, path: str, body: dict | None, params: dict | None) -> Any:
-        if self.client is None:
-            raise InstrumentError(f"{self.role} ({self.address}): not open")
-        if self._resync:
-            self._reconnect()
+    def _request(self, client: httpx.Client, method: str, path: str, body: dict | None, params: dict | None) -> Any:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         target = path + (f"?{httpx.QueryParams(query)}" if query else "")
         sent = f"{method} {target}" + (f" {json.dumps(body, separators=(',', ':'))}" if body is not None else "")
         t_sent = time.monotonic()
         try:
             with deadline(self.config.timeout_s):
-                response = self.client.request(method, path, json=body, params=query or None)
+                response = client.request(method, path, json=body, params=query or None)
         except httpx.TimeoutException:
             self._resync = True
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")

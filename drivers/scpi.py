@@ -21,7 +21,7 @@ import pyvisa
 from pydantic import Field
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
-from pyvisa.resources import MessageBasedResource
+from pyvisa.resources import MessageBasedResource, TCPIPSocket
 
 from drivers.scpi_messages import ProgramUnit, program_units, setting_value
 from rig.config import DriverSettings
@@ -30,6 +30,9 @@ from rig.errors import InstrumentError, InstrumentTimeout, SetpointRefused
 from rig.resources import Accepts
 
 _resource_managers: dict[str, pyvisa.ResourceManager] = {}
+
+SOCKET_CHUNK = 16  # bytes one read call asks of a TCP socket: a reply in one call
+SOCKET_SLICE_MS = 20  # the longest one read call on a TCP socket waits: the deadline is checked between calls
 
 
 def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
@@ -251,6 +254,10 @@ class ScpiDriver(Driver):
                 open_timeout=max(1, int(open_timeout_s * 1000)), timeout=int(self.config.timeout_s * 1000))
         except Exception as exc:  # pyvisa-py raises a bare Exception when a TCP connect times out
             raise InstrumentError(f"{self.role} ({self.address}): cannot open: {exc}") from None
+        if isinstance(self.session, TCPIPSocket):
+            # a read hands over the bytes that came once they pause (a socket session keeps them by default, then
+            # drops them with a timeout): _read_reply gathers them up to the terminator
+            self.session.set_visa_attribute(constants.ResourceAttribute.suppress_end_enabled, False)
         self._reconnect = False
 
     def close(self) -> None:
@@ -294,27 +301,35 @@ class ScpiDriver(Driver):
         return InstrumentError(f"{self.role} ({self.address}): exchange {sent!r} failed: {exc}")
 
     @staticmethod
-    def _give_remaining_time(session: MessageBasedResource, deadline: float, partial: bytes = b"") -> None:
+    def _give_remaining_time(session: MessageBasedResource, deadline: float, partial: bytes = b"",
+                             slice_ms: float | None = None) -> None:
+        """The session's timeout: the time left to the deadline (at most slice_ms); _NoReply once it is spent."""
         remaining_ms = (deadline - time.monotonic()) * 1000
         if remaining_ms < 1:
             raise _NoReply(partial)
-        session.timeout = remaining_ms
+        session.timeout = remaining_ms if slice_ms is None else min(remaining_ms, slice_ms)
 
     def _read_reply(self, session: MessageBasedResource, deadline: float) -> bytes:
-        """Read up to the terminator by single bytes, each read given only the time left: pyvisa-py restarts its
-        timeout on every read call and, within one, never times out while bytes keep arriving."""
+        """Read up to the terminator within the deadline. pyvisa-py restarts its timeout on every read call and,
+        within one, never times out while bytes keep arriving, so no call may run long: on a TCP socket each call
+        asks for at most SOCKET_CHUNK bytes and waits at most SOCKET_SLICE_MS (a whole reply in one call; a device
+        trickling bytes holds a call for at most SOCKET_CHUNK short gaps); elsewhere (serial, GPIB, whose reads drop
+        what they got when they time out) by single bytes, each read given only the time left."""
         end = self.TERMINATION.encode()
+        socket = isinstance(session, TCPIPSocket)
         reply = bytearray()
         with session.ignore_warning(constants.StatusCode.success_max_count_read):
             while not reply.endswith(end):
-                self._give_remaining_time(session, deadline, bytes(reply))
+                self._give_remaining_time(session, deadline, bytes(reply), SOCKET_SLICE_MS if socket else None)
                 try:
-                    byte, _status = session.visalib.read(session.session, 1)
+                    chunk, _status = session.visalib.read(session.session, SOCKET_CHUNK if socket else 1)
                 except VisaIOError as exc:
-                    if exc.error_code == constants.StatusCode.error_timeout:
+                    if exc.error_code != constants.StatusCode.error_timeout:
+                        raise
+                    if not socket or time.monotonic() >= deadline:
                         raise _NoReply(bytes(reply)) from None
-                    raise
-                reply += byte
+                    continue
+                reply += chunk
         return bytes(reply[: -len(end)])
 
     def _transact(self, message: str, read_reply: bool) -> str:

@@ -187,3 +187,28 @@ def check_stopping(what: str) -> None:
 def interrupt_all() -> None:
     """Every together run's waits end (Interrupted), at once."""
     _interrupted.set()
+
+
+def for_each(positions: list, action: Callable[[Any], T]) -> list[T]:
+    """action(position) for every position at once, each in a thread of its own (supplying or restoring the
+    positions of a plan that runs once for the whole bench); the results in order. When any fails, the first
+    failure is raised after all have ended."""
+    results: list[Any] = [None] * len(positions)
+    errors: list[BaseException] = []
+
+    def run(index: int, position) -> None:
+        try:
+            results[index] = action(position)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, p), daemon=True, name=f"for each {p}")
+               for i, p in enumerate(positions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    if errors:
+        raise errors[0]
+    return results

@@ -21,11 +21,14 @@ LATENCY_FIELDS = ("profile", "attenuation_db", "median_s", "p95_s", "max_s")
 
 
 def _figure(width_in: float = 8.0, height_in: float = 4.5, rows: int = 1, cols: int = 1):
+    """A figure of rows x cols axes with fixed margins in inches (a layout engine would draw it twice)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(width_in, height_in), dpi=DPI)
     FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.8 / width_in, right=1 - 0.2 / width_in, bottom=0.55 / height_in,
+                           top=1 - 0.4 / height_in, hspace=0.9 * rows / height_in, wspace=0.25)
     axes = figure.subplots(rows, cols, squeeze=False)
     return figure, [ax for row in axes for ax in row]
 
@@ -189,7 +192,7 @@ def current_trace(samples: Sequence[tuple[float, float]], events: Sequence[Trace
             ax.set_title(", ".join(dict.fromkeys(e.label for e in shown_events)), fontsize="medium")
         ax.set_ylabel(f"current ({unit})")
         ax.grid(True, linewidth=0.3)
-        ax.legend(fontsize="small", loc="best")
+        ax.legend(fontsize="small", loc="upper right")
     axes[-1].set_xlabel("time from first reading (s)")
     axes[0].set_title(title)
     return _png(figure)

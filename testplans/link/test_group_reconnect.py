@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pytest
 from sweep import BenchSetupError, RadioPath
 
-from rig.plan import Limits, LoadWatch, Position, wait_until
+from rig.plan import Limits, LoadWatch, Position, for_each, wait_until
 from rig.report.attach import attach_text
 from rig.roles import SignalReport
 
@@ -154,11 +154,13 @@ def group(positions, link) -> list[Member]:
             member.radio_path.restore()
         except Exception as exc:  # noqa: BLE001 - every position is restored; the failures are raised together
             problems.append(f"position {member.number} RF path: {exc}")
-    for member in members:
+    def supplied(member: Member) -> None:
         try:
             link.supply(member.pos)
         except Exception as exc:  # noqa: BLE001 - as above
             problems.append(f"position {member.number} supply: {exc}")
+
+    for_each(members, supplied)
     if problems:
         raise BenchSetupError("group reconnect plan could not restore the bench: " + "; ".join(problems))
 
@@ -166,10 +168,12 @@ def group(positions, link) -> list[Member]:
 def test_group_reconnects_within_the_group_sla(group, link, measure):
     hes, plan, link_limits = link.hes, link.plan, link.limits
     timeout_s = link_limits.group_reconnect_max_s + link_limits.trial_timeout_s
-    for member in group:
+    def on_4g_supplied(member: Member) -> None:
         if member.radio_path.modem is not None:
             member.radio_path.modem.set_technology("4g")
         link.supply(member.pos)
+
+    for_each(group, on_4g_supplied)
     with ExitStack() as stack:
         for member in group:
             member.watch = stack.enter_context(LoadWatch(member.pos.load, plan.load_a, plan.poll_s,

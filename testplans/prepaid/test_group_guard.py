@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from rig.plan import Equals, LoadWatch
+from rig.plan import Equals, LoadWatch, for_each
 
 pytestmark = [pytest.mark.prepaid, pytest.mark.feature("Positive-balance guard")]
 
@@ -46,8 +46,7 @@ def test_group_disconnect_spares_guarded_accounts(case, positions, prepaid, meas
     refused_by_hes = {p.number: measure.declare("group_disconnect_refused", "", Equals(True), position=p)
                       for p in positions}
     accounts = [p.serial for p in positions]
-    for p in positions:
-        prepaid.supply(p)
+    for_each(positions, prepaid.supply)
     clock_before = hes.clock()
     try:
         with ExitStack() as stack:
@@ -57,9 +56,11 @@ def test_group_disconnect_spares_guarded_accounts(case, positions, prepaid, meas
                 watch.flowing(plan.flow_wait_s)
             if case == "window_zero_balance":
                 hes.set_clock(_in_window(hes, prepaid.policy))
-                for account in accounts:
+                def no_credit(account: str) -> None:
                     hes.read_now(account)
                     hes.adjust_balance(account, -hes.balance(account), "guard plan: no credit inside the window")
+
+                for_each(accounts, no_credit)
             balances = {a: hes.balance(a) for a in accounts}
             sent_at = time.monotonic()
             answer, commands = group_disconnect(hes, accounts, case, prepaid.limits)
@@ -75,7 +76,6 @@ def test_group_disconnect_spares_guarded_accounts(case, positions, prepaid, meas
             refused_by_hes[p.number](p.serial in answer.refused,
                                      details={"case": case, "reason": answer.refused.get(p.serial)})
     finally:
-        for p in positions:
-            prepaid.restore(p)
+        for_each(positions, prepaid.restore)
         if case == "window_zero_balance":
             hes.set_clock(clock_before)

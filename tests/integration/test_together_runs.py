@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+from plan_runner import write_bench
 
 PLAN = """
     import time
@@ -111,3 +112,33 @@ def test_a_signal_while_positions_run_together_ends_them_and_leaves_the_bench_of
     assert [e["by"] for e in truth if e["event"] == "source.output"][-1] == "source"
     loads = {number: meter["load"]["on"] for number, meter in final["state"]["meters"].items()}
     assert loads == {"1": False, "2": False, "3": False}, loads
+
+
+def test_a_silent_meter_breaks_its_position_only_while_the_others_run_together(run_plan, tmp_path):
+    def short_deadline(data):
+        data["positions"][1]["interface"]["settings"]["deadline_s"] = 0.5
+
+    defects = tmp_path / "defects.yaml"
+    defects.write_text("positions:\n  2: {interface_dead: true}\n")
+    run = run_plan("""
+        import pytest
+        from rig.plan import Limits, together
+
+        pytestmark = [pytest.mark.together]
+
+        def test_reads(pos, measure):
+            measure("energy", pos.meter.read_energy_import_kwh(), "kWh", Limits(low=0.0))
+            together("after the first read", lambda: None)  # the others go on without position 2
+
+        def test_reads_again(pos, measure):
+            measure("energy", pos.meter.read_energy_import_kwh(), "kWh", Limits(low=0.0))
+    """, write_bench(tmp_path, edit=short_deadline), f"--twin-defects={defects}")
+    assert run.wait(timeout_s=120) == 1
+    assert "4 passed" in run.output and "2 errors" in run.output, run.output
+    assert "position 2 broken: meter@2 (" in run.output
+    record = run.run_json()
+    assert record["outcomes"] == {"passed": 4, "failed": 0, "error": 2, "skipped": 0}
+    assert not record.get("bench_broken")
+    measured = sorted((r["test"].rpartition("::")[2], r["position"]) for r in run.measurements())
+    assert measured == [("test_reads[position1-SIM0001]", 1), ("test_reads[position3-SIM0003]", 3),
+                        ("test_reads_again[position1-SIM0001]", 1), ("test_reads_again[position3-SIM0003]", 3)]
