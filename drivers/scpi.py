@@ -23,7 +23,7 @@ from pyvisa import constants
 from pyvisa.errors import VisaIOError
 from pyvisa.resources import MessageBasedResource, TCPIPSocket
 
-from drivers.scpi_messages import ProgramUnit, program_units, setting_value
+from drivers.scpi_messages import ProgramUnit, parsed_units, setting_value
 from rig.config import DriverSettings
 from rig.driver import Driver, Identity
 from rig.errors import InstrumentError, InstrumentTimeout, SetpointRefused
@@ -447,7 +447,7 @@ class ScpiDriver(Driver):
         if not (self.SETTINGS or self.SWITCHES):
             return
         switching_on = ""
-        for unit in program_units(message):
+        for unit in parsed_units(message):
             if unit.query:
                 continue
             for setting in self.SETTINGS:

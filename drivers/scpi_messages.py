@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ def program_units(message: str) -> Iterator[ProgramUnit]:
             headers = {nodes} if head.startswith(":") else {path + nodes for path in paths} | {nodes}
             paths = {header[:-1] for header in headers}
             yield ProgramUnit(text, frozenset(headers), parameter.strip(), query)
+
+
+@lru_cache(maxsize=1024)
+def parsed_units(message: str) -> tuple[ProgramUnit, ...]:
+    """program_units(message), kept for the messages a driver sends again and again (a load's current, polled)."""
+    return tuple(program_units(message))
 
 
 def setting_value(parameter: str, unit: str) -> float | None:
