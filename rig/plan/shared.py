@@ -29,6 +29,7 @@ from rig.errors import RigError
 
 T = TypeVar("T")
 POLL_S = 0.05
+JOIN_AFTER_STOP_S = 15.0  # after an interrupt, how long the positions' threads get to end their current exchange
 
 
 class SharedStepError(RigError):
@@ -206,9 +207,15 @@ def for_each(positions: list, action: Callable[[Any], T]) -> list[T]:
                for i, p in enumerate(positions)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except BaseException:  # an interrupt: the threads' waits end, and they end before the bench is made safe
+        interrupt_all()
+        for thread in threads:
+            thread.join(JOIN_AFTER_STOP_S / max(1, len(threads)))
+        raise
     if errors:
         raise errors[0]
     return results

@@ -144,3 +144,24 @@ def test_check_stopping_is_quiet_unless_stopping():
             shared.check_stopping("a wait")
         finally:
             shared._context.group = None
+
+
+def test_for_each_runs_every_position_at_once_and_raises_the_first_failure_after_all_ended():
+    started, ended = threading.Barrier(3, timeout=5), []
+
+    def action(number):
+        started.wait()  # all three must be running at the same time to pass the barrier
+        ended.append(number)
+        return number * 10
+
+    assert shared.for_each([1, 2, 3], action) == [10, 20, 30]
+
+    def failing(number):
+        if number == 2:
+            raise OSError("load@2 did not answer")
+        ended.append(number)
+
+    ended.clear()
+    with pytest.raises(OSError, match="load@2"):
+        shared.for_each([1, 2, 3], failing)
+    assert sorted(ended) == [1, 3]
