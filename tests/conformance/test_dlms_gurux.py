@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from wrapper_frames import read_wrapper_frame
 
 gurux = pytest.importorskip("gurux_dlms")
 from gurux_dlms import GXByteBuffer, GXDLMSClient, GXReplyData  # noqa: E402
@@ -69,12 +70,7 @@ class GuruxMeter:
             self.sock.close()
 
     def receive(self) -> bytes:
-        data = b""
-        while len(data) < 8 or len(data) < 8 + int.from_bytes(data[6:8], "big"):
-            chunk = self.sock.recv(4096)
-            assert chunk, "the meter closed the connection"
-            data += chunk
-        return data
+        return read_wrapper_frame(self.sock)
 
     def raw(self, apdu: bytes) -> bytes:
         """One APDU in a wrapper frame from the client's SAP; the meter's APDU back."""

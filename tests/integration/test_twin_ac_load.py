@@ -144,7 +144,9 @@ def test_watcher_detects_relay_switching_in_the_model_within_its_uncertainty(twi
     for event, truth in zip(detected, relays, strict=True):
         assert abs(event.t_mono - truth["t_mono"]) <= event.uncertainty_s
         assert event.uncertainty_s < 0.05
-    assert len(watcher.samples) > 30
+    samples = watcher.samples
+    watched_s = samples[-1].t_mono - samples[0].t_mono
+    assert len(samples) > 0.5 * watched_s / 0.01, f"{len(samples)} readings in {watched_s:.3f} s"  # polled ~10 ms
 
 
 def test_over_current_protection_switches_the_input_off(twin):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from plan_runner import write_bench
 from twin_thread import TwinOnThread, starter_fixture
+from wrapper_frames import read_wrapper_frame
 
 from drivers.dlms_meter import date_time_from_bytes
 from rig.bench import Bench
@@ -347,12 +348,7 @@ class GuruxLink:
             self.port.close()
 
     def _read_tcp(self) -> bytes:
-        data = b""
-        while len(data) < 8 or len(data) < 8 + int.from_bytes(data[6:8], "big"):
-            chunk = self.sock.recv(4096)
-            assert chunk, "the meter closed the connection"
-            data += chunk
-        return data
+        return read_wrapper_frame(self.sock)
 
     def _read_hdlc(self) -> bytes:
         data, deadline = b"", time.monotonic() + 2
