@@ -22,13 +22,15 @@ and is lost with probability
 
     loss = max_loss x clamp((knee_dbm - RSRP) / (knee_dbm - loss_threshold_dbm), 0, 1) ^ 2   (+ link.drop_rate)
 
-A lost delivery is retried after `retry_after_s` (no answer within the head end's timeout); so is one whose
+A lost delivery is retried after `retry_after_s` (no answer within the head end's timeout), on a polling profile
+at the first poll after that (the command stays queued for the meter's next session); so is one whose
 registration dropped while it was in flight. A delivery "waited out an outage" when registration was lost at
 any moment between its queueing and its arrival. The default profiles are the field's timings scaled 1:60
 (a 15-minute 2G poll is 15 s on the twin, a 3-minute reconnect SLA is 3 s), so a sweep runs in minutes; a
 bench can set its own in `twin.link`. The 4G profile loses no exchange while registered (LTE retransmits below
 the application layer; only latency grows), the 2G one loses up to a quarter of them at the edge of coverage
-(so a good 2G meter there misses the 2-hour rule, five polls lost in a row, about once in a thousand trials).
+(a lost session costs a poll: a good 2G meter there misses the 2-hour rule, eight sessions lost in a row, about
+once in 65,000 trials).
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ class LinkProfile(Strict):
 DEFAULT_PROFILES = {
     # field: ~0.5 s per exchange, 60 s re-attach, retries after 60 s; here 1:60, the exchange itself 1:5
     "4g": LinkProfile(base_latency_s=0.1, doubling_db=8.0, max_loss=0.0, retry_after_s=1.0, reattach_s=1.0),
-    # field: a 15-minute poll, GPRS round trips of seconds, coverage to about -110 dBm
-    "2g": LinkProfile(base_latency_s=0.5, retry_after_s=15.0, poll_interval_s=15.0, knee_dbm=-95.0,
+    # field: a 15-minute poll, GPRS round trips of seconds, a head end timing a session out after 60 s,
+    # coverage to about -110 dBm
+    "2g": LinkProfile(base_latency_s=0.5, retry_after_s=1.0, poll_interval_s=15.0, knee_dbm=-95.0,
                       loss_threshold_dbm=-110.0, max_loss=0.25, reattach_s=2.0),
 }
 

@@ -139,3 +139,26 @@ def test_a_lost_delivery_is_retried_after_the_head_ends_timeout():
 
     delivery = asyncio.run(scenario())
     assert delivery.attempts == 3 and not delivery.waited_for_registration
+
+
+def test_a_lost_2g_session_is_retried_at_the_next_poll():
+    """The meter calls in every poll interval; a session lost goes again at the first poll after the head end's
+    timeout: one poll later, not two."""
+    profile = DEFAULT_PROFILES["2g"].model_copy(update={"poll_interval_s": 1.0, "retry_after_s": 0.2,
+                                                        "base_latency_s": 0.05})
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        link = make_link(LinkDefects(drop_rate=1.0), technology="2g", clock=loop.time, profiles={"2g": profile})
+        link._poll_phase_s = 0.0
+        task = loop.create_task(link.deliver("lost once"))
+        started = loop.time()
+        first_poll = math.floor(started) + 1.0
+        await asyncio.sleep(first_poll + 0.5 - started)  # the session at the first poll is lost
+        link.defects = LinkDefects()
+        delivery = await task
+        return delivery, loop.time() - first_poll
+
+    delivery, after_first_poll_s = asyncio.run(scenario())
+    assert delivery.attempts == 2
+    assert 1.0 <= after_first_poll_s < 1.5  # the next poll (1 s on) carried it, plus the exchange's latency
