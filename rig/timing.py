@@ -219,7 +219,7 @@ def attach_trace(watcher: CurrentWatcher, events: dict[str, float | PhysicalEven
     last crossing's threshold (waited for up to RESTORE_WAIT_S after the call, then sampled TRACE_TAIL_S more)
     'restore'. The trace is attached even if the call raises; its error is raised after.
     """
-    from rig.report.attach import attach_csv, attach_png
+    from rig.report.attach import attach_csv, attach_plot
     from rig.report.plots import TraceEvent, current_trace, events_csv, trace_csv
 
     marks = [TraceEvent(label, *((value.t_mono, value.uncertainty_s) if isinstance(value, PhysicalEvent)
@@ -243,6 +243,6 @@ def attach_trace(watcher: CurrentWatcher, events: dict[str, float | PhysicalEven
         samples = watcher.series()
         title = name or f"{watcher.name} against time"
         if samples:
-            attach_png(title, current_trace(samples, marks, unit=watcher.unit, title=title))
+            attach_plot(title, current_trace, samples, marks, unit=watcher.unit, title=title)
             attach_csv(f"{title} (readings)", trace_csv(samples, watcher.unit))
         attach_csv(f"{title} (events)", events_csv(marks))
