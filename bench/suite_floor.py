@@ -33,14 +33,15 @@ plan sets a step; the table's session row, the run's wall time outside every tes
   added); a disconnect or reconnect delivery; restoring (a reconnect delivery when the plan left the meter cut,
   and the restore's read). A reconnect pending at a power loss: its first attempt fails at a delivery, the HES
   retries every command_retry_s (plus a delivery) until the meter has booted (boot_s after the supply returns).
-- link: per sweep step usable on 4G (the twin's registration at the step), per trial a cut and a reconnect
-  delivery at the step's latency; 2G: one poll interval per delivery after the first (each trial's reconnect and
-  the next cut are queued only after the previous delivery, so each waits for a poll) plus the last latency, the
-  first delivery's wait for the meter's poll, and for every command delivery lost (link.lost) the retry wait up to
-  the next poll after it, both as the run's twin truth shows them at the slowest position (without a truth file:
-  half an interval and the expected losses at each step); group reconnect: a cut and a reconnect
-  delivery at 0 dB and at the deepest step every position stays registered at; link recovery: outage_hold_s, the
-  4G re-attach, the queued disconnect and the reconnect deliveries, settle_s; signal reporting: 0.
+- link: per sweep step usable on 4G (the twin's registration at the step), per trial a cut delivery at 0 dB (the
+  sweep sets its trials' cuts up at the best signal) and a reconnect delivery at the step's latency; 2G: one poll
+  interval per delivery after the first (each trial's reconnect and the next cut are queued only after the previous
+  delivery, so each waits for a poll) plus the last latency, the first delivery's wait for the meter's poll, and for
+  every command delivery lost (link.lost) the retry wait up to the next poll after it, both as the run's twin truth
+  shows them at the slowest position (without a truth file: half an interval and the expected losses at each step);
+  group reconnect: a cut and a reconnect delivery at 0 dB and at the deepest step every position stays registered
+  at; link recovery: outage_hold_s, the 4G re-attach, the queued disconnect and the reconnect deliveries, settle_s;
+  signal reporting: 0.
 - tamper: the cover's settle_s once (the positions could open their covers together).
 - smoke: the plan's SETTLE_S per voltage and once for the safe state.
 
@@ -426,7 +427,8 @@ def link_floors(inputs: Inputs) -> dict[str, list[Term]]:
     limits = sweep.load_limits(str(options["link_limits"]))
     steps = sweep.parse_sweep(str(options["link_sweep"]))
     trials, trials_2g = int(options["link_trials"]), int(options["link_2g_trials"])
-    sweep_4g = [Term(f"4G {step:g} dB: per trial cut + reconnect delivery", 2 * twin.latency_s("4g", step), trials)
+    sweep_4g = [Term(f"4G {step:g} dB: per trial cut at 0 dB + reconnect delivery",
+                     twin.latency_s("4g", 0.0) + twin.latency_s("4g", step), trials)
                 for step in twin.usable_steps("4g", steps)]
     deep = twin.usable_steps("4g", sorted(step for step in steps if step > 0))
     group = [Term("0 dB: cut + reconnect delivery", 2 * inputs.l0)]
@@ -459,8 +461,8 @@ def sweep_2g(inputs: Inputs, steps: list[float], trials: int, window: PlanTime |
                   polled_deliveries_s(deliveries, interval, twin.latency_s("2g", usable[-1])))]
     truth = link_truth(inputs.folder, window) if window is not None else None
     if truth is None:
-        expected = sum(2 * trials * twin.expected_losses("2g", step) * twin.loss_cost_s("2g", step)
-                       for step in usable)
+        expected = sum(trials * twin.expected_losses("2g", step) * twin.loss_cost_s("2g", step)
+                       for step in usable)  # the reconnects: the cuts are at 0 dB
         return [*terms, Term("first poll's phase (expected)", interval / 2),
                 Term("expected lost command deliveries", expected)]
     slowest = max(truth.items(), key=lambda item: twin_2g_extra_s(twin, item[1]), default=None)

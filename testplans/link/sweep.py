@@ -2,7 +2,9 @@
 
 A trial is judged by physics: the supply is cut by the HES (credit used up), then a recharge is accepted by
 the HES (the instant its answer arrives, +- half the request's round trip), and the latency runs to the instant
-the current through the meter's relay into the position's load rises again (the position's LoadWatch).
+the current through the meter's relay into the position's load rises again (the position's LoadWatch). The cut
+is set up at 0 dB, the best signal, and only the reconnect runs at the step's attenuation: at the edge of coverage
+a cut would take its own polls and retries, which are not what the trial measures.
 """
 
 from __future__ import annotations
@@ -175,9 +177,8 @@ def cut_supply(hes: HeadEnd, account: str, watch: LoadWatch, timeout_s: float) -
 
 def reconnect_trial(hes: HeadEnd, account: str, watch: LoadWatch, timeout_s: float, note: str,
                     recharge: float) -> Trial:
-    """Cut the supply, then recharge and time the return of the current. A reconnect that does not come within
-    timeout_s gives latency None."""
-    cut_supply(hes, account, watch, timeout_s)
+    """Recharge the account whose supply is cut and time the return of the current. A reconnect that does not come
+    within timeout_s gives latency None."""
     sent = time.monotonic()
     answer = hes.recharge(account, recharge, reference=f"link plan: {note} {time.time_ns()}")
     answered = time.monotonic()
@@ -219,6 +220,11 @@ def latency_sweep(sweep: Sweep, pos: Position, link: Link, watch: LoadWatch, rad
         latencies = []
         for trial in range(1, sweep.trials + 1):
             latency = measure.declare(f"reconnect_latency_{sweep.label}", "s", Limits(0.0, sweep.limit_s))
+            if held_db > 0:
+                radio_path.set_attenuation(0.0)
+            cut_supply(link.hes, pos.serial, watch, sweep.timeout_s)
+            if held_db > 0:
+                radio_path.set_attenuation(attenuation_db)
             result = reconnect_trial(link.hes, pos.serial, watch, sweep.timeout_s,
                                      f"{sweep.label} {held_db:g} dB trial {trial}", link.plan.recharge)
             details = {"technology": sweep.label, "attenuation_db": held_db, "trial": trial,
