@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,17 @@ from rig.sim.benchgen import write_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 RIG = Path(sys.executable).with_name("rig")
+
+
+def plan_times(results: Path) -> dict[str, float]:
+    """Each plan's wall time in a run (test function -> first start to last stop of its positions' results)."""
+    spans: dict[str, list[float]] = {}
+    for path in (results / "allure-results").glob("*-result.json"):
+        result = json.loads(path.read_text())
+        plan = result.get("fullName", result["name"]).split("#")[-1].split("[")[0]
+        span = spans.setdefault(plan, [math.inf, -math.inf])
+        span[0], span[1] = min(span[0], result["start"] / 1000), max(span[1], result["stop"] / 1000)
+    return {plan: stop - start for plan, (start, stop) in sorted(spans.items(), key=lambda item: item[1][0])}
 
 
 def timed_run(positions: int, marker: str, folder: Path) -> tuple[float, dict, int]:
@@ -57,6 +69,11 @@ def main() -> int:
         print(f"1 position:  {t1:7.1f} s  exit {status1}  {outcomes1}")
         tn, outcomes_n, status_n = timed_run(args.positions, args.marker, folder)
         print(f"{args.positions} positions: {tn:7.1f} s  exit {status_n}  {outcomes_n}")
+        plans1, plans_n = plan_times(folder / "results1"), plan_times(folder / f"results{args.positions}")
+    print(f"{'plan':55s} {'1 position':>11s} {f'{args.positions} positions':>13s} {'ratio':>6s}")
+    for plan, t1_plan in plans1.items():
+        tn_plan = plans_n.get(plan, math.nan)
+        print(f"{plan:55s} {t1_plan:9.1f} s {tn_plan:11.1f} s {tn_plan / t1_plan if t1_plan else math.nan:6.2f}")
     print(f"target: ratio <= 1.3 ({args.positions} positions against 1, -m {args.marker!r})")
     print(f"position_scaling ratio={tn / t1:.3f} t{args.positions}_s={tn:.1f} t1_s={t1:.1f}")
     return 0
