@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,7 +23,7 @@ import allure
 from rig.report import plots
 
 _captured = threading.local()
-PLOT_WORKERS = 1
+PLOT_WORKERS = min(2, os.cpu_count() or 1)
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
