@@ -3,10 +3,15 @@
 Transports: the IEC 62056-47 TCP wrapper (resource 'tcp://host:port', port 4059 by default; the VISA form
 'TCPIP0::host::port::SOCKET' is accepted too) and IEC 62056-46 HDLC over a serial line (resource a device path
 such as '/dev/ttyUSB0' or a pty, or 'ASRL<path>::INSTR').
+
+Clients (IS 15959-2): public (SAP 16, no security), reader (SAP 32, LLS) and utility settings (SAP 48, HLS-GMAC:
+security suite 0, every APDU authenticated and encrypted with the global keys of the bench's secret files; the
+invocation counter is read over the public client before each ciphered association and kept).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import struct
@@ -18,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, TypeVar
 
 import serial
-from dlms_cosem import cosem, dlms_data, enumerations
+from dlms_cosem import cosem, dlms_data, enumerations, state
 from dlms_cosem.clients.blocking_tcp_transport import BlockingTcpTransport
 from dlms_cosem.clients.dlms_client import DlmsClient
 from dlms_cosem.clients.hdlc_transport import SerialHdlcTransport
@@ -29,7 +34,8 @@ from dlms_cosem.hdlc import frames
 from dlms_cosem.protocol import acse, xdlms
 from pydantic import Field
 
-from drivers.dlms_profiles import NAME_PLATE, SCALER_PROFILES, DateRange, DlmsProfiles
+from drivers.dlms_profiles import NAME_PLATE, SCALER_PROFILES, DateRange, DlmsProfiles, is_scaler_unit
+from drivers.dlms_security import DlmsSecurityProbes
 from rig.config import DriverSettings, RoleConfig
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, InstrumentError, InstrumentTimeout, SetpointRefused
@@ -50,9 +56,21 @@ from rig.roles.profiles import IS15959_PROFILES
 T = TypeVar("T")
 
 DEFAULT_PORT = 4059
-CLIENT_SAPS = {"public": 16, "reader": 32}
-AUTHENTICATIONS = {"none": None, "lls": enumerations.AuthenticationMechanism.LLS}
-DEFAULT_AUTHENTICATION = {"public": "none", "reader": "lls"}
+CLIENT_SAPS = {"public": 16, "reader": 32, "utility": 48}
+AUTHENTICATIONS = {"none": None, "lls": enumerations.AuthenticationMechanism.LLS,
+                   "hls-gmac": enumerations.AuthenticationMechanism.HLS_GMAC}
+DEFAULT_AUTHENTICATION = {"public": "none", "reader": "lls", "utility": "hls-gmac"}
+PUBLIC_SAP = 16
+UTILITY_SAP = 48
+# the IS 15959-2 associations by client SAP, as a refusal names them
+ASSOCIATION_NAMES = {16: "the public client association", 32: "the meter reader association",
+                     48: "the utility settings association"}
+# the invocation counter of each ciphered association (IS 15959-2), read by the public client
+INVOCATION_COUNTERS = {48: "0.0.43.1.3.255"}
+KEY_SECRETS = ("encryption_key", "authentication_key")
+DEFAULT_SYSTEM_TITLE = "524947484c303031"  # "RIGHL001": the client's system title, 8 octets
+# dlms-cosem logs every deciphered APDU at WARNING: keep deciphered traffic out of the rig's logs
+logging.getLogger("dlms_cosem.connection").setLevel(logging.ERROR)
 IST_OFFSET_MIN = 330
 DISCONNECT_WAIT_S = 0.5
 SERIAL_POLL_S = 0.05
@@ -119,20 +137,19 @@ def parse_resource(resource: str, role: str) -> tuple[str, str, int]:
     return ("hdlc", where.path, 0) if "serial" in where.kinds else ("tcp", where.host, where.port)
 
 
-def decode_data(data: bytes, pos: int = 0) -> tuple[Any, int]:
+MAX_DATA_DEPTH = 64  # arrays and structures inside each other; COSEM objects nest a few levels at most
+
+
+def decode_data(data: bytes, pos: int = 0, depth: int = 0) -> tuple[Any, int]:
     """One A-XDR Data element -> (Python value, next position): ints, floats, bools, str for visible and UTF-8
-    strings, bytes for octet strings and the date/time types, lists for arrays and structures."""
+    strings, bytes for octet strings and the date/time types, lists for arrays and structures (nested at most
+    MAX_DATA_DEPTH levels: deeper is a ValueError, not a recursion without end)."""
     tag = data[pos]
     pos += 1
     if tag == 0:
         return None, pos
     if tag in (1, 2):
-        count, pos = _length(data, pos)
-        items = []
-        for _ in range(count):
-            item, pos = decode_data(data, pos)
-            items.append(item)
-        return items, pos
+        return _decode_items(data, pos, depth)
     if tag in (4, OCTET_STRING, VISIBLE_STRING, UTF8_STRING, 13):
         length, pos = _length(data, pos)
         if tag == 4:
@@ -154,6 +171,18 @@ def decode_data(data: bytes, pos: int = 0) -> tuple[Any, int]:
             return struct.unpack(">f" if tag == 23 else ">d", raw)[0], pos + len(raw)
         return raw, pos + len(raw)
     raise ValueError(f"unknown A-XDR data tag {tag}")
+
+
+def _decode_items(data: bytes, pos: int, depth: int) -> tuple[list, int]:
+    """The elements of an array or structure whose length is at pos."""
+    if depth >= MAX_DATA_DEPTH:
+        raise ValueError(f"A-XDR data nested deeper than {MAX_DATA_DEPTH} levels")
+    count, pos = _length(data, pos)
+    items = []
+    for _ in range(count):
+        item, pos = decode_data(data, pos, depth + 1)
+        items.append(item)
+    return items, pos
 
 
 def _length(data: bytes, pos: int) -> tuple[int, int]:
@@ -255,6 +284,8 @@ class _Session:
 
     client: DlmsClient
     kind: str
+    client_sap: int = 0
+    authentication: str = "none"
     associated: bool = False
     pending: tuple[str | None, str, float] | None = None  # (sent hex, what, monotonic time) awaiting an answer
     aborted: bool = False
@@ -284,21 +315,45 @@ class DlmsSettings(DriverSettings):
     max_pdu_size: Annotated[int, Field(ge=64, le=65535)] = 65535
     idle_release_s: Annotated[float, Field(gt=0)] = 100.0
     utc_offset_min: Annotated[int, Field(ge=-720, le=840)] = IST_OFFSET_MIN
+    system_title: str = DEFAULT_SYSTEM_TITLE
 
 
-class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalReport, EventLog, DlmsProfiles):
+def parse_secret_key(value: str | None, where: str) -> bytes:
+    """A 128-bit key from its 32 hex digits; ConfigError naming where it comes from, never its value."""
+    if not value:
+        raise ConfigError(f"{where}: required for HLS-GMAC (32 hex digits in a secret file)")
+    try:
+        key = bytes.fromhex(value.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: not a key in hex digits") from None
+    if len(key) != 16:
+        raise ConfigError(f"{where}: a security suite 0 key is 16 octets (32 hex digits), got {len(key)} octets")
+    return key
+
+
+class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalReport, EventLog, DlmsProfiles,
+                DlmsSecurityProbes):
     """A DLMS/COSEM meter on its data port (role 'meter@<position>'); it reads IS 15959 profiles and the name plate
     (drivers/dlms_profiles.py).
 
-    Settings: `client` ('public', SAP 16, no security, or 'reader', SAP 32, LLS with the secret `lls_password`),
-    `authentication` ('none' or 'lls'; 'hls-gmac' is refused for now), `client_sap` and `server_sap` (logical
-    device, default 1) to override, `server_physical_address` (HDLC), `baudrate` (HDLC, default 9600),
+    Settings: `client` ('public', SAP 16, no security; 'reader', SAP 32, LLS with the secret `lls_password`; or
+    'utility', SAP 48, HLS-GMAC with the secrets `encryption_key` and `authentication_key`, 32 hex digits each),
+    `authentication` ('none', 'lls' or 'hls-gmac'), `client_sap` and `server_sap` (logical device, default 1) to
+    override, `system_title` (the client's, 16 hex digits), `server_physical_address` (HDLC), `baudrate` (HDLC,
+    default 9600),
     `deadline_s` (every call, default 5), `max_pdu_size` (client-max-receive-pdu-size proposed in the AARQ, default
     65535: a meter sends longer replies in blocks), `idle_release_s` (an association idle this long is released and
     a new one made before the next call, default 100: meters close a connection idle for about 120 s),
     `utc_offset_min` (the meter's time zone when its clock leaves the deviation unspecified, default 330: IST).
-    Every APDU is one transcript exchange in hex (the LLS password replaced by '***'); a call that overruns its
-    deadline raises InstrumentTimeout naming what was sent.
+    Every APDU is one transcript exchange in hex (the LLS password and the keys replaced by '***'; ciphered APDUs
+    as sent); a call that overruns its deadline raises InstrumentTimeout naming what was sent. Before each HLS-GMAC
+    association the public client reads the association's invocation counter (0.0.43.1.3.255) and the client goes
+    on from above it and above the last one it used. The security probes of drivers/dlms_security.py
+    (MeterSecurity) need the reader's password and the utility keys.
+
+    Access (IS 15959-2): the public client reads the identity and the clock; the reader reads registers, profiles,
+    name plate, event logs and the relay and limiter state; setting the clock or the limiter and switching the
+    relay need utility settings: on another client they raise ConfigError naming the association, unsent.
     """
 
     SETTINGS_MODEL = DlmsSettings
@@ -312,9 +367,6 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
             raise ConfigError(f"roles.{self.role}.settings.client: {self.client_name!r} is not one of "
                               f"{', '.join(CLIENT_SAPS)}")
         self.authentication = (settings.authentication or DEFAULT_AUTHENTICATION[self.client_name]).lower()
-        if self.authentication == "hls-gmac":
-            raise ConfigError(f"roles.{self.role}.settings.authentication: authentication hls-gmac is not "
-                              f"supported yet")
         if self.authentication not in AUTHENTICATIONS:
             raise ConfigError(f"roles.{self.role}.settings.authentication: {self.authentication!r} is not one of "
                               f"none, lls, hls-gmac")
@@ -325,6 +377,21 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
                 raise ConfigError(f"roles.{self.role}.secrets.lls_password: required for LLS authentication "
                                   f"(client {self.client_name})")
             self.password = password.encode()
+        self.keys: tuple[bytes, bytes] | None = None
+        if self.authentication == "hls-gmac" or all(self.secrets.get(name) for name in KEY_SECRETS):
+            self.keys = tuple(parse_secret_key(self.secrets.get(name), f"roles.{self.role}.secrets.{name}")
+                              for name in KEY_SECRETS)
+            for key in self.keys:
+                self.transcript.add_secret(key.hex())
+                self.transcript.add_secret(key.hex().upper())
+        try:
+            self.system_title = bytes.fromhex(settings.system_title)
+        except ValueError:
+            self.system_title = b""
+        if len(self.system_title) != 8:
+            raise ConfigError(f"roles.{self.role}.settings.system_title: {settings.system_title!r} is not 8 octets "
+                              f"in hex")
+        self.invocation_counter = 0  # the last one this client used on its ciphered association
         self.client_sap = settings.client_sap if settings.client_sap is not None else CLIENT_SAPS[self.client_name]
         self.server_sap = settings.server_sap
         self.physical_address = settings.server_physical_address
@@ -416,20 +483,33 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
             self._session = None
         session.abort()
 
-    def _new_session(self) -> _Session:
+    def _new_session(self, client_sap: int | None = None, authentication: str | None = None,
+                     password: bytes | None = None, keys: tuple[bytes, bytes] | None = None) -> _Session:
+        """A connection (not yet opened) for this driver's client, or for another client of the same meter."""
+        client_sap = self.client_sap if client_sap is None else client_sap
+        authentication = authentication or self.authentication
+        if authentication == self.authentication and password is None:
+            password = self.password
+        if authentication == "hls-gmac" and keys is None:
+            keys = self.keys
         if self.kind == "tcp":
-            io = _TcpTransport(host=self.host, port=self.port, client_logical_address=self.client_sap,
+            io = _TcpTransport(host=self.host, port=self.port, client_logical_address=client_sap,
                                server_logical_address=self.server_sap, timeout=self.deadline_s + 1.0)
         else:
             port = serial.Serial()
             port.port, port.baudrate, port.timeout = self.host, self.baudrate, SERIAL_POLL_S
-            io = _HdlcTransport(client_logical_address=self.client_sap, server_logical_address=self.server_sap,
+            io = _HdlcTransport(client_logical_address=client_sap, server_logical_address=self.server_sap,
                                 serial_port=self.host, serial_baud_rate=self.baudrate,
                                 server_physical_address=self.physical_address, serial=port)
-        client = DlmsClient(client_logical_address=self.client_sap, server_logical_address=self.server_sap,
-                            io_interface=io, authentication_method=AUTHENTICATIONS[self.authentication],
-                            password=self.password, max_pdu_size=self.max_pdu_size)
-        return _Session(client, self.kind)
+        ciphered = authentication == "hls-gmac"
+        client = DlmsClient(client_logical_address=client_sap, server_logical_address=self.server_sap,
+                            io_interface=io, authentication_method=AUTHENTICATIONS[authentication],
+                            password=password if authentication == "lls" else None,
+                            encryption_key=keys[0] if ciphered else None,
+                            authentication_key=keys[1] if ciphered else None,
+                            client_system_title=self.system_title if ciphered else None,
+                            max_pdu_size=self.max_pdu_size)
+        return _Session(client, self.kind, client_sap=client_sap, authentication=authentication)
 
     # -- exchanges --------------------------------------------------------------------------------------------
 
@@ -437,6 +517,71 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
         return text.replace(self.password.hex(), "***") if self.password else text
 
     def _associate(self, session: _Session) -> None:
+        if session.authentication == "hls-gmac":
+            self._continue_invocation_counter(session)
+        self._open_link(session)
+        connection = session.client.dlms_connection
+        aarq = connection.get_aarq()
+        if session.authentication != "hls-gmac":
+            aarq.system_title = None  # no ciphering and no HLS: the calling AP title stays out
+        what = f"AARQ (client {session.client_sap}, {session.authentication})"
+        aare = self._exchange(session, aarq, what)
+        if not isinstance(aare, acse.ApplicationAssociationResponse):
+            raise InstrumentError(f"{self._where()}: sent an AARQ, got {type(aare).__name__} instead of an AARE")
+        if aare.result is not enumerations.AssociationResult.ACCEPTED:
+            raise self._association_refused(aare, session)
+        if connection.state.current_state is state.SHOULD_SEND_HLS_SEVER_CHALLENGE_RESULT:
+            self._authenticate(session)
+        session.associated = True
+
+    def _continue_invocation_counter(self, session: _Session) -> None:
+        """Before a ciphered association: the public client reads the association's invocation counter; this
+        client goes on above it and above the last one it used."""
+        name = INVOCATION_COUNTERS.get(session.client_sap)
+        if name is None:
+            return
+        public = self._new_session(PUBLIC_SAP, "none")
+        try:
+            self._associate(public)
+            value = self._get_value(public, name, DATA, 2)
+        finally:
+            _quietly(lambda: self._exchange(public, public.client.dlms_connection.get_rlrq(), "RLRQ"))
+            _quietly(public.io.disconnect)
+            public.abort()
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InstrumentError(f"{self._where()}: invocation counter {name} is {value!r}, not an integer")
+        session.client.dlms_connection.client_invocation_counter = max(value, self.invocation_counter) + 1
+
+    def _authenticate(self, session: _Session) -> None:
+        """HLS-GMAC passes 3 and 4: reply_to_HLS_authentication with f(StoC); the meter's f(CtoS) checked."""
+        connection = session.client.dlms_connection
+        method = cosem.CosemMethod(enumerations.CosemInterface.ASSOCIATION_LN, obis("0.0.40.0.0.255"), 1)
+        reply = xdlms.ActionRequestNormal(method, dlms_data.OctetStringData(connection.get_hls_reply()).to_bytes())
+        answer = self._exchange(session, reply, "reply_to_HLS_authentication")
+        self.invocation_counter = connection.client_invocation_counter - 1
+        if connection.state.current_state is not state.READY:
+            refusal = (f"the meter refused the client's reply ({_describe_action(answer)})"
+                       if not isinstance(answer, xdlms.ActionResponseNormalWithData) or
+                       answer.status != enumerations.ActionResultStatus.SUCCESS
+                       else "the meter's answer to the client's challenge does not verify")
+            raise InstrumentError(f"{self._where()}: HLS-GMAC authentication of client {session.client_sap} "
+                                  f"failed: {refusal}")
+
+    def _association_refused(self, aare, session: _Session) -> InstrumentError:
+        diagnostic = int(aare.result_source_diagnostics)
+        refusal = (f"association {RESULTS.get(int(aare.result), aare.result)}, "
+                   f"{ACSE_DIAGNOSTICS.get(diagnostic, diagnostic)}")
+        content = aare.user_information.content if aare.user_information else None
+        if isinstance(content, xdlms.ConfirmedServiceError):
+            refusal += f", xDLMS {content.error.name.lower().replace('_', '-')}"
+        if isinstance(aare.result_source_diagnostics, enumerations.AcseServiceUserDiagnostics) and \
+                diagnostic == enumerations.AcseServiceUserDiagnostics.AUTHENTICATION_FAILED:
+            return InstrumentError(f"{self._where()}: authentication failed: the meter refused the LLS password "
+                                   f"of client {session.client_sap} ({refusal})")
+        return InstrumentError(f"{self._where()}: the meter refused the association of client "
+                               f"{session.client_sap} ({refusal})")
+
+    def _open_link(self, session: _Session) -> None:
         io = session.io
         t_sent = time.monotonic()
         if session.kind == "hdlc":
@@ -457,34 +602,18 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
                 reason = exc.__cause__ or exc
                 self.transcript.record(self.role, None, None, t_mono=t_sent, note=f"cannot connect: {reason}")
                 raise InstrumentError(f"{self._where()}: cannot connect: {reason}") from None
-        aarq = session.client.dlms_connection.get_aarq()
-        aarq.system_title = None  # no ciphering and no HLS: the calling AP title stays out
-        aare = self._exchange(session, aarq, f"AARQ (client {self.client_sap}, {self.authentication})")
-        if not isinstance(aare, acse.ApplicationAssociationResponse):
-            raise InstrumentError(f"{self._where()}: sent an AARQ, got {type(aare).__name__} instead of an AARE")
-        if aare.result is not enumerations.AssociationResult.ACCEPTED:
-            diagnostic = int(aare.result_source_diagnostics)
-            refusal = (f"association {RESULTS.get(int(aare.result), aare.result)}, "
-                       f"{ACSE_DIAGNOSTICS.get(diagnostic, diagnostic)}")
-            content = aare.user_information.content if aare.user_information else None
-            if isinstance(content, xdlms.ConfirmedServiceError):
-                refusal += f", xDLMS {content.error.name.lower().replace('_', '-')}"
-            if isinstance(aare.result_source_diagnostics, enumerations.AcseServiceUserDiagnostics) and \
-                    diagnostic == enumerations.AcseServiceUserDiagnostics.AUTHENTICATION_FAILED:
-                raise InstrumentError(f"{self._where()}: authentication failed: the meter refused the LLS password "
-                                      f"of client {self.client_sap} ({refusal})")
-            raise InstrumentError(f"{self._where()}: the meter refused the association of client "
-                                  f"{self.client_sap} ({refusal})")
-        session.associated = True
 
     def _exchange(self, session: _Session, apdu, what: str):
         """Send one APDU and return the meter's parsed answer; transcript it in hex."""
         if session.aborted:
             raise InstrumentError(f"{self._where()}: connection abandoned before {what}")
+        connection = session.client.dlms_connection
         try:
-            data = session.client.dlms_connection.send(apdu)
+            data = connection.send(apdu)
         except Exception as exc:  # noqa: BLE001 - the library's state machine refuses out of sequence
             raise InstrumentError(f"{self._where()}: cannot send {what}: {exc}") from None
+        if session.authentication == "hls-gmac":
+            self.invocation_counter = max(self.invocation_counter, connection.client_invocation_counter - 1)
         sent = self._redact(data.hex())
         t_sent = time.monotonic()
         session.pending = (sent, what, t_sent)
@@ -592,9 +721,9 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
     def _scaler_unit(self, session: _Session, logical_name: str, class_id: int = REGISTER) -> tuple[int, int]:
         if logical_name not in session.scalers:
             value = self._get_value(session, logical_name, class_id, 3)
-            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
+            if not is_scaler_unit(value):
                 raise InstrumentError(f"{self._where()}: {logical_name} scaler_unit is {value!r}, not "
-                                      f"{{scaler, unit}}")
+                                      f"{{scaler -128..127, unit 0..255}}")
             session.scalers[logical_name] = (value[0], value[1])
         return session.scalers[logical_name]
 
@@ -636,9 +765,20 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
                 raise InstrumentError(f"{self._where()}: clock time {value.hex()} is not a date-time: {exc}") from None
         return self._call("read_clock", body)
 
+    def _require_utility(self, what: str) -> None:
+        """Settings and commands are for utility settings only (IS 15959-2): a ConfigError naming this client's
+        association before anything is sent."""
+        if self.client_sap == UTILITY_SAP and self.authentication == "hls-gmac":
+            return
+        association = ASSOCIATION_NAMES.get(self.client_sap, f"the association of client {self.client_sap}")
+        raise ConfigError(f"{self._where()}: {association} (SAP {self.client_sap}, {self.authentication}) may not "
+                          f"{what}: configure roles.{self.role}.settings client: utility with its keys "
+                          f"(secrets encryption_key and authentication_key)")
+
     def set_clock(self, moment: datetime) -> None:
         if moment.tzinfo is None:
             raise ValueError("set_clock needs a timezone-aware datetime")
+        self._require_utility("set the clock")
         data = dlms_data.OctetStringData(date_time_to_bytes(moment, self.utc_offset_min)).to_bytes()
         self._call("set_clock", lambda session: self._set(session, CLOCK, CLOCK_CLASS, 2, data))
 
@@ -667,10 +807,12 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
         return self._call("relay_state", body)
 
     def remote_disconnect(self) -> None:
+        self._require_utility("operate the disconnect control")
         self._call("remote_disconnect",
                    lambda session: self._action(session, DISCONNECT_CONTROL, DISCONNECT_CLASS, 1, "remote_disconnect"))
 
     def remote_reconnect(self) -> None:
+        self._require_utility("operate the disconnect control")
         self._call("remote_reconnect",
                    lambda session: self._action(session, DISCONNECT_CONTROL, DISCONNECT_CLASS, 2, "remote_reconnect"))
 
@@ -706,6 +848,7 @@ class DlmsMeter(Driver, MeterReadout, DisconnectControl, LoadLimiter, SignalRepo
         """threshold_normal (attribute 4, the active threshold while no emergency profile runs) and
         min_over_threshold_duration (attribute 6)."""
         self.check_setpoint("power", threshold_w, "W")
+        self._require_utility("set the load limiter")
         if not 0 <= duration_s < 2**32 or duration_s != duration_s:
             raise SetpointRefused(f"{self._where()}: limiter duration {duration_s} s refused: outside 0..2^32 s")
 
@@ -779,6 +922,11 @@ def _access_text(access) -> str:
     if isinstance(access, RangeDescriptor):
         return f"from {access.from_value.isoformat()} to {access.to_value.isoformat()}"
     return f"entries {access.from_entry} to {access.to_entry or 'the last'}"
+
+
+def _describe_action(answer) -> str:
+    status = getattr(answer, "status", None) or getattr(answer, "error", None)
+    return f"{type(answer).__name__} {getattr(status, 'name', status)}".lower()
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -117,14 +117,23 @@ def scalers_of_scaler_profile(captures: Any, buffer: Any) -> dict[tuple[int, str
     columns = capture_columns(captures)
     if not buffer:
         return {}
+    if not isinstance(buffer, list):
+        raise ValueError(f"scaler profile buffer is {buffer!r}, not an array")
     entry = buffer[0]
     if not isinstance(entry, list) or len(entry) != len(columns):
         raise ValueError(f"scaler profile entry {entry!r} does not match its {len(columns)} capture objects")
     found = {}
     for column, value in zip(columns, entry, strict=True):
-        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        if is_scaler_unit(value):
             found[(column.class_id, column.logical_name, column.attribute)] = (value[0], value[1])
     return found
+
+
+def is_scaler_unit(value: Any) -> bool:
+    """A scaler_unit as DLMS UA 1000-1 types it: structure {scaler integer (-128..127), unit enum (0..255)}; a
+    scaler beyond an integer's range is refused rather than raising a power of ten without end."""
+    return (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
+            and -128 <= value[0] <= 127 and 0 <= value[1] <= 255)
 
 
 def scaled(value: Any, scaler: int) -> Any:
@@ -274,7 +283,7 @@ class DlmsProfiles(ProfileReader):
         if key not in session.cache:
             class_id, name, attribute = source
             value = self._get_optional(session, name, class_id, attribute)
-            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
+            if not is_scaler_unit(value):
                 raise InstrumentError(f"{self._where()}: profile {logical_name} column {name}: no scaler_unit in "
                                       f"{SCALER_PROFILES.get(logical_name, 'a scaler profile')} and attribute "
                                       f"{attribute} is {value!r}")

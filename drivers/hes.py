@@ -3,8 +3,15 @@
 API (resource = base URL, e.g. http://127.0.0.1:8080 or https://hes.example/api/v1): GET /version, /status,
 /clock (PUT: local_time or offset_s), /tariff (PUT: per_kwh), /accounts, /accounts/{id} (PATCH: converted_at);
 POST /accounts/{id}/read, /recharge, /adjustment, /emergency-credit, /disconnect, /connect; POST /group-commands,
-GET /group-commands/{id}, /commands, /commands/{id}, /alerts, /events. An API token (secret `token`) is sent
-as a bearer header and never transcripted.
+GET /group-commands/{id}, POST /group-commands/{id}/approve and /reject, GET /commands, /commands/{id}, /alerts,
+/events, /audit.
+
+Authentication: every request carries the bearer token (RFC 6750) of the operator the rig acts as: setting
+`operator` names it and its token is the secret `token_<operator>` (without `operator`: the secret `token`).
+Setting `operators` (operator -> HES role: read_only, auditor, recharge, disconnect, administrator) lists every
+operator the bench holds a token for; `as_operator(name)`, `as_role(role)`, `without_token()` and
+`with_unknown_token()` give a client acting as another (a second approver, a read-only operator, a probe).
+Tokens are never transcripted nor put in an error message; a 401 or 403 says which operator was refused.
 
 Money (rig/money.py): the HES writes amounts as JSON strings with exactly two decimals ("12.30"; a number is
 read too, exactly) and the tariff with two to four; they are read into `Decimal`, never float. Amounts are sent
@@ -18,20 +25,26 @@ request that went unanswered or garbled, the next one opens a fresh connection.
 from __future__ import annotations
 
 import json
+import math
+import re
+import reprlib
+import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 from drivers.http_deadline import DeadlineTransport, deadline
 from rig import money
+from rig.config import DriverSettings
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, HeadEndError, InstrumentError, InstrumentTimeout, SetpointRefused
 from rig.resources import Accepts
-from rig.roles import Account, Alert, Command, Credited, EmergencyCredit, GroupCommand, HeadEnd
+from rig.roles import Account, Alert, AuditEntry, Command, Credited, EmergencyCredit, GroupCommand, HeadEnd
 
 
 class HesRefused(SetpointRefused, ConfigError):
@@ -43,7 +56,20 @@ class HesHttpError(HeadEndError):
 
 
 class HesAnswerError(InstrumentError):
-    """An answer whose money is not a decimal amount."""
+    """An answer of the wrong shape: not JSON, a field missing or of the wrong type, money that is not a decimal
+    amount. The message names the request, the field and what it held."""
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 2, 60, 60, 4, 4
+_MISSING = object()
+T = TypeVar("T")
+_INTEGER_TEXT = re.compile(r"-?\d{1,18}")
+
+
+def shown(value: Any) -> str:
+    """A short repr of what an answer held (however long or deeply nested)."""
+    return _SHOWN.repr(value)
 
 
 def money_of(value: Any, what: str) -> Decimal:
@@ -51,49 +77,214 @@ def money_of(value: Any, what: str) -> Decimal:
     try:
         return money.exact(value)
     except money.MoneyError as exc:
-        raise HesAnswerError(f"HES answer: {what} {exc}") from None
+        raise HesAnswerError(f"{what} {exc}") from None
 
 
-def account_of(data: dict) -> Account:
-    credit = data.get("emergency_credit") or {}
-    return Account(id=str(data["account"]), balance=money_of(data["balance"], "balance"),
-                   currency=str(data.get("currency", "")),
-                   supply=str(data.get("supply", "")), pending_command=data.get("pending_command"),
-                   emergency_credit=EmergencyCredit(str(credit.get("state", "none")),
-                                                    money_of(credit.get("taken", "0.00"), "emergency_credit.taken")),
-                   last_energy_wh=data.get("last_energy_wh"), disconnect_reason=data.get("disconnect_reason"),
-                   raw=data)
+def answer_json(content: bytes, what: str) -> Any:
+    """The decoded JSON of an answer's body; HesAnswerError when it is not JSON or is nested deeper than the
+    decoder recurses."""
+    try:
+        return json.loads(content)
+    except ValueError:
+        raise HesAnswerError(f"{what} with a body that is not JSON: {content[:200].decode('utf-8', 'replace')!r}"
+                             ) from None
+    except RecursionError:
+        raise HesAnswerError(f"{what} with JSON nested too deeply to decode") from None
 
 
-def command_of(data: dict) -> Command:
-    return Command(id=str(data["id"]), account=str(data["account"]), action=str(data["action"]),
-                   origin=str(data.get("origin", "")), status=str(data["status"]),
-                   attempts=int(data.get("attempts", 0)),
-                   group=data.get("group"), error=data.get("error"), reason=data.get("reason"),
-                   history=list(data.get("history") or []), raw=data)
+class AnswerFields:
+    """One JSON object of an HES answer, read field by field; HesAnswerError naming the answer (`what`) and the
+    field (`prefix` + name) when a field is missing or of the wrong type."""
+
+    def __init__(self, data: Any, what: str, prefix: str = ""):
+        if not isinstance(data, dict):
+            place = f"{prefix.rstrip('.')} is" if prefix else "answered"
+            raise HesAnswerError(f"{what}: {place} {shown(data)}, expected a JSON object")
+        self.data, self.what, self.prefix = data, what, prefix
+
+    def wrong(self, name: str, value: Any, expected: str) -> HesAnswerError:
+        return HesAnswerError(f"{self.what}: {self.prefix}{name} is {shown(value)}, expected {expected}")
+
+    def value(self, name: str, default: Any = _MISSING) -> Any:
+        """The field; its default when absent or null (a required field has none)."""
+        value = self.data.get(name)
+        if value is not None:
+            return value
+        if default is _MISSING:
+            raise HesAnswerError(f"{self.what}: {self.prefix}{name} is {'null' if name in self.data else 'missing'}")
+        return default
+
+    def text(self, name: str, default: Any = _MISSING) -> Any:
+        """A string (an integer is taken as its digits); default (may be None) when absent or null."""
+        value = self.value(name, default)
+        if isinstance(value, str) or value is default:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise self.wrong(name, value, "a string")
+
+    def integer(self, name: str, default: Any = _MISSING) -> int:
+        """An integer (or its digits as a string); default (may be None) when absent or null."""
+        value = self.value(name, default)
+        if value is default or isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+            return int(value)
+        raise self.wrong(name, value, "an integer")
+
+    def number(self, name: str, default: Any = _MISSING) -> float | None:
+        """A finite number (or its decimal text) as a float; default (may be None) when absent or null."""
+        value = self.value(name, default)
+        if value is default:
+            return value
+        try:
+            number = float(money.exact(value))
+        except (money.MoneyError, ArithmeticError):
+            number = math.inf
+        if not math.isfinite(number):
+            raise self.wrong(name, value, "a finite number")
+        return number
+
+    def money(self, name: str, default: Any = _MISSING) -> Decimal:
+        return money_of(self.value(name, default), f"{self.what}: {self.prefix}{name}")
+
+    def items(self, name: str) -> list:
+        """A list (absent or null: empty)."""
+        value = self.value(name, [])
+        if not isinstance(value, list):
+            raise self.wrong(name, value, "a list")
+        return value
+
+    def texts(self, name: str) -> list[str]:
+        values = self.items(name)
+        for index, value in enumerate(values):
+            if not isinstance(value, str):
+                raise self.wrong(f"{name}[{index}]", value, "a string")
+        return values
+
+    def objects(self, name: str) -> list[AnswerFields]:
+        return [AnswerFields(item, self.what, f"{self.prefix}{name}[{index}].")
+                for index, item in enumerate(self.items(name))]
+
+    def object(self, name: str) -> AnswerFields:
+        return AnswerFields(self.value(name), self.what, f"{self.prefix}{name}.")
+
+    def reasons(self, name: str) -> dict[str, str]:
+        """{account: reason} of a list of {"account", "reason"} objects."""
+        return {item.text("account"): item.text("reason") for item in self.objects(name)}
 
 
-def credited_of(data: dict) -> Credited:
-    reconnect = data.get("reconnect")
-    return Credited(account_of(data["account"]), command_of(reconnect) if reconnect else None, raw=data)
+def listed(answer: Any, what: str) -> list:
+    """An answer that must be a JSON array."""
+    if not isinstance(answer, list):
+        raise HesAnswerError(f"{what}: answered {shown(answer)}, expected a JSON array")
+    return answer
 
 
-def alert_of(data: dict) -> Alert:
-    return Alert(seq=int(data["seq"]), account=str(data["account"]), threshold_pct=float(data["threshold_pct"]),
-                 balance=money_of(data["balance"], "alert balance"), local_time=str(data.get("local_time", "")),
-                 raw=data)
+def account_of(data: Any, what: str = "HES account", prefix: str = "") -> Account:
+    fields = AnswerFields(data, what, prefix)
+    credit = fields.object("emergency_credit") if fields.data.get("emergency_credit") else None
+    return Account(id=fields.text("account"), balance=fields.money("balance"), currency=fields.text("currency", ""),
+                   supply=fields.text("supply", ""), pending_command=fields.text("pending_command", None),
+                   emergency_credit=EmergencyCredit(credit.text("state", "none") if credit else "none",
+                                                    credit.money("taken", "0.00") if credit else money.ZERO),
+                   last_energy_wh=fields.number("last_energy_wh", None),
+                   disconnect_reason=fields.text("disconnect_reason", None), raw=data)
+
+
+def command_of(data: Any, what: str = "HES command", prefix: str = "") -> Command:
+    fields = AnswerFields(data, what, prefix)
+    return Command(id=fields.text("id"), account=fields.text("account"), action=fields.text("action"),
+                   origin=fields.text("origin", ""), status=fields.text("status"),
+                   attempts=fields.integer("attempts", 0), group=fields.text("group", None),
+                   error=fields.text("error", None), reason=fields.text("reason", None),
+                   history=[entry.data for entry in fields.objects("history")], raw=data)
+
+
+def credited_of(data: Any, what: str = "HES recharge", prefix: str = "") -> Credited:
+    fields = AnswerFields(data, what, prefix)
+    reconnect = fields.data.get("reconnect")
+    return Credited(account_of(fields.value("account"), what, f"{prefix}account."),
+                    command_of(reconnect, what, f"{prefix}reconnect.") if reconnect is not None else None, raw=data)
+
+
+def alert_of(data: Any, what: str = "HES alert", prefix: str = "") -> Alert:
+    fields = AnswerFields(data, what, prefix)
+    return Alert(seq=fields.integer("seq"), account=fields.text("account"),
+                 threshold_pct=fields.number("threshold_pct"), balance=fields.money("balance"),
+                 local_time=fields.text("local_time", ""), raw=data)
+
+
+HesRole = Literal["read_only", "auditor", "recharge", "disconnect", "administrator"]
+
+
+class HesSettings(DriverSettings):
+    operator: str | None = None  # the operator the rig acts as; its token is the secret token_<operator>
+    operators: dict[str, HesRole] = {}  # every operator the bench holds a token for, with its HES role
+
+
+def group_of(data: Any, what: str = "HES group command", prefix: str = "") -> GroupCommand:
+    fields = AnswerFields(data, what, prefix)
+    return GroupCommand(fields.text("id"),
+                        [command_of(item, what, f"{prefix}commands[{index}].")
+                         for index, item in enumerate(fields.items("commands"))],
+                        fields.reasons("refused"), status=fields.text("status", "accepted"),
+                        requested_by=fields.text("requested_by", None), approved_by=fields.text("approved_by", None),
+                        held=fields.texts("held"), skipped=fields.reasons("skipped"), raw=data)
+
+
+def audit_entry_of(data: Any, what: str = "HES audit entry", prefix: str = "") -> AuditEntry:
+    fields = AnswerFields(data, what, prefix)
+    return AuditEntry(seq=fields.integer("seq"), local_time=fields.text("local_time", ""),
+                      operator=fields.text("operator", None), action=fields.text("action", ""),
+                      accounts=fields.texts("accounts"), outcome=fields.text("outcome"),
+                      status=fields.integer("status"), raw=data)
+
+
+def each(parse: Callable[..., T]) -> Callable[[Any, str], list[T]]:
+    """A parser of a JSON array whose items `parse` reads (their fields named by index: [2].balance)."""
+    def parse_each(answer: Any, what: str) -> list[T]:
+        return [parse(item, what, f"[{index}].") for index, item in enumerate(listed(answer, what))]
+    return parse_each
+
+
+def json_object(data: Any, what: str, prefix: str = "") -> dict:
+    """An answer (or an item of one) that must be a JSON object, as it is."""
+    return AnswerFields(data, what, prefix).data
+
+
+def local_time_of(data: Any, what: str = "HES clock", prefix: str = "") -> datetime:
+    """The local_time of a clock answer, as an ISO 8601 time."""
+    fields = AnswerFields(data, what, prefix)
+    value = fields.text("local_time")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise fields.wrong("local_time", value, "an ISO 8601 time") from None
 
 
 class HesClient(Driver, HeadEnd):
     """A head-end system's HTTP/JSON API playing the role `hes`."""
 
-    ACCEPTS = Accepts(("http",), "an HES resource is 'http://host:port[/prefix]'")  # no settings: the base model
+    ACCEPTS = Accepts(("http",), "an HES resource is 'http://host:port[/prefix]'")
+    SETTINGS_MODEL = HesSettings
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.token = self.secrets.get("token")
-        if self.token:
-            self.transcript.add_secret(self.token)
+        settings: HesSettings = self.settings
+        for name in settings.operators:
+            if f"token_{name}" not in self.secrets:
+                raise ConfigError(f"roles.{self.role}.secrets.token_{name}: required: the token of operator {name!r} "
+                                  f"(settings.operators)")
+        if settings.operator is not None and settings.operator not in settings.operators:
+            raise ConfigError(f"roles.{self.role}.settings.operator: {settings.operator!r} is not in "
+                              f"settings.operators ({', '.join(settings.operators) or 'none'})")
+        self.operator = settings.operator
+        self.token = self.secrets.get(f"token_{self.operator}" if self.operator else "token")
+        self._tokens = [value for key, value in self.secrets.items() if key == "token" or key.startswith("token_")]
+        for token in self._tokens:
+            self.transcript.add_secret(token)
+        self._acting_as: str | None = None
         self.client: httpx.Client | None = None
         self._resync = False  # the last request went unanswered or garbled: reconnect before the next
         self._exchange_lock = threading.RLock()
@@ -125,6 +316,56 @@ class HesClient(Driver, HeadEnd):
 
     def make_safe(self) -> list[str]:
         return ["hes: nothing physical to switch"]
+
+    def __enter__(self) -> HesClient:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    # -- operators -----------------------------------------------------------------------------------------
+
+    @property
+    def acting_as(self) -> str:
+        """Who the requests are sent as, in words (never the token)."""
+        if self._acting_as is not None:
+            return self._acting_as
+        if self.token is None:
+            return "without a token"
+        return f"as operator {self.operator}" if self.operator else "with the bench's token (secret token)"
+
+    def _acting(self, operator: str | None, token: str | None, described: str | None = None) -> HesClient:
+        """A client of the same head end sending `token` (opened; close it, or use it in a with block)."""
+        client = type(self)(self.role, self.config, self.limits, self.transcript, self.secrets)
+        client.operator, client.token, client._acting_as = operator, token, described
+        if token is not None and token not in client._tokens:
+            client._tokens.append(token)
+            self.transcript.add_secret(token)
+        client.open()
+        return client
+
+    def operators(self) -> dict[str, str]:
+        return dict(self.settings.operators)
+
+    def as_operator(self, name: str) -> HesClient:
+        if name not in self.settings.operators:
+            raise ConfigError(f"roles.{self.role}.settings.operators: no operator {name!r} (operators: "
+                              f"{', '.join(self.settings.operators) or 'none'})")
+        return self._acting(name, self.secrets[f"token_{name}"])
+
+    def as_role(self, role: str, other_than: str | None = None) -> HesClient:
+        for name, held in self.settings.operators.items():
+            if held == role and name != other_than:
+                return self.as_operator(name)
+        others = f" other than {other_than}" if other_than else ""
+        raise ConfigError(f"roles.{self.role}.settings.operators: no operator{others} with HES role {role!r} "
+                          f"(operators: {self.settings.operators or 'none'})")
+
+    def without_token(self) -> HesClient:
+        return self._acting(None, None)
+
+    def with_unknown_token(self) -> HesClient:
+        return self._acting(None, secrets.token_urlsafe(32), "with a token the head end was not given")
 
     # -- exchanges -----------------------------------------------------------------------------------------
 
@@ -159,23 +400,45 @@ class HesClient(Driver, HeadEnd):
         text = response.text
         self.transcript.record(self.role, sent, f"{response.status_code} {text}", t_mono=t_sent)
         if response.status_code >= 400:
-            raise HesHttpError(f"{self.role} ({self.address}): {sent!r} answered {response.status_code}: {text}",
-                               response.status_code, text)
+            raise self._refusal(sent, response.status_code, self._redacted(text))
         try:
-            return response.json()
-        except ValueError:
+            return answer_json(response.content, f"{self.role} ({self.address}): {sent!r} answered "
+                                                 f"{response.status_code}")
+        except HesAnswerError as exc:
             self._resync = True
-            raise InstrumentError(f"{self.role} ({self.address}): {sent!r} answered {response.status_code} "
-                                  f"with a body that is not JSON: {text[:200]!r}") from None
+            raise HesAnswerError(self._redacted(str(exc))) from None
+
+    def _ask(self, parse: Callable[[Any, str], T], method: str, path: str, body: dict | None = None,
+             params: dict | None = None) -> T:
+        """One request and its answer as `parse` reads it; an answer of the wrong shape is a HesAnswerError naming
+        role, address, request and field (never a token)."""
+        answer = self.request(method, path, body, params)
+        try:
+            return parse(answer, f"{self.role} ({self.address}): {method} {path} answer")
+        except HesAnswerError as exc:
+            raise HesAnswerError(self._redacted(str(exc))) from None
+
+    def _redacted(self, text: str) -> str:
+        for token in self._tokens:
+            text = text.replace(token, "***")
+        return text
+
+    def _refusal(self, sent: str, status: int, text: str) -> HesHttpError:
+        """The error for a 4xx or 5xx answer; a 401 or 403 says who was refused (never the token)."""
+        why = {401: f"not authenticated {self.acting_as}", 403: f"not allowed {self.acting_as}"}.get(status)
+        said = f" ({why})" if why else ""
+        return HesHttpError(f"{self.role} ({self.address}): {sent!r} answered {status}{said}: {text}", status, text)
 
     def identify(self) -> Identity:
-        answer = self.request("GET", "/version")
-        try:
-            return Identity(str(answer["manufacturer"]), str(answer["product"]), str(answer["instance"]),
-                            str(answer["version"]), raw=json.dumps(answer, sort_keys=True))
-        except (KeyError, TypeError):
-            raise InstrumentError(f"{self.role} ({self.address}): 'GET /version' expected manufacturer, product, "
-                                  f"instance and version, got {answer!r}") from None
+        def identity(answer: Any, what: str) -> Identity:
+            fields = AnswerFields(answer, what)
+            names = ("manufacturer", "product", "instance", "version")
+            try:
+                raw = json.dumps(answer, sort_keys=True)
+            except RecursionError:
+                raise HesAnswerError(f"{what}: nested too deeply to write back") from None
+            return Identity(*(fields.text(name) for name in names), raw=raw)
+        return self._ask(identity, "GET", "/version")
 
     def _money_to_send(self, what: str, value: Any, positive: bool = True) -> str:
         """An amount as sent ("12.30"); HesRefused (nothing sent) unless finite, in whole paise and positive
@@ -189,29 +452,30 @@ class HesClient(Driver, HeadEnd):
     # -- accounts and money --------------------------------------------------------------------------------
 
     def status(self) -> dict:
-        return self.request("GET", "/status")
+        return self._ask(json_object, "GET", "/status")
 
     def policy_name(self) -> str | None:
         """The policy GET /status names; None if the HES does not say (or has no /status)."""
         try:
-            return self.status().get("policy") or None
+            return self._ask(lambda answer, what: AnswerFields(answer, what).text("policy", None) or None,
+                             "GET", "/status")
         except HesHttpError as exc:
             if exc.status != 404:
                 raise
             return None
 
     def accounts(self) -> list[Account]:
-        return [account_of(a) for a in self.request("GET", "/accounts")]
+        return self._ask(each(account_of), "GET", "/accounts")
 
     def account(self, account: str) -> Account:
-        return account_of(self.request("GET", f"/accounts/{account}"))
+        return self._ask(account_of, "GET", f"/accounts/{account}")
 
     def balance(self, account: str) -> Decimal:
         return self.account(account).balance
 
     def read_now(self, account: str) -> Account:
         """On-demand read of the account's meter; the account as charged after it."""
-        return account_of(self.request("POST", f"/accounts/{account}/read"))
+        return self._ask(account_of, "POST", f"/accounts/{account}/read")
 
     def recharge(self, account: str, amount: Decimal | int | float | str, reference: str | None = None
                  ) -> Credited:
@@ -219,23 +483,23 @@ class HesClient(Driver, HeadEnd):
         body: dict[str, Any] = {"amount": self._money_to_send(f"recharge of account {account}:", amount)}
         if reference is not None:
             body["reference"] = reference
-        return credited_of(self.request("POST", f"/accounts/{account}/recharge", body))
+        return self._ask(credited_of, "POST", f"/accounts/{account}/recharge", body)
 
     def adjust_balance(self, account: str, amount: Decimal | int | float | str, reason: str) -> Account:
         """A balance adjustment outside recharges (credit > 0, debit < 0); the account after it. Never re-sent."""
         sent = self._money_to_send(f"adjustment of account {account}:", amount, positive=False)
-        return account_of(self.request("POST", f"/accounts/{account}/adjustment", {"amount": sent, "reason": reason}))
+        return self._ask(account_of, "POST", f"/accounts/{account}/adjustment", {"amount": sent, "reason": reason})
 
     def request_emergency_credit(self, account: str) -> Credited:
-        return credited_of(self.request("POST", f"/accounts/{account}/emergency-credit"))
+        return self._ask(credited_of, "POST", f"/accounts/{account}/emergency-credit")
 
     def set_conversion_date(self, account: str, converted_at: datetime | None) -> dict:
         """When the account was converted to prepaid (starts the policy's grace period); None: no grace."""
         value = converted_at.isoformat() if converted_at is not None else None
-        return self.request("PATCH", f"/accounts/{account}", {"converted_at": value})
+        return self._ask(json_object, "PATCH", f"/accounts/{account}", {"converted_at": value})
 
     def tariff(self) -> Decimal:
-        return money_of(self.request("GET", "/tariff")["per_kwh"], "tariff per_kwh")
+        return self._ask(lambda answer, what: AnswerFields(answer, what).money("per_kwh"), "GET", "/tariff")
 
     def set_tariff(self, per_kwh: Decimal | int | float | str) -> None:
         """A new tariff: positive, at most four decimals (round a computed one with rig.money.rate_of)."""
@@ -247,18 +511,19 @@ class HesClient(Driver, HeadEnd):
         self.request("PUT", "/tariff", {"per_kwh": sent})
 
     def alerts(self, account: str | None = None) -> list[Alert]:
-        return [alert_of(a) for a in self.request("GET", "/alerts", params={"account": account})]
+        return self._ask(each(alert_of), "GET", "/alerts", params={"account": account})
 
     def events(self, since: int = 0, account: str | None = None) -> list[dict]:
-        return self.request("GET", "/events", params={"since": since or None, "account": account})
+        return self._ask(each(json_object), "GET", "/events",
+                         params={"since": since or None, "account": account})
 
     # -- commands ------------------------------------------------------------------------------------------
 
     def disconnect(self, account: str) -> Command:
-        return command_of(self.request("POST", f"/accounts/{account}/disconnect"))
+        return self._ask(command_of, "POST", f"/accounts/{account}/disconnect")
 
     def connect(self, account: str) -> Command:
-        return command_of(self.request("POST", f"/accounts/{account}/connect"))
+        return self._ask(command_of, "POST", f"/accounts/{account}/connect")
 
     def group_command(self, action: str, accounts: list[str], reason: str | None = None) -> GroupCommand:
         """A group disconnect or connect: the commands accepted and the accounts refused, with the reasons."""
@@ -267,21 +532,34 @@ class HesClient(Driver, HeadEnd):
         body: dict[str, Any] = {"action": action, "accounts": list(accounts)}
         if reason is not None:
             body["reason"] = reason
-        return self._group_of(self.request("POST", "/group-commands", body))
+        return self._ask(group_of, "POST", "/group-commands", body)
 
     def group(self, group_id: str) -> GroupCommand:
-        return self._group_of(self.request("GET", f"/group-commands/{group_id}"))
+        return self._ask(group_of, "GET", f"/group-commands/{group_id}")
 
-    @staticmethod
-    def _group_of(data: dict) -> GroupCommand:
-        return GroupCommand(str(data["id"]), [command_of(c) for c in data.get("commands", [])],
-                            {r["account"]: r["reason"] for r in data.get("refused", [])}, raw=data)
+    def approve_group(self, group_id: str) -> GroupCommand:
+        """Approve a group command awaiting a second operator (as this client's operator); never re-sent."""
+        return self._ask(group_of, "POST", f"/group-commands/{group_id}/approve")
+
+    def reject_group(self, group_id: str) -> GroupCommand:
+        return self._ask(group_of, "POST", f"/group-commands/{group_id}/reject")
+
+    def approval_above_meters(self) -> int | None:
+        """The largest group disconnect the head end runs without a second approver, if it says (GET /status)."""
+        return self._ask(lambda answer, what: AnswerFields(answer, what).integer("approval_above_meters", None),
+                         "GET", "/status")
+
+    def audit(self, operator: str | None = None, action: str | None = None, account: str | None = None,
+              outcome: str | None = None, since: int = 0) -> list[AuditEntry]:
+        params = {"operator": operator, "action": action, "account": account, "outcome": outcome,
+                  "since": since or None}
+        return self._ask(each(audit_entry_of), "GET", "/audit", params=params)
 
     def command(self, command_id: str) -> Command:
-        return command_of(self.request("GET", f"/commands/{command_id}"))
+        return self._ask(command_of, "GET", f"/commands/{command_id}")
 
     def commands(self, account: str | None = None, group: str | None = None) -> list[Command]:
-        return [command_of(c) for c in self.request("GET", "/commands", params={"account": account, "group": group})]
+        return self._ask(each(command_of), "GET", "/commands", params={"account": account, "group": group})
 
     def wait_for_command(self, command_id: str, timeout_s: float, poll_s: float = 0.1) -> Command:
         """Poll until the command is executed, failed or cancelled; InstrumentTimeout says what was last seen."""
@@ -298,13 +576,11 @@ class HesClient(Driver, HeadEnd):
     # -- clock ---------------------------------------------------------------------------------------------
 
     def clock(self) -> datetime:
-        return datetime.fromisoformat(self.request("GET", "/clock")["local_time"])
+        return self._ask(local_time_of, "GET", "/clock")
 
     def set_clock(self, local_time: datetime) -> datetime:
         """Set the HES clock (a naive time is taken in the HES's UTC offset); the clock as read back."""
-        answer = self.request("PUT", "/clock", {"local_time": local_time.isoformat()})
-        return datetime.fromisoformat(answer["local_time"])
+        return self._ask(local_time_of, "PUT", "/clock", {"local_time": local_time.isoformat()})
 
     def set_clock_offset(self, offset_s: float) -> datetime:
-        answer = self.request("PUT", "/clock", {"offset_s": offset_s})
-        return datetime.fromisoformat(answer["local_time"])
+        return self._ask(local_time_of, "PUT", "/clock", {"offset_s": offset_s})

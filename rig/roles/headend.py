@@ -1,6 +1,12 @@
 """The head-end system (HES) as a plan sees it: accounts and their credit, recharges, alerts, commands, clock.
 
-Results are dataclasses; a request the head end refuses or fails raises `rig.errors.HeadEndError` (status, body).
+Results are dataclasses; a request the head end refuses or fails raises `rig.errors.HeadEndError` (status, body;
+a 401 or 403 names the operator refused, never the token).
+Operators: a head end serves operators by bearer token, each with an HES role (read_only, auditor, recharge,
+disconnect, administrator); the role acts as the bench's operator, and `as_operator(name)`, `as_role(role)`,
+`without_token()` and `with_unknown_token()` give a head end acting as another (use it in a `with` block).
+A group disconnect above the head end's blast radius waits for a second operator (`approve_group`); every command
+and refused attempt is in its audit log (`audit`).
 Money is `decimal.Decimal` in whole paise (rig.money): balances, amounts and emergency credit; the tariff to
 0.0001 per kWh. An amount a plan passes may be a Decimal, an int, a decimal string or a float whose shortest
 text has at most two decimals (500.0, 12.25); a plan rounds what it computes with `rig.money.paise` first.
@@ -109,16 +115,46 @@ class Alert(Answer):
 
 @dataclass(frozen=True)
 class GroupCommand(Answer):
-    """A group command: the commands the head end accepted and the accounts it refused, with its reasons."""
+    """A group command: the commands the head end accepted and the accounts it refused, with its reasons; one of
+    more meters than the blast radius is held (`awaiting_approval`) until a second operator approves it."""
 
     id: str
     commands: list[Command]
     refused: dict[str, str]  # account -> reason
+    status: str = "accepted"  # accepted, awaiting_approval, approved, rejected
+    requested_by: str | None = None
+    approved_by: str | None = None
+    held: list[str] = field(default_factory=list)  # accounts waiting for the approval
+    skipped: dict[str, str] = field(default_factory=dict)  # account -> why it was no longer eligible at approval
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return self.status == "awaiting_approval"
+
+
+@dataclass(frozen=True)
+class AuditEntry(Answer):
+    """One entry of the head end's audit log: who (operator, None when unauthenticated), what, which meters, when,
+    with what outcome (done, held, denied, refused, failed) and HTTP status."""
+
+    seq: int
+    local_time: str
+    operator: str | None
+    action: str
+    accounts: list[str]
+    outcome: str
+    status: int
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def as_record(self) -> dict:
+        return dict(self.raw) or {k: v for k, v in asdict(self).items() if k != "raw"}
 
 
 class HeadEnd(ABC):
     """What a plan asks of the head end."""
+
+    operator: str | None = None  # the operator this head end acts as (None: no token, or one the bench names not)
 
     @abstractmethod
     def policy_name(self) -> str | None:
@@ -168,6 +204,58 @@ class HeadEnd(ABC):
 
     @abstractmethod
     def set_clock(self, local_time: datetime) -> datetime: ...
+
+    @abstractmethod
+    def disconnect(self, account: str) -> Command:
+        """An operator's disconnect of one account."""
+
+    @abstractmethod
+    def connect(self, account: str) -> Command: ...
+
+    @abstractmethod
+    def group(self, group_id: str) -> GroupCommand: ...
+
+    @abstractmethod
+    def approve_group(self, group_id: str) -> GroupCommand:
+        """Approve a group command held for a second operator, as this head end's operator."""
+
+    @abstractmethod
+    def reject_group(self, group_id: str) -> GroupCommand: ...
+
+    @abstractmethod
+    def approval_above_meters(self) -> int | None:
+        """The largest group disconnect run without a second approver; None if the head end does not say."""
+
+    @abstractmethod
+    def audit(self, operator: str | None = None, action: str | None = None, account: str | None = None,
+              outcome: str | None = None, since: int = 0) -> list[AuditEntry]: ...
+
+    @abstractmethod
+    def operators(self) -> dict[str, str]:
+        """The operators the bench holds a token for, with their HES roles."""
+
+    @abstractmethod
+    def as_operator(self, name: str) -> HeadEnd:
+        """This head end as another operator of the bench."""
+
+    @abstractmethod
+    def as_role(self, role: str, other_than: str | None = None) -> HeadEnd:
+        """This head end as an operator with that HES role (not `other_than`)."""
+
+    @abstractmethod
+    def without_token(self) -> HeadEnd: ...
+
+    @abstractmethod
+    def with_unknown_token(self) -> HeadEnd: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> HeadEnd:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
     def pending_command(self, account: str) -> Command | None:
         """The account's command the head end has not settled, if any."""

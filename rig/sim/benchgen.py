@@ -30,13 +30,14 @@ COUNTER_CHANNELS = 14  # ADAM-6051 counter inputs
 PORT_BASES = {"interface": 51400, "load": 51700, "attenuator": 51800, "cover": 51900}
 
 
-def _position(number: int, bench_name: str, secret: str) -> dict:
+def _position(number: int, bench_name: str, secrets: dict[str, str]) -> dict:
     attenuator_scheme = "telnet" if number % 2 == 0 else "http"
     return {
         "position": number, "serial": f"SIM{number:04d}", "accuracy_class": "1", "ib_a": 10, "imax_a": 60,
         "un_v": 240, "fn_hz": 50, "meter_constant_imp_per_kwh": 3200, "test_output_imp_per_kwh": 1000000,
         "interface": {"driver": "dlms_meter", "resource": f"tcp://127.0.0.1:{PORT_BASES['interface'] + number}",
-                      "settings": {"client": "reader"}, "secrets": {"lls_password": {"file": secret}}},
+                      "settings": {"client": "utility"},
+                      "secrets": {name: {"file": path} for name, path in secrets.items()}},
         "load": {"driver": "chroma63800",
                  "resource": f"TCPIP0::127.0.0.1::{PORT_BASES['load'] + number}::SOCKET"},
         "attenuator": {"driver": "rcdat",
@@ -65,18 +66,23 @@ def bench_data(positions: int, name: str | None = None, template: Path = SIM_BEN
         raise ValueError(f"positions must be 1..{MAX_POSITIONS}, got {positions}")
     data = copy.deepcopy(yaml.safe_load(template.read_text()))
     name = name or f"sim{positions}"
-    secret = str((template.parent / "sim-lls-password").resolve())
+    secrets = {name: str((template.parent / f"sim-{name.replace('_', '-')}").resolve())
+               for name in ("lls_password", "encryption_key", "authentication_key")}
     data["name"] = name
     data["description"] = (f"Digital twin of a {positions}-position single-phase meter test bench, generated from "
                            f"{template.name} by rig.sim.benchgen.")
     data["twin"]["instruments"] = _instrument_settings(data["twin"]["instruments"], positions)
+    for role in data["roles"].values():  # secret files (the HES's tokens) stay where sim.yaml keeps them
+        for ref in role.get("secrets", {}).values():
+            if "file" in ref:
+                ref["file"] = str((template.parent / ref["file"]).resolve())
     if positions <= COUNTER_CHANNELS:
         counter = data["roles"]["counter"]["settings"]
         counter["channels"] = COUNTER_CHANNELS
         counter["channel_of_position"] = {number: number - 1 for number in range(1, positions + 1)}
     else:
         del data["roles"]["counter"]
-    data["positions"] = [_position(number, name, secret) for number in range(1, positions + 1)]
+    data["positions"] = [_position(number, name, secrets) for number in range(1, positions + 1)]
     return data
 
 

@@ -58,6 +58,9 @@ class MeterDefects(Strict):
     interface_dead: bool = False  # the data port (TCP wrapper, HDLC) accepts connections and never answers
     tamper_not_logged: bool = False  # a cover-open tamper never enters the event log
     tamper_logged_late_s: Annotated[float, Field(ge=0)] = 0.0  # it enters this late, timestamped when it does
+    reader_can_disconnect: bool = False  # the meter reader association (LLS) may operate the disconnect control
+    accepts_replay: bool = False  # ciphered frames with an invocation counter not above the last are accepted
+    ignores_hls_tag: bool = False  # GCM tags and the HLS-GMAC reply f(StoC) are not verified
 
     def error_pct_at(self, current_a: float, pf: str | None) -> float:
         for band in self.error_pct:
@@ -75,6 +78,9 @@ class HesDefects(Strict):
     skip_alerts: list[float] = []  # thresholds (%) whose alerts are never sent
     disconnect_positive_balance: bool = False  # group disconnects skip the positive-balance guard
     ignore_emergency_credit: bool = False  # disconnects at zero balance while emergency credit is active
+    no_auth: bool = False  # serves every request without a valid token and whatever the operator's role
+    skip_approval: bool = False  # a group disconnect above approval_above_meters runs without a second approver
+    no_audit: bool = False  # commands and refused attempts never enter the audit log
 
 
 class LinkDefects(Strict):

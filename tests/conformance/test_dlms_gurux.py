@@ -5,7 +5,8 @@ object list: name plate, instantaneous, block load, daily load and billing profi
 
 A reader's first step: associate as the meter reader (client SAP 32, LLS), read the current association's object
 list (0.0.40.0.0.255 attribute 2), then read every object in it. The LLS password is the lab's: environment
-variable RIG_DLMS_PASSWORD, else the sim bench's secret file.
+variable RIG_DLMS_PASSWORD, else the sim bench's secret file; so are the utility settings keys (HLS-GMAC):
+RIG_DLMS_ENCRYPTION_KEY and RIG_DLMS_AUTHENTICATION_KEY, else the sim bench's key files.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric  # noqa: E402
 
 pytestmark = pytest.mark.role("meter@1")
 
-READER_SAP, PUBLIC_SAP, SERVER_SAP = 32, 16, 1
+READER_SAP, PUBLIC_SAP, UTILITY_SAP, SERVER_SAP = 32, 16, 48, 1
+UTILITY_COUNTER = "0.0.43.1.3.255"
+# what the public client may read (IS 15959-2 / DLMS UA practice): the current association and its own, the identity
+# (logical device name, serial number, manufacturer, firmware version), the clock, the invocation counters
+PUBLIC_OBJECTS = {"0.0.40.0.0.255", "0.0.40.0.1.255", "0.0.42.0.0.255", "0.0.96.1.0.255", "0.0.96.1.1.255",
+                  "1.0.0.2.0.255", "0.0.1.0.0.255", "0.0.43.1.3.255", "0.0.43.1.4.255"}
+DISCONNECT_CONTROL, LIMITER, MD_RESET = "0.0.96.3.10.255", "0.0.17.0.0.255", "0.0.10.0.1.255"
 SIM_PASSWORD_FILE = Path(__file__).resolve().parents[2] / "benches" / "sim-lls-password"
 CLOCK = "0.0.1.0.0.255"
 NAME_PLATE = ["0.0.96.1.0.255", "0.0.96.1.1.255", "1.0.0.2.0.255", "0.0.94.91.9.255", "0.0.94.91.11.255",
@@ -43,6 +50,12 @@ READABLE = (AccessMode.READ, AccessMode.READ_WRITE, AccessMode.AUTHENTICATED_REA
 
 def lls_password() -> str:
     return os.environ.get("RIG_DLMS_PASSWORD") or SIM_PASSWORD_FILE.read_text().strip()
+
+
+def utility_key(name: str) -> str:
+    """The utility settings key `name` (encryption_key, authentication_key) in hex."""
+    return (os.environ.get(f"RIG_DLMS_{name.upper()}")
+            or (SIM_PASSWORD_FILE.parent / f"sim-{name.replace('_', '-')}").read_text().strip())
 
 
 class GuruxMeter:
@@ -115,6 +128,35 @@ class GuruxMeter:
                                                                                              count)).value)
 
 
+class UtilityMeter(GuruxMeter):
+    """Gurux's secure client as utility settings (client SAP 48, HLS-GMAC, security suite 0, authenticated and
+    encrypted APDUs): the public client reads the association's invocation counter 0.0.43.1.3.255 first; entering
+    makes the association and its four HLS passes."""
+
+    def __init__(self, device):
+        from gurux_dlms.enums import Security
+        from gurux_dlms.secure import GXDLMSSecureClient
+
+        with GuruxMeter(device, PUBLIC_SAP) as public:
+            self.counter_before = public.read(GXDLMSData(UTILITY_COUNTER), 2)
+        super().__init__(device, PUBLIC_SAP)
+        self.client = GXDLMSSecureClient(True, UTILITY_SAP, SERVER_SAP, Authentication.HIGH_GMAC, None,
+                                         InterfaceType.WRAPPER)
+        ciphering = self.client.ciphering
+        ciphering.security = Security.AUTHENTICATION_ENCRYPTION
+        ciphering.systemTitle = b"GRXTEST1"
+        ciphering.blockCipherKey = GXByteBuffer.hexToBytes(utility_key("encryption_key"))
+        ciphering.authenticationKey = GXByteBuffer.hexToBytes(utility_key("authentication_key"))
+        ciphering.invocationCounter = self.counter_before + 1
+
+    def __enter__(self) -> UtilityMeter:
+        super().__enter__()
+        assert self.client.isAuthenticationRequired  # pass 2: accepted pending HLS
+        self.client.parseApplicationAssociationResponse(
+            self.exchange(self.client.getApplicationAssociationRequest()).data)  # passes 3 and 4: f(CtoS) checked
+        return self
+
+
 def columns_of(profile) -> list[tuple[int, str, int]]:
     return [(int(obj.objectType), obj.logicalName, definition.attributeIndex)
             for obj, definition in profile.captureObjects]
@@ -139,13 +181,44 @@ def test_the_reader_reads_the_object_list_of_its_association(device):
     assert set(buffer_access.values()) <= set(READABLE)
 
 
-def test_the_public_client_sees_a_subset_with_its_own_rights(device):
+def may_write_or_invoke(obj) -> list[str]:
+    """The attributes the object list lets its client write and the methods it lets it invoke."""
+    from gurux_dlms.enums import MethodAccessMode
+
+    writable = [f"attribute {index}" for index in range(2, obj.getAttributeCount() + 1)
+                if obj.getAccess(index) not in (AccessMode.NO_ACCESS, AccessMode.READ)]
+    return writable + [f"method {index}" for index in range(1, obj.getMethodCount() + 1)
+                       if obj.getMethodAccess(index) != MethodAccessMode.NO_ACCESS]
+
+
+def test_the_public_client_sees_its_identity_clock_and_counters_only(device):
     with GuruxMeter(device, PUBLIC_SAP) as public:
         public_objects = public.objects()
+    assert {obj.logicalName for obj in public_objects} == PUBLIC_OBJECTS
+    assert {obj.logicalName: may_write_or_invoke(obj) for obj in public_objects} == dict.fromkeys(PUBLIC_OBJECTS, [])
+
+
+def test_the_reader_reads_and_may_neither_set_nor_invoke(device):
+    with GuruxMeter(device) as reader:
+        objects = {obj.logicalName: obj for obj in reader.objects()}
+        clock_set = reader.raw(bytes.fromhex("c1 01 c1 0008 0000010000ff 02 00 090c 07ea0302 01 0c000000 feb6 00"))
+    assert {DISCONNECT_CONTROL, LIMITER, MD_RESET, NAME_PLATE_PROFILE, *EVENT_LOGS} <= set(objects)
+    assert {name: may_write_or_invoke(obj) for name, obj in objects.items()} == dict.fromkeys(objects, [])
+    assert clock_set == bytes.fromhex("c5 01 c1 03")  # read-write-denied, as the list says
+
+
+def test_utility_settings_may_set_and_invoke(device):
+    from gurux_dlms.enums import MethodAccessMode
+
+    with UtilityMeter(device) as utility:
+        objects = {obj.logicalName: obj for obj in utility.objects()}
     with GuruxMeter(device) as reader:
         reader_names = {obj.logicalName for obj in reader.objects()}
-    public_names = {obj.logicalName for obj in public_objects}
-    assert {"0.0.40.0.0.255", CLOCK} <= public_names <= reader_names
+    assert PUBLIC_OBJECTS | reader_names <= set(objects)
+    assert objects[CLOCK].getAccess(2) == AccessMode.READ_WRITE
+    assert [objects[LIMITER].getAccess(index) for index in (3, 4, 5, 6, 7)] == [AccessMode.READ_WRITE] * 5
+    assert [objects[DISCONNECT_CONTROL].getMethodAccess(index) for index in (1, 2)] == [MethodAccessMode.ACCESS] * 2
+    assert objects[MD_RESET].getMethodAccess(1) == MethodAccessMode.ACCESS
 
 
 def test_every_listed_attribute_the_reader_may_read_is_read_without_error(device):
@@ -298,7 +371,7 @@ def test_block_transfer_exchanges_as_the_standard_shows(device):
 def test_an_md_reset_closes_a_billing_period(device):
     from gurux_dlms.objects import GXDLMSScriptTable
 
-    with GuruxMeter(device) as meter:
+    with UtilityMeter(device) as meter:
         before = meter.profile(BILLING)
         count = GXDLMSData("0.0.0.1.0.255")
         counted = meter.read(count, 2)
@@ -325,3 +398,17 @@ def test_an_idle_connection_is_closed_after_the_inactivity_timeout(device, twin_
                 meter.read(GXDLMSData("0.0.96.1.0.255"), 2)
     finally:
         meter_sim.inactivity_timeout_s = default_s
+
+
+def test_utility_settings_associate_with_hls_gmac_and_read_ciphered(device):
+    """Gurux's secure client as utility settings (client SAP 48, HLS-GMAC, security suite 0, authenticated and
+    encrypted): the public client reads the association's invocation counter 0.0.43.1.3.255 first, then the four
+    passes of HLS-GMAC and a ciphered GET of the serial number."""
+    meter = UtilityMeter(device)
+    counter = meter.counter_before
+    assert isinstance(counter, int) and counter >= 0
+    with meter:
+        serial = meter.read(GXDLMSData("0.0.96.1.0.255"), 2)
+    assert serial
+    with GuruxMeter(device, PUBLIC_SAP) as public:
+        assert public.read(GXDLMSData("0.0.43.1.3.255"), 2) > counter  # the meter counted the client's frames

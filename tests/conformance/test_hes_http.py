@@ -7,16 +7,20 @@ request, 15.5.1), JSON (RFC 8259: NaN and Infinity are not JSON numbers), and th
 finite decimal in whole paise within its bounds, arithmetic is exact, and a refused request changes nothing.
 
 Tests that post to an account are marked changes_outputs: on a real head end they run only with
---device-writes and move a test account's balance.
+--device-writes and move a test account's balance. Every request carries an administrator's bearer token:
+environment variable RIG_HES_TOKEN, else the sim bench's operator's secret file (tests/conformance/test_hes_auth.py
+holds the authentication itself to RFC 6750).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import time
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -37,7 +41,7 @@ def call(device, method: str, path: str, body: bytes | str | dict | None = None,
         body = json.dumps(body)
     if isinstance(body, str):
         body = body.encode()
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", "Authorization": f"Bearer {hes_token()}"}
     if body is not None and content_type is not None:
         headers["Content-Type"] = content_type
     try:
@@ -51,6 +55,13 @@ def call(device, method: str, path: str, body: bytes | str | dict | None = None,
     except ValueError:
         answer = text
     return response.status, response.headers, answer
+
+
+SIM_HES_TOKEN_FILE = Path(__file__).resolve().parents[2] / "benches" / "sim-hes-token-rig"
+
+
+def hes_token() -> str:
+    return os.environ.get("RIG_HES_TOKEN") or SIM_HES_TOKEN_FILE.read_text().strip()
 
 
 def first_account(device) -> dict:

@@ -16,7 +16,6 @@ from rig.roles.profiles import Profile, ProfileColumn, ProfileReader
 BLOCK_LOAD, INSTANTANEOUS = "1.0.99.1.0.255", "1.0.94.91.0.255"
 CLOCK, VOLTAGE, AVERAGE_VOLTAGE = "0.0.1.0.0.255", "1.0.12.7.0.255", "1.0.12.27.0.255"
 GET_BUFFER = "c001c100070100630100ff02"  # GET.request normal, invoke 1, class 7, 1.0.99.1.0.255, attribute 2
-PASSWORD_FILE = "sim-lls-password"
 
 
 class ProfilesTwin(OpenBenchOnTwin):
@@ -25,6 +24,7 @@ class ProfilesTwin(OpenBenchOnTwin):
     def __init__(self, folder):
         def meter_and_source_only(data):
             interface = {**data["positions"][0]["interface"], "resource": "tcp://127.0.0.1:0"}
+            interface["settings"] = {**interface["settings"], "client": "reader"}  # plain APDUs: read as sent
             for position in data["positions"]:
                 for part in ("interface", "load", "attenuator", "modem", "cover"):
                     position.pop(part, None)
@@ -43,7 +43,7 @@ class ProfilesTwin(OpenBenchOnTwin):
         interface = self.bench_file.config.positions[0].interface
         config = RoleConfig(driver="dlms_meter", resource=self.resources["meter@1"],
                             settings={**interface.settings, **settings})
-        secrets = {"lls_password": (SIM_BENCH.parent / PASSWORD_FILE).read_text().strip()}
+        secrets = {name: (SIM_BENCH.parent / ref.file).read_text().strip() for name, ref in interface.secrets.items()}
         driver = driver_class("dlms_meter")("meter@1", config, SetpointLimits(), self.transcript, secrets)
         self.extra.append(driver)
         return driver
@@ -131,11 +131,12 @@ def test_event_logs_are_read_from_an_instant_on(twin):
     assert twin.meter.events_since(since) == []
     tamper_log_from = "c001c100070000636205ff020101"  # GET 0.0.99.98.5.255 attribute 2 with a range descriptor
     assert any(sent.startswith(tamper_log_from) for sent in twin.sent())
-    twin.meter.remote_disconnect()
+    utility = twin.driver(client="utility")  # the reader may not switch the relay
+    utility.remote_disconnect()
     try:
         control = twin.meter.read_profile("control_events", since=since)
     finally:
-        twin.meter.remote_reconnect()
+        utility.remote_reconnect()
     assert control.rows and all(row.at >= since for row in control.rows)
     assert control.column("0.0.96.11.6.255") == 1  # the event code, after the clock
 

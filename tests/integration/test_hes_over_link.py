@@ -41,8 +41,10 @@ class LinkTwin(TwinOnThread):
             self.model.set_source_output(True, "test")
         self.call(supply)
         time.sleep(0.6)  # the meters' communication modules boot 0.5 s after the supply returns
-        config = RoleConfig(driver="hes_http", resource=self.resources["hes"], timeout_s=5)
-        self.hes = HesClient("hes", config, SetpointLimits(), self.transcript)
+        hes_role = self.bench_file.config.roles["hes"]  # the bench's operator and tokens
+        tokens = {name: ref.resolve(name, self.bench_file.path.parent) for name, ref in hes_role.secrets.items()}
+        config = hes_role.model_copy(update={"resource": self.resources["hes"], "timeout_s": 5})
+        self.hes = HesClient("hes", config, SetpointLimits(), self.transcript, tokens)
         self.hes.open()
         meter_config = RoleConfig(driver="dlms_meter", resource=self.resources["meter@1"],
                                   settings={"client": "reader", "deadline_s": 2})
@@ -87,10 +89,13 @@ def test_a_recharge_reconnects_over_dlms_through_the_radio(start_twin):
     command = twin.hes.wait_for_command(answer["reconnect"]["id"], timeout_s=5)
     assert [h["status"] for h in command["history"]] == ["queued", "sent", "executed"]
     hes_associations = [e for e in twin.truth("dlms.association") if e["role"] == "meter@1"]
-    assert hes_associations and all((e["client_sap"], e["result"]) == (32, "accepted") for e in hes_associations)
+    # utility settings (HLS-GMAC), each after the public client read the invocation counter
+    assert hes_associations and all(e["result"] == "accepted" for e in hes_associations)
+    assert {e["client_sap"] for e in hes_associations} == {16, 48}
+    assert [e["result"] for e in twin.truth("dlms.hls") if e["role"] == "meter@1"][:1] == ["authenticated"]
     actions = [e for e in twin.truth("disconnect_control") if e["position"] == 1]
-    assert [(e["trigger"], e["by"]) for e in actions] == [("remote_disconnect", "reader client 32"),
-                                                         ("remote_reconnect", "reader client 32")]
+    assert [(e["trigger"], e["by"]) for e in actions] == [("remote_disconnect", "utility client 48"),
+                                                         ("remote_reconnect", "utility client 48")]
     delivered = [e["what"] for e in twin.truth("link.delivered") if e["position"] == 1]
     assert "read 1.0.1.8.0.255" in delivered
     assert [w for w in delivered if w.startswith("remote_")] == ["remote_disconnect", "remote_reconnect"]

@@ -31,7 +31,11 @@ def test_guard_plan_passes_on_the_good_twin(run_plan, tmp_path):
 
 def test_guard_plan_fails_on_an_hes_that_disconnects_positive_balances(run_plan, tmp_path):
     defects = hes_defects_file(tmp_path, {"disconnect_positive_balance": True})
-    run = run_plan(GUARD, write_bench(tmp_path), f"--twin-defects={defects}")
+
+    def guard_alone(data):  # no second approver to hold the group of three: the balance guard alone is judged
+        data["twin"]["instruments"]["hes"]["approval_above_meters"] = 3
+
+    run = run_plan(GUARD, write_bench(tmp_path, edit=guard_alone), f"--twin-defects={defects}")
     assert run.wait(timeout_s=300) == 1, run.output
     for position in (1, 2, 3):
         assert f"cut_with_positive_balance at position {position} (SIM000{position}) = True" in run.output

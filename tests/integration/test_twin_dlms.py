@@ -4,6 +4,7 @@ The twin runs in this process on an event loop thread, so a test can drive the m
 at the instant it reads the meter; relay switching is judged from the truth file's "relay" events.
 """
 
+import json
 import math
 import os
 import socket
@@ -27,6 +28,8 @@ from rig.sim.truth import read_truth
 from rig.transcript import Transcript
 
 PASSWORD = "12345678"
+KEYS = {"encryption_key": "000102030405060708090A0B0C0D0E0F",  # the Green Book's example keys
+        "authentication_key": "D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF"}
 
 
 class DlmsTwin(TwinOnThread):
@@ -37,13 +40,17 @@ class DlmsTwin(TwinOnThread):
         self.folder = folder
         secret = folder / "lls_password.txt"
         secret.write_text(PASSWORD + "\n")
+        key_files = {}
+        for name, value in KEYS.items():
+            key_files[name] = {"file": str(folder / f"{name}.txt")}
+            (folder / f"{name}.txt").write_text(value + "\n")
 
         def edit(data):
             data["twin"]["autostart"] = False
             data["positions"][0]["interface"] = {
                 "driver": "dlms_meter", "resource": "tcp://127.0.0.1:0",
-                "settings": {"client": "reader", "deadline_s": 2},
-                "secrets": {"lls_password": {"file": str(secret)}}}
+                "settings": {"client": "utility", "deadline_s": 2},
+                "secrets": {"lls_password": {"file": str(secret)}, **key_files}}
             data["twin"]["instruments"]["meter@1"] = {"lls_password": PASSWORD, "hdlc": True, **meter_settings}
 
         self.bench_file = load_bench(write_bench(folder, only_roles=("source",), edit=edit))
@@ -63,6 +70,8 @@ class DlmsTwin(TwinOnThread):
         config = RoleConfig(driver="dlms_meter", resource=self.resource(transport),
                             settings={"client": client, "deadline_s": 2, **settings})
         secrets = {"lls_password": password} if password is not None else {}
+        if client == "utility":
+            secrets.update(KEYS)
         driver = driver_class("dlms_meter")("meter@1", config, SetpointLimits(), self.transcript, secrets)
         self.drivers.append(driver)
         return driver
@@ -121,7 +130,9 @@ def test_the_bench_opens_the_meter_and_reads_its_identity(twin):
     hdlc = twin.driver("hdlc")
     hdlc.open()
     assert hdlc.identify() == identity
-    assert [e["transport"] for e in twin.events("dlms.association")] == ["tcp", "hdlc"]
+    # the bench's utility settings association (after the public client read its invocation counter), the reader's
+    assert [(e["transport"], e["client_sap"]) for e in twin.events("dlms.association")] == \
+        [("tcp", 16), ("tcp", 48), ("hdlc", 32)]
 
 
 def test_the_twin_process_serves_the_meter_as_a_run_uses_it(tmp_path):
@@ -152,17 +163,20 @@ def test_the_twin_process_serves_the_meter_as_a_run_uses_it(tmp_path):
 
 
 def test_clock_is_read_and_set(twin, transport):
-    meter = twin.driver(transport)
+    reader = twin.driver(transport)
     now = datetime.now(UTC)
-    clock = meter.read_clock()
+    clock = reader.read_clock()
     assert abs(clock - now) < timedelta(seconds=2)
     assert clock.utcoffset() == timedelta(hours=5, minutes=30)  # the meter keeps IST
+    reader.close()  # an HDLC line carries one client at a time
     target = now + timedelta(days=3, hours=1)
-    meter.set_clock(target)
-    assert abs(meter.read_clock() - target) < timedelta(seconds=2)
+    utility = twin.driver(transport, client="utility")
+    utility.set_clock(target)
+    utility.close()
+    assert abs(reader.read_clock() - target) < timedelta(seconds=2)
     (event,) = twin.events("clock.set")
     assert event["offset_s"] == pytest.approx(target.timestamp() - now.timestamp(), abs=2)
-    assert event["by"] == "reader client 32"
+    assert event["by"] == "utility client 48"
 
 
 def test_energy_and_instantaneous_values_follow_the_model(twin, transport):
@@ -184,7 +198,7 @@ def test_energy_and_instantaneous_values_follow_the_model(twin, transport):
 
 
 def test_remote_disconnect_opens_the_relay_and_reconnect_closes_it(twin, transport):
-    meter = twin.driver(transport)
+    meter = twin.driver(transport, client="utility")
     assert meter.relay_state() == RelayState(True, ControlState(1), 5)
     meter.remote_disconnect()
     assert twin.relay_events() == [(False, "meter@1 remote_disconnect")]
@@ -204,7 +218,7 @@ def test_in_control_mode_4_a_remote_reconnect_only_arms_the_relay(start_twin):
 
 
 def test_limiter_opens_the_relay_when_power_stays_above_the_threshold(twin, transport):
-    meter = twin.driver(transport)
+    meter = twin.driver(transport, client="utility")
     meter.set_limiter(3000.0, 1)
     assert meter.read_limiter() == LimiterSettings(
         threshold_active_w=3000.0, threshold_normal_w=3000.0,
@@ -221,22 +235,49 @@ def test_limiter_opens_the_relay_when_power_stays_above_the_threshold(twin, tran
     assert meter.relay_state() == RelayState(False, ControlState(2), 5)
 
 
-def test_the_public_client_reads_clock_and_energy_but_may_not_act(twin, transport):
+def test_the_public_client_reads_identity_and_clock_only(twin, transport):
     meter = twin.driver(transport, client="public", password=None)
-    assert meter.read_energy_import_kwh() == 0.0
+    identity = meter.identify()
+    assert (identity.serial, identity.model, identity.firmware) == ("SIM0001", "RIGSIM0001", "1.0.0")
     assert abs(meter.read_clock() - datetime.now(UTC)) < timedelta(seconds=2)
+    assert meter.read("0.0.43.1.3.255", 2, class_id=1) > 0  # utility settings' counter: the bench associated
     where = rf"meter@1 \({meter.address}\)"
-    with pytest.raises(InstrumentError, match=where + r": refused ACTION 0\.0\.96\.3\.10\.255 class 70 method 1 "
-                                                      r"\(remote_disconnect\): read-write-denied"):
-        meter.remote_disconnect()
+    with pytest.raises(InstrumentError, match=where + r": refused GET 1\.0\.1\.8\.0\.255 class 3 attribute 3: "
+                                                      r"read-write-denied"):
+        meter.read_energy_import_kwh()
     with pytest.raises(InstrumentError, match=where + r": refused GET 0\.0\.96\.3\.10\.255 class 70 attribute 2: "
                                                       r"read-write-denied"):
         meter.relay_state()
-    with pytest.raises(InstrumentError, match=r"refused SET 0\.0\.1\.0\.0\.255 class 8 attribute 2: read-write-denied"):
-        meter.set_clock(datetime.now(UTC))
-    assert meter.read_energy_import_kwh() == 0.0  # refusals leave the association usable
+    plate = meter.name_plate()  # its identity part only: meter type, category, rating and year are the reader's
+    assert (plate.serial, plate.manufacturer, plate.firmware) == ("SIM0001", "Rig Twin", "1.0.0")
+    assert (plate.meter_type, plate.category, plate.current_rating, plate.year) == (None, None, None, None)
+    with pytest.raises(ConfigError, match=where + r": the public client association \(SAP 16, none\) may not "
+                                                  r"operate the disconnect control: configure roles\.meter@1\.settings "
+                                                  r"client: utility with its keys"):
+        meter.remote_disconnect()
+    assert abs(meter.read_clock() - datetime.now(UTC)) < timedelta(seconds=2)  # refusals leave it usable
     assert twin.relay_events() == []
-    assert [e["client_sap"] for e in twin.events("dlms.association")] == [32, 16]
+    # the bench's utility settings association (the public client reading its invocation counter first), this one
+    assert [e["client_sap"] for e in twin.events("dlms.association")] == [16, 48, 16]
+
+
+def test_the_reader_reads_what_a_reader_needs_and_is_told_to_use_utility_settings_to_act(twin, transport):
+    meter = twin.driver(transport)
+    assert meter.read_energy_import_kwh() == 0.0
+    assert meter.relay_state() == RelayState(True, ControlState(1), 5)
+    assert meter.read_limiter().threshold_normal_w == 100000.0
+    assert meter.name_plate().serial == "SIM0001"
+    where = rf"meter@1 \({meter.address}\): the meter reader association \(SAP 32, lls\) may not "
+    advice = r": configure roles\.meter@1\.settings client: utility with its keys \(secrets encryption_key and "
+    for action, what in ((meter.remote_disconnect, "operate the disconnect control"),
+                         (meter.remote_reconnect, "operate the disconnect control"),
+                         (lambda: meter.set_clock(datetime.now(UTC)), "set the clock"),
+                         (lambda: meter.set_limiter(3000.0, 1), "set the load limiter")):
+        with pytest.raises(ConfigError, match=where + what + advice):
+            action()
+    sent = [json.loads(line) for line in twin.transcript_path.read_text().splitlines()]
+    assert not [entry for entry in sent if (entry.get("sent") or "").startswith(("c1", "c3"))]  # nothing sent
+    assert twin.relay_events() == [] and twin.events("clock.set") == [] and twin.events("limiter.set") == []
 
 
 def test_a_wrong_password_is_refused(twin, transport):
@@ -295,7 +336,8 @@ def test_a_meter_slower_than_the_deadline_times_out_and_the_next_call_reconnects
     twin.meter.latency_s = 0.0
     time.sleep(0.5)  # the late answer arrives on the abandoned connection
     assert meter.read_energy_import_kwh() == 0.0
-    assert len(twin.events("dlms.association")) == 3  # the bench's, this driver's first and its second
+    # the bench's (with the public client's before it), this driver's first and its second
+    assert len(twin.events("dlms.association")) == 4
 
 
 def test_an_independent_client_reads_the_energy_register(twin, transport):

@@ -17,7 +17,7 @@ from rig.config import load_bench
 from rig.sim.defects import Defects
 from rig.sim.truth import read_truth
 
-ENERGY = cosem.CosemAttribute(enumerations.CosemInterface.REGISTER, cosem.Obis(1, 0, 1, 8, 0, 255), 2)
+SERIAL = cosem.CosemAttribute(enumerations.CosemInterface.DATA, cosem.Obis(0, 0, 96, 1, 0, 255), 2)
 SNRM = frames.SetNormalResponseModeFrame(destination_address=address.HdlcAddress(1, None, "server"),
                                          source_address=address.HdlcAddress(16, None, "client")).to_bytes()
 
@@ -40,12 +40,12 @@ def twin(tmp_path):
     twin.stop_twin()
 
 
-def read_energy(port: int, timeout_s: float) -> bytes:
-    """The energy register as the public client reads it over the TCP wrapper."""
+def read_serial(port: int, timeout_s: float) -> bytes:
+    """The meter serial number as the public client reads it over the TCP wrapper."""
     client = DlmsClient.with_tcp_transport("127.0.0.1", port, client_logical_address=16, server_logical_address=1,
                                            timeout=timeout_s)
     with client.session():
-        return client.get(ENERGY)
+        return client.get(SERIAL)
 
 
 def hdlc_answer(pty_path: str, wait_s: float) -> bytes:
@@ -66,10 +66,10 @@ def hdlc_answer(pty_path: str, wait_s: float) -> bytes:
 def test_a_meter_with_a_dead_interface_times_out_while_the_others_answer(twin):
     meters = twin.twin.instruments
     for position in (1, 3):
-        assert read_energy(meters[f"meter@{position}"].port, timeout_s=2) == b"\x06\x00\x00\x00\x00"
+        assert read_serial(meters[f"meter@{position}"].port, timeout_s=2) == b"\x0a\x07" + f"SIM000{position}".encode()
     start = time.monotonic()
     with pytest.raises(CommunicationError, match="Could not receive data"):  # connected, then no answer
-        read_energy(meters["meter@2"].port, timeout_s=0.5)
+        read_serial(meters["meter@2"].port, timeout_s=0.5)
     assert 0.5 <= time.monotonic() - start < 1.5
     assert frames.UnNumberedAcknowledgmentFrame.from_bytes(hdlc_answer(meters["meter@1"].pty_path, 0.5))
     assert hdlc_answer(meters["meter@2"].pty_path, 0.5) == b""

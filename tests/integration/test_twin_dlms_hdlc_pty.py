@@ -1,17 +1,21 @@
 """A DLMS meter role whose resource is a serial device path: the twin serves the meter's HDLC port on a pty and
-advertises its path; the rig reads the energy register over it through the normal bench path."""
+advertises its path; the rig reads the energy register over it through the normal bench path, as the meter
+reader (LLS)."""
 
-from plan_runner import write_bench
+from plan_runner import SIM_BENCH, write_bench
 from twin_thread import TwinOnThread
 
 from rig.bench import Bench
 from rig.config import load_bench
 from rig.transcript import Transcript
 
+PASSWORD_FILE = SIM_BENCH.parent / "sim-lls-password"
+
 
 def meter_on_a_serial_port(data):
     data["positions"][0]["interface"] = {"driver": "dlms_meter", "resource": "/dev/ttyTWIN-HDLC-1",
-                                         "settings": {"client": "public", "deadline_s": 3}}
+                                         "settings": {"client": "reader", "deadline_s": 3},
+                                         "secrets": {"lls_password": {"file": str(PASSWORD_FILE)}}}
     data["twin"]["instruments"]["meter@1"] = {"energy_scaler": -3}
 
 
@@ -35,4 +39,4 @@ def test_energy_register_read_over_the_twins_hdlc_pty(tmp_path):
         bench.close()
         transcript.close()
         twin.stop_twin()
-    assert f'"note": "opened {resources["meter@1"]} client 16' in (tmp_path / "transcript.jsonl").read_text()
+    assert f'"note": "opened {resources["meter@1"]} client 32' in (tmp_path / "transcript.jsonl").read_text()

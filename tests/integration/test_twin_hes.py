@@ -39,7 +39,7 @@ def policy_data(**changes) -> dict:
 class HesTwin(TwinOnThread):
     """The twin (source and HES roles) on its own event loop thread, and an HesClient opened against it."""
 
-    def __init__(self, folder, hes_defects=None, token=None, **settings):
+    def __init__(self, folder, hes_defects=None, token="tok-twin-hes-0001", **settings):
         folder.mkdir(parents=True, exist_ok=True)
         hes_settings = {"policy": policy_data(), "read_interval_s": 0.05, "opening_balance": 100.0,
                         "start_local_time": START, "log_requests": True, **settings}

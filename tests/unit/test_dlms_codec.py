@@ -3,9 +3,11 @@ Book: what dlms-cosem's client sends, what the twin's meter answers, and that ea
 
 import random
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from dlms_clients import utility
 from dlms_cosem import cosem, enumerations
 from dlms_cosem.clients.blocking_tcp_transport import BlockingTcpTransport
 from dlms_cosem.connection import DlmsConnection
@@ -38,7 +40,7 @@ from rig.sim.dlms.codec import (
 )
 from rig.sim.dlms.hdlc import LLC_REQUEST, LLC_RESPONSE, HdlcLink, crc16_x25, hdlc_frame, hdlc_parameters
 from rig.sim.dlms.meter import CONNECTED, DISCONNECTED, READY_FOR_RECONNECTION, DlmsMeterSim
-from rig.sim.dlms.objects import READ_WRITE_DENIED, obis
+from rig.sim.dlms.objects import CLASS_SHAPES, READ_WRITE_DENIED, obis, obis_text
 from rig.sim.dlms.server import wrap
 from rig.sim.link import LinkSettings, RadioLink
 from rig.sim.model import PhysicalModel, SimMeter
@@ -163,7 +165,8 @@ def test_wrong_password_is_rejected_with_authentication_failure(tmp_path):
 @pytest.mark.parametrize(("client_sap", "password", "diagnostic"), [
     (32, None, 14),         # the reader without authentication: authentication-required
     (16, b"12345678", 11),  # the public client offering LLS: mechanism not recognised
-    (48, None, 1),          # a client SAP the meter does not know: no-reason-given
+    (48, None, 2),          # utility settings without ciphering: application-context-name-not-supported
+    (64, None, 1),          # a client SAP the meter does not know: no-reason-given
 ])
 def test_associations_the_meter_does_not_offer_are_rejected(client_sap, password, diagnostic):
     aare = make_sim().handle_apdu(Link("tcp"), client_sap, client_aarq(password))
@@ -200,12 +203,13 @@ def test_get_energy_register_value_and_scaler_unit():
     request = xdlms.GetRequestNormal(cosem.CosemAttribute(enumerations.CosemInterface.REGISTER,
                                                           cosem.Obis(1, 0, 1, 8, 0, 255), 2)).to_bytes()
     assert request == GET_ENERGY
-    link = associated(meter, 16)  # the public client may read the energy
-    answer = meter.handle_apdu(link, 16, request)
+    assert meter.handle_apdu(associated(meter, 16), 16, request) == H("c4 01 c1 01 03")  # public: read-write-denied
+    link = associated(meter, 32)
+    answer = meter.handle_apdu(link, 32, request)
     assert answer == ENERGY_12345_WH
     parsed = xdlms.GetResponseFactory.from_bytes(answer)
     assert isinstance(parsed, xdlms.GetResponseNormal) and parsed.data == H("0600003039")
-    scaler_unit = meter.handle_apdu(link, 16, GET_ENERGY[:11] + H("03 00"))
+    scaler_unit = meter.handle_apdu(link, 32, GET_ENERGY[:11] + H("03 00"))
     assert scaler_unit == H("c4 01 c1 00 0202 0f00 161e")  # structure {integer 0, enum 30 (Wh)}
 
 
@@ -215,6 +219,11 @@ def test_get_energy_register_value_and_scaler_unit():
     ("c0 01 c1 0003 0100010800ff 04 00", 4),  # a register has 3 attributes: object-undefined
     ("c0 01 c1 0003 01000c0700ff 02 00", 3),  # the public client may not read the voltage: read-write-denied
     ("c0 01 c1 0046 000060030aff 02 00", 3),  # ... nor the disconnect control
+    ("c0 01 c1 0001 00005e5b09ff 02 00", 3),  # ... nor the name plate's meter type
+    ("c0 01 c1 0007 00005e5b0aff 02 00", 3),  # ... nor the name plate profile
+    ("c0 01 c1 0007 0000636205ff 02 00", 3),  # ... nor the event log
+    ("c0 01 c1 000f 0000280002ff 02 00", 3),  # ... nor the meter reader's association object
+    ("c0 01 c1 0040 00002b0003ff 02 00", 3),  # ... nor the utility settings' Security Setup
 ])
 def test_get_errors_are_data_access_results(request_hex, result):
     meter = make_sim()
@@ -227,7 +236,8 @@ def test_unsupported_services_get_an_exception_response():
     meter = make_sim()
     link = associated(meter)
     assert meter.handle_apdu(link, 32, H("c0 03 c1 01 0003 0100010800ff 02 00")) == H("d8 01 02")  # GET-with-list
-    assert meter.handle_apdu(link, 32, H("c8 00")) == H("d8 02 02")  # a ciphered glo-get-request
+    # a ciphered glo-get-request on the reader's unciphered association: service-not-allowed, operation-not-possible
+    assert meter.handle_apdu(link, 32, H("c8 00")) == H("d8 01 01")
 
 
 def test_set_clock_and_the_access_rights(tmp_path):
@@ -237,15 +247,29 @@ def test_set_clock_and_the_access_rights(tmp_path):
     assert value == H("07ee 01 02 03 08 22 05 00 feb6 00")  # 2030-01-02 (Wednesday) 08:34:05.00 IST, dev -330
     request = H("c1 01 c1 0008 0000010000ff 02 00 090c") + value
     assert meter.handle_apdu(associated(meter, 16), 16, request) == H("c5 01 c1 03")  # public: read-write-denied
-    assert meter.handle_apdu(associated(meter), 32, request) == H("c5 01 c1 00")
+    assert meter.handle_apdu(associated(meter), 32, request) == H("c5 01 c1 03")  # the reader: read-write-denied
+    assert meter.clock_offset_s == 0.0
+    client = utility(meter)
+    assert client.plain(request) == H("c5 01 c1 00")  # utility settings sets it
     assert xdlms.SetResponseFactory.from_bytes(H("c5 01 c1 00")).result is enumerations.DataAccessResult.SUCCESS
     assert meter.clock_offset_s == pytest.approx(target.timestamp() - datetime.now(UTC).timestamp(), abs=2)
-    read = meter.handle_apdu(associated(meter), 32, H("c0 01 c1 0008 0000010000ff 02 00"))
-    assert read[:6] == H("c4 01 c1 00 090c")
-    assert abs(date_time_from_bytes(read[6:], 0) - target) < timedelta(seconds=2)
+    for link, sap in ((associated(meter, 16), 16), (associated(meter), 32)):  # the public client and the reader read it
+        read = meter.handle_apdu(link, sap, H("c0 01 c1 0008 0000010000ff 02 00"))
+        assert read[:6] == H("c4 01 c1 00 090c")
+        assert abs(date_time_from_bytes(read[6:], 0) - target) < timedelta(seconds=2)
     (event,) = [e for e in read_truth(tmp_path / "truth.jsonl") if e["event"] == "clock.set"]
-    assert (event["meter_time"][:19], event["by"]) == ("2030-01-02T03:04:05", "reader client 32")
-    assert meter.handle_apdu(associated(meter), 32, request[:-13] + H("1100")) == H("c5 01 c1 0c")  # type-unmatched
+    assert (event["meter_time"][:19], event["by"]) == ("2030-01-02T03:04:05", "utility client 48")
+    assert client.plain(request[:-13] + H("1100")) == H("c5 01 c1 0c")  # type-unmatched
+
+
+def test_only_utility_settings_sets_the_limiter():
+    meter = make_sim()
+    request = H("c1 01 c1 0047 0000110000ff 04 00 06 00000bb8")  # threshold_normal 3000 W
+    assert meter.handle_apdu(associated(meter), 32, request) == H("c5 01 c1 03")  # the reader: read-write-denied
+    assert meter.handle_apdu(associated(meter), 32, H("c0 01 c1 0047 0000110000ff 04 00")) == \
+        H("c4 01 c1 00 06 000186a0")  # but reads it: 100000 W
+    assert utility(meter).plain(request) == H("c5 01 c1 00")
+    assert meter.threshold_normal == meter.threshold_active == 3000
 
 
 def test_remote_disconnect_is_an_action_with_integer_zero(tmp_path):
@@ -256,11 +280,10 @@ def test_remote_disconnect_is_an_action_with_integer_zero(tmp_path):
     assert meter.handle_apdu(associated(meter, 16), 16, request) == H("c7 01 c0 03 00")  # public: read-write-denied
     assert meter.meter.relay_closed
     answer = meter.handle_apdu(associated(meter), 32, request)
-    assert answer == H("c7 01 c0 00 00")  # success, no return parameters
+    assert answer == H("c7 01 c0 03 00")  # the meter reader too: only utility settings may (test_dlms_security.py)
     assert isinstance(xdlms.ActionResponseFactory.from_bytes(answer), xdlms.ActionResponseNormal)
-    assert not meter.meter.relay_closed
-    relay = [e for e in read_truth(tmp_path / "truth.jsonl") if e["event"] == "relay"]
-    assert [(e["closed"], e["by"]) for e in relay] == [(False, "meter@1 remote_disconnect")]
+    assert meter.meter.relay_closed
+    assert [e for e in read_truth(tmp_path / "truth.jsonl") if e["event"] == "relay"] == []
 
 
 # -- disconnect control state machine (Blue Book, class 70) ---------------------------------------------------------
@@ -414,12 +437,17 @@ BLOCK_LOAD = H("0100630100ff")  # 1.0.99.1.0.255
 T0 = datetime(2026, 3, 2, 6, 30, tzinfo=UTC).timestamp()  # 12:00 IST
 
 
-def get_in_blocks(meter: DlmsMeterSim, link: Link, client_sap: int, request: bytes, limit: int) -> list[bytes]:
+def on(meter: DlmsMeterSim, link: Link, client_sap: int) -> Callable[[bytes], bytes]:
+    """Send plain APDUs on an unciphered association."""
+    return lambda apdu: meter.handle_apdu(link, client_sap, apdu)
+
+
+def get_in_blocks(send: Callable[[bytes], bytes], request: bytes, limit: int) -> list[bytes]:
     """The raw data of each GET-Response-With-Datablock answering request, each APDU at most limit octets,
     asked for with GET-Request-Next acknowledging the block before (the Data of a GET-Response-Normal when the
     answer fits in one)."""
     blocks, number = [], 0
-    answer = meter.handle_apdu(link, client_sap, request)
+    answer = send(request)
     if answer[:4] == H("c4 01 c1 00"):
         assert len(answer) <= limit
         return [answer[4:]]
@@ -433,33 +461,77 @@ def get_in_blocks(meter: DlmsMeterSim, link: Link, client_sap: int, request: byt
         blocks.append(answer[pos:])
         if answer[3]:  # last-block
             return blocks
-        answer = meter.handle_apdu(link, client_sap, H("c0 02 c1") + number.to_bytes(4, "big"))
+        answer = send(H("c0 02 c1") + number.to_bytes(4, "big"))
 
 
-def object_list_of(meter: DlmsMeterSim, client_sap: int) -> dict[str, tuple[int, int, list]]:
-    data = b"".join(get_in_blocks(meter, associated(meter, client_sap), client_sap, GET_OBJECT_LIST, 1024))
+def object_list_of(meter: DlmsMeterSim, client_sap: int, request: bytes = GET_OBJECT_LIST) -> dict[str, tuple]:
+    """{logical name: (class, version, access rights)} of an object list, read by a client."""
+    send = utility(meter).plain if client_sap == 48 else on(meter, associated(meter, client_sap), client_sap)
+    data = b"".join(get_in_blocks(send, request, 1024))
     tag, entries = decode_one(data)
     assert tag == 1  # array of object_list_element
     return {".".join(map(str, ln)): (class_id, version, rights)
             for (_, class_id), (_, version), (_, ln), (_, rights) in (entry[1] for entry in entries)}
 
 
-def test_the_current_association_lists_each_clients_objects_and_rights():
+PUBLIC_OBJECTS = {"0.0.40.0.0.255", "0.0.40.0.1.255",  # the current association and its own
+                  "0.0.42.0.0.255", "0.0.96.1.0.255", "0.0.96.1.1.255", "1.0.0.2.0.255",  # identity
+                  "0.0.1.0.0.255", "0.0.43.1.3.255", "0.0.43.1.4.255"}  # clock, invocation counters
+
+
+def modes(rights) -> tuple[dict[int, int], dict[int, int]]:
+    """({attribute: access mode}, {method: access mode}) of an access_rights structure."""
+    (_, attributes), (_, methods) = rights
+    return ({item[1][0][1]: item[1][1][1] for item in attributes}, {item[1][0][1]: item[1][1][1] for item in methods})
+
+
+def test_each_client_lists_exactly_the_objects_and_rights_it_has():
     meter = make_sim()
-    reader, public = object_list_of(meter, 32), object_list_of(meter, 16)
+    public, reader, utility_list = (object_list_of(meter, sap) for sap in (16, 32, 48))
+    assert set(public) == PUBLIC_OBJECTS
     assert reader["0.0.40.0.0.255"][:2] == (15, 1) and reader["1.0.99.1.0.255"][:2] == (7, 1)
-    assert {"0.0.40.0.0.255", "0.0.40.0.1.255", "0.0.1.0.0.255", "1.0.1.8.0.255"} <= set(public) < set(reader)
-    assert "0.0.40.0.2.255" not in public and "1.0.99.1.0.255" not in public
-    (_, attribute_access), (_, method_access) = reader["1.0.99.1.0.255"][2]
-    buffer_access = attribute_access[1][1]
-    assert buffer_access == [(15, 2), (22, 1), (1, [(15, 1), (15, 2)])]  # read-only, access selectors 1 and 2
-    assert [item[1][1] for item in method_access] == [(22, 0), (22, 0)]  # reset and capture: no access
-    (_, clock_attributes), _ = reader["0.0.1.0.0.255"][2]
-    assert clock_attributes[1][1][1] == (22, 3)  # the reader reads and sets the time
-    (_, clock_attributes), _ = public["0.0.1.0.0.255"][2]
-    assert clock_attributes[1][1][1] == (22, 1)  # the public client only reads it
-    (_, disconnect_methods) = reader["0.0.96.3.10.255"][2][1]
-    assert [item[1][1] for item in disconnect_methods] == [(22, 1), (22, 1)]
+    assert {"0.0.96.3.10.255", "0.0.17.0.0.255", "0.0.10.0.1.255", "0.0.94.91.10.255", "1.0.94.91.0.255",
+            "1.0.98.1.0.255", "0.0.99.98.5.255", "1.0.1.8.0.255", "0.0.40.0.2.255"} <= set(reader)
+    assert not {"0.0.40.0.1.255", "0.0.40.0.3.255", "0.0.43.0.3.255", "0.0.43.0.4.255"} & set(reader)
+    assert set(utility_list) == {obis_text(name) for name in meter.objects}  # everything
+    for client in (public, reader):  # reads only: no write access, no method access
+        for name, (_, _, rights) in client.items():
+            attributes, methods = modes(rights)
+            assert set(attributes.values()) <= {0, 1} and set(methods.values()) == ({0} if methods else set()), name
+    assert modes(public["0.0.1.0.0.255"][2])[0][2] == modes(reader["0.0.1.0.0.255"][2])[0][2] == 1  # clock: read
+    attributes, methods = modes(reader["1.0.99.1.0.255"][2])
+    assert reader["1.0.99.1.0.255"][2][0][1][1][1] == [(15, 2), (22, 1), (1, [(15, 1), (15, 2)])]  # selectors 1, 2
+    assert methods == {1: 0, 2: 0}  # reset and capture: no access
+    utility_rights = {name: modes(rights) for name, (_, _, rights) in utility_list.items()}
+    assert utility_rights["0.0.1.0.0.255"][0][2] == 3  # utility settings reads and sets the time
+    assert [utility_rights["0.0.17.0.0.255"][0][index] for index in (2, 3, 4, 5, 6, 7)] == [1, 3, 3, 3, 3, 3]
+    assert utility_rights["0.0.96.3.10.255"][1] == {1: 1, 2: 1}  # remote disconnect and reconnect
+    assert utility_rights["0.0.10.0.1.255"][1] == {1: 1}  # the MD reset
+    assert utility_rights["0.0.43.0.3.255"][1] == {1: 0, 2: 1}  # key_transfer
+    assert utility_rights["0.0.40.0.0.255"][1] == {1: 1, 2: 0, 3: 0, 4: 0}  # reply_to_HLS_authentication
+
+
+@pytest.mark.parametrize("client_sap", [16, 32])
+def test_the_object_list_is_what_the_meter_enforces(client_sap):
+    """Every attribute of every object is read, set and invoked by the public client and the meter reader: the
+    meter answers each GET as the client's object list says, and refuses every SET and ACTION."""
+    meter = make_sim()
+    listed = object_list_of(meter, client_sap)
+    send = on(meter, associated(meter, client_sap), client_sap)
+    for logical_name, obj in meter.objects.items():
+        name, (attributes, methods) = obis_text(logical_name), CLASS_SHAPES[obj.class_id]
+        readable = modes(listed[name][2])[0] if name in listed else {}
+        address = obj.class_id.to_bytes(2, "big") + logical_name
+        for index in range(1, attributes + 1):
+            answer = send(H("c0 01 c1") + address + bytes([index, 0]))
+            if readable.get(index):  # answered: normal, or the first block of a long answer
+                assert answer[:4] in (H("c4 01 c1 00"), H("c4 02 c1 00")), (name, index)
+            else:
+                assert answer == H("c4 01 c1 01 03"), (name, index)  # read-write-denied
+            assert send(H("c1 01 c1") + address + bytes([index, 0]) + H("1200 01")) == H("c5 01 c1 03"), (name, index)
+        for index in range(1, methods + 1):
+            assert send(H("c3 01 c1") + address + bytes([index, 1]) + H("0f00")) == H("c7 01 c1 03 00"), (name, index)
+    assert meter.meter.relay_closed and meter.profiles.billing_count == 0
 
 
 def test_the_association_object_describes_the_association_in_use():
@@ -515,8 +587,8 @@ def test_a_long_answer_is_sent_in_blocks_of_the_clients_pdu_size():
     link = Link("tcp")
     small_pdu = AARQ_LLS[:-2] + H("0080")  # client-max-receive-pdu-size 128
     assert meter.handle_apdu(link, 32, small_pdu)[13:18] == H("a203020100")
-    whole = b"".join(get_in_blocks(meter, associated(meter), 32, GET_OBJECT_LIST, 1024))  # the meter's own PDU
-    blocks = get_in_blocks(meter, link, 32, GET_OBJECT_LIST, 128)
+    whole = b"".join(get_in_blocks(on(meter, associated(meter), 32), GET_OBJECT_LIST, 1024))  # the meter's own PDU
+    blocks = get_in_blocks(on(meter, link, 32), GET_OBJECT_LIST, 128)
     assert b"".join(blocks) == whole and len(blocks) > 5
     assert [len(block) for block in blocks[:-1]] == [128 - 12] * (len(blocks) - 1)
     assert meter.handle_apdu(link, 32, H("c0 02 c1 00000001")) == H("c4 02 c1 01 00000001 01 10")
@@ -527,13 +599,13 @@ def test_a_long_answer_is_sent_in_blocks_of_the_clients_pdu_size():
 def test_events_enter_their_logs_with_the_is15959_codes():
     meter = make_sim()
     link = associated(meter)
-    meter.handle_apdu(link, 32, H("c3 01 c1 0046 000060030aff 01 01 0f00"))  # remote_disconnect
-    meter.handle_apdu(link, 32, H("c3 01 c1 0046 000060030aff 02 01 0f00"))  # remote_reconnect
+    meter.remote_disconnect("test")
+    meter.remote_reconnect("test")
     control = meter.handle_apdu(link, 32, H("c0 01 c1 0007 0000636206ff 02 00"))
     _, rows = decode_one(control[4:])
     assert [row[1][1] for row in rows] == [(18, 301), (18, 302)]  # load switch disconnected, connected
     now = encode_date_time(T0, 330)
-    meter.handle_apdu(link, 32, H("c1 01 c1 0008 0000010000ff 02 00 090c") + now)
+    assert utility(meter).plain(H("c1 01 c1 0008 0000010000ff 02 00 090c") + now) == H("c5 01 c1 00")
     transactions = meter.handle_apdu(link, 32, H("c0 01 c1 0007 0000636203ff 02 00"))
     assert [row[1][1] for row in decode_one(transactions[4:])[1]] == [(18, 151)]  # real time clock changed
     last_code = meter.handle_apdu(link, 32, H("c0 01 c1 0001 0000600b06ff 02 00"))
@@ -544,10 +616,12 @@ def test_an_md_reset_captures_a_billing_entry():
     meter = make_sim()
     meter.meter.register_energy_wh = 1234.0
     link = associated(meter)
-    assert meter.handle_apdu(link, 32, H("c3 01 c1 0009 00000a0001ff 01 01 120001")) == H("c7 01 c1 00 00")
-    assert meter.handle_apdu(link, 32, H("c3 01 c1 0009 00000a0001ff 01 01 120002")) == H("c7 01 c1 fa 00")
-    assert meter.handle_apdu(associated(meter, 16), 16, H("c3 01 c1 0009 00000a0001ff 01 01 120001")) == \
-        H("c7 01 c1 03 00")  # the public client may not
+    reset = H("c3 01 c1 0009 00000a0001ff 01 01 120001")
+    assert meter.handle_apdu(associated(meter, 16), 16, reset) == H("c7 01 c1 03 00")  # the public client may not
+    assert meter.handle_apdu(link, 32, reset) == H("c7 01 c1 03 00")  # nor the meter reader
+    client = utility(meter)
+    assert client.plain(reset) == H("c7 01 c1 00 00")
+    assert client.plain(H("c3 01 c1 0009 00000a0001ff 01 01 120002")) == H("c7 01 c1 fa 00")
     billing = meter.handle_apdu(link, 32, H("c0 01 c1 0007 0100620100ff 02 00"))
     (_, (row,)) = decode_one(billing[4:])
     assert row[1][2] == (6, 1234)  # cumulative energy import, Wh
@@ -573,13 +647,33 @@ def test_resources_name_the_transport():
 
 
 def test_settings_that_cannot_work_are_refused():
-    with pytest.raises(ConfigError, match=r"roles\.meter@1\.settings\.authentication: authentication hls-gmac is "
-                                          r"not supported yet"):
+    with pytest.raises(ConfigError, match=r"roles\.meter@1\.secrets\.encryption_key: required for HLS-GMAC"):
         make_driver(client="reader", authentication="hls-gmac")
+    with pytest.raises(ConfigError, match=r"roles\.meter@1\.secrets\.authentication_key: not a key in hex digits$"):
+        make_driver(client="utility", secrets={"encryption_key": "00" * 16, "authentication_key": "secret-value"})
     with pytest.raises(ConfigError, match=r"roles\.meter@1\.secrets\.lls_password: required for LLS"):
         make_driver(client="reader")
-    with pytest.raises(ConfigError, match=r"settings\.client: 'admin' is not one of public, reader"):
+    with pytest.raises(ConfigError, match=r"settings\.client: 'admin' is not one of public, reader, utility"):
         make_driver(client="admin")
     driver = make_driver(client="reader", secrets={"lls_password": "12345678"})
     assert (driver.client_sap, driver.authentication, driver.deadline_s) == (32, "lls", 5.0)
     assert driver.make_safe() == ["meter: nothing to switch on the meter's side (its relay is left as it is)"]
+
+
+@pytest.mark.parametrize(("client", "secrets", "association"), [
+    ("reader", {"lls_password": "12345678"}, r"the meter reader association \(SAP 32, lls\)"),
+    ("public", {}, r"the public client association \(SAP 16, none\)"),
+])
+def test_settings_and_commands_on_a_reading_association_are_refused_unsent(client, secrets, association):
+    transcript = Transcript(None)
+    config = RoleConfig(driver="dlms_meter", resource="tcp://127.0.0.1:9", settings={"client": client})
+    driver = driver_class("dlms_meter")("meter@1", config, SetpointLimits(), transcript, secrets)
+    prefix = r"meter@1 \(tcp://127\.0\.0\.1:9\): " + association + " may not "
+    for action, what in ((driver.remote_disconnect, "operate the disconnect control"),
+                         (driver.remote_reconnect, "operate the disconnect control"),
+                         (lambda: driver.set_clock(datetime.now(UTC)), "set the clock"),
+                         (lambda: driver.set_limiter(1000.0, 5), "set the load limiter")):
+        with pytest.raises(ConfigError, match=prefix + what + r": configure roles\.meter@1\.settings client: "
+                                                               r"utility with its keys"):
+            action()
+    assert driver._session is None  # no connection was made

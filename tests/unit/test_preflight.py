@@ -70,7 +70,7 @@ def test_a_frequency_range_beyond_the_rating_is_refused(tmp_path):
 
 def test_a_secret_from_an_unset_variable_is_refused_at_its_line(tmp_path, monkeypatch):
     monkeypatch.delenv("RIG_TEST_HES_TOKEN", raising=False)
-    path = write_bench(tmp_path, edit=lambda d: d["roles"]["hes"].update(secrets={"token": {"env":
+    path = write_bench(tmp_path, edit=lambda d: d["roles"]["hes"].update(settings={}, secrets={"token": {"env":
                                                                                             "RIG_TEST_HES_TOKEN"}}))
     assert refused(path) == (f"{path}:{line_of(path, 'token:')}: roles.hes.secrets.token: "
                              f"environment variable RIG_TEST_HES_TOKEN is not set")

@@ -1,4 +1,5 @@
-"""The twin's DLMS/COSEM meter by layer: codec (A-XDR data, date-time), association (ACSE, LLS), hdlc (IEC 62056-46
+"""The twin's DLMS/COSEM meter by layer: codec (A-XDR data, date-time), association (ACSE, LLS, HLS-GMAC),
+security (AES-GCM ciphering, invocation counters, key transfer), hdlc (IEC 62056-46
 framing), objects (the basic object model: identity, clock, registers, disconnect control, limiter, tamper event
 log), profiles (profile generic buffers and their selective access), is15959 (the IS 15959-2 object set: name
 plate, instantaneous, block load, daily load and billing profiles, event logs, MD reset), object_list (association

@@ -79,18 +79,24 @@ def encode_scaler_unit(scaler: int, unit: str) -> bytes:
     return encode_structure(encode_int(INTEGER, scaler), encode_int(ENUM, UNITS[unit]))
 
 
-def decode_data(data: bytes, pos: int = 0) -> tuple[tuple[int, object], int]:
-    """One A-XDR Data element at pos -> ((tag, value), next position); structures and arrays hold lists."""
+MAX_DATA_DEPTH = 64  # arrays and structures inside each other; COSEM objects nest a few levels at most
+
+
+def decode_data(data: bytes, pos: int = 0, depth: int = 0) -> tuple[tuple[int, object], int]:
+    """One A-XDR Data element at pos -> ((tag, value), next position); structures and arrays hold lists, nested
+    at most MAX_DATA_DEPTH levels (deeper is a DataError)."""
     try:
         tag = data[pos]
         pos += 1
         if tag == NULL:
             return (tag, None), pos
         if tag in (ARRAY, STRUCTURE):
+            if depth >= MAX_DATA_DEPTH:
+                raise DataError(f"A-XDR data nested deeper than {MAX_DATA_DEPTH} levels")
             count, pos = read_length(data, pos)
             items = []
             for _ in range(count):
-                item, pos = decode_data(data, pos)
+                item, pos = decode_data(data, pos, depth + 1)
                 items.append(item)
             return (tag, items), pos
         if tag in (OCTET_STRING, VISIBLE_STRING, UTF8_STRING, BCD, BIT_STRING):

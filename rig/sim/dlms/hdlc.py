@@ -4,6 +4,7 @@ parameters, and the secondary station that carries xDLMS APDUs in I-frames."""
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Protocol
 
 from rig.sim.dlms.association import SERVER_SAP, Link
@@ -13,7 +14,9 @@ LLC_REQUEST, LLC_RESPONSE = b"\xe6\xe6\x00", b"\xe6\xe7\x00"
 HDLC_FLAG = 0x7E
 SNRM, DISC, UA, DM = 0x83, 0x43, 0x63, 0x0F
 POLL_FINAL = 0x10
-HDLC_MAX_INFO = 128
+HDLC_MAX_INFO = 128  # the twin's own limit of an information field, and the default (IEC 62056-46)
+MIN_MAX_INFO = 32  # the least maximum information field length a client may negotiate (IC 23, 32..2030)
+INTER_OCTET_TIMEOUT_S = 1.0  # IC 23 inter_octet_time_out (20..6000 ms, default 25 ms): the twin allows 1 s
 
 
 class ApduHandler(Protocol):
@@ -73,6 +76,14 @@ def hdlc_parameters(info: bytes) -> dict[int, int]:
     return params
 
 
+def negotiated_max_info(proposed: int | None) -> int:
+    """The maximum information field length the twin agrees to for a client's proposal: the default when none,
+    else the proposal kept within MIN_MAX_INFO..HDLC_MAX_INFO (a proposal of 0 would give empty segments)."""
+    if proposed is None:
+        return HDLC_MAX_INFO
+    return max(MIN_MAX_INFO, min(proposed, HDLC_MAX_INFO))
+
+
 def encode_hdlc_parameters(max_info_tx: int, max_info_rx: int, window_tx: int = 1, window_rx: int = 1) -> bytes:
     def value(ident: int, number: int, size: int | None = None) -> bytes:
         size = size or (1 if number < 0x100 else 2)
@@ -83,8 +94,9 @@ def encode_hdlc_parameters(max_info_tx: int, max_info_rx: int, window_tx: int = 
 
 
 class HdlcLink:
-    """The secondary station of an HDLC connection on a serial line: SNRM/UA, I-frames with segmentation both
-    ways (window 1), RR, DISC/UA (DM when not connected)."""
+    """The secondary station of an HDLC connection on a serial line: SNRM/UA (maximum information field lengths
+    negotiated within 32..128), I-frames with segmentation both ways (window 1), RR, DISC/UA (DM when not
+    connected); a partial frame left without an octet for INTER_OCTET_TIMEOUT_S is discarded."""
 
     def __init__(self, server: ApduHandler):
         self.server = server
@@ -96,9 +108,15 @@ class HdlcLink:
         self.received = bytearray()
         self.pending: list[bytes] = []  # response segments waiting for the client's RR
         self.last_sent: bytes | None = None
+        self.last_octet_at = 0.0  # monotonic time of the last octet received
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Frames to send back for the bytes received."""
+    def feed(self, data: bytes, now: float | None = None) -> list[bytes]:
+        """Frames to send back for the bytes received (at monotonic time `now`). A partial frame that waited
+        longer than the inter-octet time-out for its next octet is discarded first."""
+        now = time.monotonic() if now is None else now
+        if self.buffer and now - self.last_octet_at > INTER_OCTET_TIMEOUT_S:
+            self.buffer.clear()
+        self.last_octet_at = now
         self.buffer += data
         out: list[bytes] = []
         while True:
@@ -146,8 +164,8 @@ class HdlcLink:
         kind = control & ~POLL_FINAL
         if kind == SNRM:
             params = hdlc_parameters(information)
-            self.max_info_tx = min(params.get(6, HDLC_MAX_INFO), HDLC_MAX_INFO)  # client's receive = our transmit
-            self.max_info_rx = min(params.get(5, HDLC_MAX_INFO), HDLC_MAX_INFO)
+            self.max_info_tx = negotiated_max_info(params.get(6))  # the client's receive is our transmit
+            self.max_info_rx = negotiated_max_info(params.get(5))
             self.reset(connected=True)
             return [(UA | POLL_FINAL, encode_hdlc_parameters(self.max_info_tx, self.max_info_rx), False)]
         if kind == DISC:

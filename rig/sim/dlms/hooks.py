@@ -44,6 +44,18 @@ class MeterHooks:
         """How late a tamper event enters the event log (None: it never does)."""
         return 0.0
 
+    def reader_may_disconnect(self) -> bool:
+        """The meter reader association may invoke the disconnect control's methods."""
+        return False
+
+    def accepts_replay(self) -> bool:
+        """A ciphered frame whose invocation counter is not above the last one is accepted."""
+        return False
+
+    def ignores_hls_tag(self) -> bool:
+        """GCM tags and the HLS-GMAC answer f(StoC) are not verified."""
+        return False
+
 
 class DefectiveMeter(MeterHooks):
     """A meter with the defects of its position."""
@@ -73,6 +85,15 @@ class DefectiveMeter(MeterHooks):
 
     def tamper_log_delay_s(self) -> float | None:
         return None if self.defects.tamper_not_logged else self.defects.tamper_logged_late_s
+
+    def reader_may_disconnect(self) -> bool:
+        return self.defects.reader_can_disconnect
+
+    def accepts_replay(self) -> bool:
+        return self.defects.accepts_replay
+
+    def ignores_hls_tag(self) -> bool:
+        return self.defects.ignores_hls_tag
 
 
 def meter_hooks(defects: MeterDefects) -> MeterHooks:

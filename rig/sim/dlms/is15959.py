@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rig.sim.dlms.association import BOTH, READER
+from rig.sim.dlms.association import READING_CLIENTS, UTILITY
 from rig.sim.dlms.codec import (
     DOUBLE_LONG_UNSIGNED,
     ENUM,
@@ -219,11 +219,9 @@ class MeterProfiles:
             data(BILLING_COUNT, lambda: encode_int(LONG_UNSIGNED, self.billing_count)),
             data(BILLING_DATE, lambda: encode_octets(UNSPECIFIED_DATE_TIME if self.billing_at is None else
                                                      encode_date_time(self.billing_at, meter.utc_offset_min))),
-            *(data(event_code_name(index), lambda index=index: encode_int(LONG_UNSIGNED, self.last_codes[index]),
-                   READER) for index in EVENT_LOG_NAMES),
-            *(self._profile_object(profile, BOTH if name == NAME_PLATE_PROFILE else READER)
-              for name, profile in [*self.profiles.items(),
-                                    *((log.name, log) for log in self.event_logs.values())]),
+            *(data(event_code_name(index), lambda index=index: encode_int(LONG_UNSIGNED, self.last_codes[index]))
+              for index in EVENT_LOG_NAMES),
+            *(self._profile_object(profile) for profile in [*self.profiles.values(), *self.event_logs.values()]),
             self._md_reset_script(),
         ]
 
@@ -235,23 +233,27 @@ class MeterProfiles:
                   "year_of_manufacture": encode_int(LONG_UNSIGNED, meter.year_of_manufacture)}
         return [data(NAME_PLATE[key], lambda value=value: value) for key, value in values.items()]
 
-    def _profile_object(self, profile: Profile, readers: frozenset[str]) -> CosemObject:
+    def _profile_object(self, profile: Profile) -> CosemObject:
+        """A profile, read by the meter reader and utility settings."""
         now_s = self.meter.meter_time_s
 
         def selected(selector: int, parameters: tuple[int, object]) -> bytes | int:
             return profile.buffer(now_s, selector, parameters)
-        return CosemObject(7, obis(profile.name), profile.getters(now_s), readers=readers, selective={2: selected})
+        return CosemObject(7, obis(profile.name), profile.getters(now_s), readers=READING_CLIENTS,
+                           selective={2: selected})
 
     def _md_reset_script(self) -> CosemObject:
-        """Script table (class 9): script 1 executes method 2 (capture) of the billing profile."""
+        """Script table (class 9): script 1 executes method 2 (capture) of the billing profile; the reader reads it,
+        utility settings executes it."""
         action = encode_structure(encode_int(ENUM, 2), encode_int(LONG_UNSIGNED, 7),
                                   encode_octets(obis(BILLING_PROFILE)), encode_int(INTEGER, 2),
                                   encode_int(INTEGER, 0))
         scripts = encode_array([encode_structure(encode_int(LONG_UNSIGNED, 1), encode_array([action]))])
         return CosemObject(9, obis(MD_RESET_SCRIPT), {2: lambda: scripts}, methods={1: self.md_reset},
-                           readers=READER, writers=READER)
+                           readers=READING_CLIENTS, writers=UTILITY)
 
 
-def data(name: str, value: Callable[[], bytes], readers: frozenset[str] = BOTH) -> CosemObject:
-    """A Data object (class 1) whose value is the encoded Data value()."""
-    return CosemObject(1, obis(name), {2: value}, readers=readers)
+def data(name: str, value: Callable[[], bytes]) -> CosemObject:
+    """A Data object (class 1) whose value is the encoded Data value(), read by the meter reader and utility
+    settings."""
+    return CosemObject(1, obis(name), {2: value}, readers=READING_CLIENTS)

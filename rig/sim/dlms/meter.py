@@ -1,9 +1,10 @@
 """Simulated DLMS/COSEM smart meter (IS 15959-2 / IS 16444) of one position, answering live from the model.
 
-One logical device (server SAP 1) with a public client (SAP 16, no security) and a meter-reader client (SAP 32,
-LLS password), served over the IEC 62056-47 TCP wrapper on a loopback port and, with `hdlc: true`, also over
-IEC 62056-46 HDLC on a pty whose path is `pty_path` (rig/sim/dlms/server.py). Only LN referencing, unciphered;
-GET normal with selective access and block transfer, SET/ACTION normal. Its object model is IS 15959-2's:
+One logical device (server SAP 1) with the IS 15959-2 associations: public client (SAP 16, no security),
+meter reader (SAP 32, LLS password) and utility settings (SAP 48, HLS-GMAC with ciphered APDUs; push has its
+security setup and counter too), served over the IEC 62056-47 TCP wrapper on a loopback port and, with
+`hdlc: true`, also over IEC 62056-46 HDLC on a pty whose path is `pty_path` (rig/sim/dlms/server.py). LN
+referencing; GET normal with selective access and block transfer, SET/ACTION normal. Its object model is IS 15959-2's:
 association LN objects with their object lists (rig/sim/dlms/object_list.py), name plate, profiles and event logs
 (rig/sim/dlms/is15959.py). Relay switching enters the control event log, clock setting the transaction event log,
 power loss and return (with `powered_by_source`) the power event log.
@@ -30,11 +31,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rig.errors import ConfigError
-from rig.sim.dlms.codec import DATE_TIME, ENUM, INTEGER_FORMATS, OCTET_STRING, DataError, decode_date_time
+from rig.sim.dlms.codec import (
+    ARRAY,
+    DATE_TIME,
+    ENUM,
+    INTEGER_FORMATS,
+    OCTET_STRING,
+    STRUCTURE,
+    DataError,
+    decode_date_time,
+)
 from rig.sim.dlms.hooks import meter_hooks
 from rig.sim.dlms.is15959 import (
     CONTROL_EVENTS,
@@ -49,6 +61,15 @@ from rig.sim.dlms.is15959 import (
 )
 from rig.sim.dlms.object_list import association_objects
 from rig.sim.dlms.objects import OTHER_REASON, READ_WRITE_DENIED, SUCCESS, TYPE_UNMATCHED, meter_objects
+from rig.sim.dlms.security import (
+    EXAMPLE_AUTHENTICATION_KEY,
+    EXAMPLE_ENCRYPTION_KEY,
+    EXAMPLE_MASTER_KEY,
+    KEY_IDS,
+    CounterStore,
+    ServerSecurity,
+    parse_key,
+)
 from rig.sim.dlms.server import DEFAULT_INACTIVITY_TIMEOUT_S, DlmsServer
 from rig.sim.dlms.tamper import TamperLog
 from rig.sim.model import PhysicalModel
@@ -78,7 +99,12 @@ class NoAnswer(ConnectionError):
 class DlmsMeterSim(DlmsServer):
     """The DLMS/COSEM server of a position's meter (role 'meter@<position>').
 
-    Settings: `lls_password` (default "12345678"), `control_mode` (0..6, default 5),
+    Settings: `lls_password` (default "12345678"); the utility settings association's global keys
+    `encryption_key` and `authentication_key` and the `master_key` (key encryption key of key_transfer), each 32
+    hex digits, normally the bench's secret files of the meter's interface (default: the Green Book's example
+    keys), which push uses too; `system_title` (16 hex digits, default "RIG" and the serial's digits);
+    `state_dir` (where the invocation counters are kept across restarts, default a folder twin-state beside the
+    truth file; none without one); `control_mode` (0..6, default 5),
     `utc_offset_min` (the meter's time zone, default 330: IST), `logical_device_name`, `manufacturer`,
     `firmware`, `limiter_threshold_w` (default 100000), `limiter_duration_s` (default 30), `hdlc` (also serve
     HDLC on a pty), `latency_s` (added before every answer), `boot_s` (silent after power returns, default 0.5),
@@ -90,11 +116,14 @@ class DlmsMeterSim(DlmsServer):
     (default this year), and the profiles' capture periods and sizes (rig/sim/dlms/is15959.py:
     `block_load_period_s`, `daily_load_period_s`, `billing_period_s`, `*_entries`).
 
-    The public client reads the identity and name plate objects, the clock, the energy register and its association
-    objects; the reader reads every object (its object list: 0.0.40.0.0.255), sets the clock and the limiter and
-    invokes the disconnect control and the MD reset. Anything else is answered with
-    read-write-denied; unknown objects and attributes with object-undefined, a wrong class with
-    object-class-inconsistent. Truth events: dlms.association, dlms.release, clock.set, limiter.set,
+    Access per association (rig/sim/dlms/objects.py; each client's object list at 0.0.40.0.0.255 says the same):
+    the public client reads the identity (logical device name, serial number, manufacturer, firmware version), the
+    clock, the invocation counters and its association objects; the meter reader reads what a reader needs
+    (instantaneous values, profiles, name plate, event logs, billing, the relay and limiter state) and sets and
+    invokes nothing (unless the reader_can_disconnect defect opens the disconnect control to it); utility settings
+    reads, sets and invokes everything: the clock, the limiter, the MD reset, the disconnect control, key transfer.
+    Anything else is answered with read-write-denied; unknown objects and attributes with object-undefined, a
+    wrong class with object-class-inconsistent. Truth events: dlms.association, dlms.release, clock.set, limiter.set,
     limiter.trip, limiter.ignored, disconnect_control, meter.power, dlms.unanswered, meter.event_log,
     meter.billing, dlms.inactivity_timeout, and the
     model's relay switching; with the command defects relay.closing, dlms.command_dropped, dlms.command_repeated;
@@ -114,6 +143,7 @@ class DlmsMeterSim(DlmsServer):
         self.meter = model.meter(position)
         self.position = position
         self.hooks = meter_hooks(self.meter.defects)
+        self.security = meter_security(role, model, settings, self.meter.serial, self.hooks)
         self.control_mode = int(settings.get("control_mode", DEFAULT_CONTROL_MODE))
         if not 0 <= self.control_mode <= 6:
             raise ConfigError(f"{role}: control_mode {self.control_mode} is outside 0..6")
@@ -233,6 +263,22 @@ class DlmsMeterSim(DlmsServer):
         self.model.truth.event("limiter.set", role=self.role, position=self.position,
                                attribute=LIMITER_ATTRIBUTES[index], value=value, by=by)
         return SUCCESS
+
+    def key_transfer(self, role: str, data: tuple[int, object] | None, by: str) -> int:
+        """Security Setup method 2: an array of {key_id, wrapped key}; the keys take effect after the answer."""
+        keys = []
+        if data is None or data[0] != ARRAY or not data[1]:
+            return TYPE_UNMATCHED
+        for item in data[1]:
+            fields = item[1] if item[0] == STRUCTURE else None
+            if not fields or len(fields) != 2 or fields[0][0] != ENUM or fields[1][0] != OCTET_STRING:
+                return TYPE_UNMATCHED
+            keys.append((fields[0][1], fields[1][1]))
+        refusal = self.security.transfer_keys(role, keys)
+        self.model.truth.event("dlms.key_transfer", role=self.role, position=self.position, association=role,
+                               keys=[KEY_IDS.get(key_id, str(key_id)) for key_id, _ in keys],
+                               result="refused" if refusal else "accepted", reason=refusal, by=by)
+        return OTHER_REASON if refusal else SUCCESS
 
     # -- power ------------------------------------------------------------------------------------------------
 
@@ -406,3 +452,28 @@ class DlmsMeterSim(DlmsServer):
             self.profiles.sample()
             if self.answering():
                 self.check_limiter()
+
+
+def meter_security(role: str, model: PhysicalModel, settings: dict, serial: str, hooks) -> ServerSecurity:
+    """The meter's security setups (utility settings and push, with the same global keys) from its settings;
+    keys never leave this object."""
+    where = f"{role}: setting"
+    keys = (parse_key(settings.get("encryption_key"), f"{where} encryption_key", EXAMPLE_ENCRYPTION_KEY),
+            parse_key(settings.get("authentication_key"), f"{where} authentication_key", EXAMPLE_AUTHENTICATION_KEY))
+    master_key = parse_key(settings.get("master_key"), f"{where} master_key", EXAMPLE_MASTER_KEY)
+    title = settings.get("system_title")
+    if title is not None:
+        try:
+            system_title = bytes.fromhex(str(title))
+        except ValueError:
+            raise ConfigError(f"{role}: system_title {title!r} is not hex digits") from None
+    else:
+        digits = re.sub(r"\D", "", serial) or "0"
+        system_title = b"RIG" + (int(digits) % 2**40).to_bytes(5, "big")
+    state_dir = settings.get("state_dir")
+    if state_dir is None and model.truth.path is not None:
+        state_dir = Path(model.truth.path).parent / "twin-state"
+    counter_file = Path(state_dir) / f"{role.replace('@', '-')}-invocation-counters.json" if state_dir else None
+    return ServerSecurity(system_title, {"utility": keys, "push": keys}, master_key, CounterStore(counter_file),
+                          checks_tag=lambda: not hooks.ignores_hls_tag(),
+                          checks_counter=lambda: not hooks.accepts_replay())

@@ -1,9 +1,14 @@
 """The twin meter's COSEM objects (a subset of the IS 15959-2 smart-meter object list): identity, clock,
-registers, disconnect control (class 70), limiter (class 71) and the tamper event log (profile generic, class 7).
+registers, disconnect control (class 70), limiter (class 71), the tamper event log (profile generic, class 7), and
+per ciphered association its invocation counter (class 1, 0.0.43.1.x.255, read by every client) and its Security
+Setup (class 64, 0.0.43.0.x.255: key_transfer with keys wrapped under the master key).
 
 Each object holds attribute getters (encoded A-XDR Data), setters and methods returning a Data-Access-Result or
-Action-Result, and which client roles may read, write and invoke. The values come live from the meter's behaviour
-(rig/sim/dlms/meter.py).
+Action-Result, and which client roles may read, and write and invoke. The access model (README, "DLMS associations
+and key files"): the public client reads the identity (IDENTITY), the clock and the invocation counters; the meter
+reader reads everything else a reader needs and sets and invokes nothing; utility settings reads, sets and invokes
+everything; push has its own association, counter and Security Setup. The values come live from the meter's
+behaviour (rig/sim/dlms/meter.py).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rig.sim.dlms.association import BOTH, NOBODY, READER
+from rig.sim.dlms.association import ASSOCIATION_NAMES, EVERY_CLIENT, NOBODY, READING_CLIENTS, UTILITY
 from rig.sim.dlms.codec import (
     DOUBLE_LONG_UNSIGNED,
     ENUM,
@@ -37,7 +42,8 @@ if TYPE_CHECKING:
     from rig.sim.dlms.meter import DlmsMeterSim
 
 # class id -> (number of attributes, number of methods) of the interface class, and its version
-CLASS_SHAPES = {1: (2, 0), 3: (3, 1), 7: (8, 2), 8: (9, 6), 9: (2, 1), 15: (9, 4), 70: (4, 2), 71: (11, 0)}
+CLASS_SHAPES = {1: (2, 0), 3: (3, 1), 7: (8, 2), 8: (9, 6), 9: (2, 1), 15: (9, 4), 64: (5, 2), 70: (4, 2),
+                71: (11, 0)}
 CLASS_VERSIONS = {7: 1, 15: 1}
 
 # Data-Access-Result / Action-Result
@@ -51,6 +57,10 @@ NON_ROLLOVER_EVENT_LOG = "0.0.99.98.5.255"
 NON_ROLLOVER_EVENT_CODE = "0.0.96.11.5.255"
 COVER_OPEN_EVENT = 251
 CLOCK = "0.0.1.0.0.255"
+# the identity the public client reads: logical device name, meter serial number, manufacturer name, firmware
+# version (the name plate's other items and its profile are the reader's)
+IDENTITY = {"logical_device_name": "0.0.42.0.0.255", "serial": "0.0.96.1.0.255", "manufacturer": "0.0.96.1.1.255",
+            "firmware": "1.0.0.2.0.255"}
 
 
 def obis_text(logical_name: bytes) -> str:
@@ -60,17 +70,19 @@ def obis_text(logical_name: bytes) -> str:
 @dataclass
 class CosemObject:
     """An object of the logical device: attribute getters (encoded Data), setters and methods returning a
-    result code, and which client roles may read, write and invoke."""
+    result code, and which client roles may read, and write and invoke (the reader and the public client read
+    only; where an object says nothing, the reader and utility settings read it)."""
 
     class_id: int
     logical_name: bytes
     getters: dict[int, Callable[[], bytes]]
     setters: dict[int, Callable[[tuple[int, object], str], int]] = field(default_factory=dict)
     methods: dict[int, Callable[[tuple[int, object] | None, str], int]] = field(default_factory=dict)
-    readers: frozenset[str] = BOTH
-    writers: frozenset[str] = NOBODY
+    readers: frozenset[str] = READING_CLIENTS  # the public client only where it is given
+    writers: frozenset[str] = NOBODY  # who sets the setters' attributes and invokes the methods
     selective: dict[int, Callable[[int, tuple[int, object]], bytes | int]] = field(default_factory=dict)
     unreadable: frozenset[int] = frozenset()  # attributes nobody may read (a secret)
+    served: dict[int, frozenset[str]] = field(default_factory=dict)  # methods the server itself serves, by role
 
     def __post_init__(self) -> None:
         self.getters = {1: lambda: encode_octets(self.logical_name), **self.getters}
@@ -115,7 +127,7 @@ class EventLog:
 
 
 def register(name: str, tag: int, value_of: Callable[[], float], scaler: int, unit: str,
-             readers: frozenset[str] = READER) -> CosemObject:
+             readers: frozenset[str] = READING_CLIENTS) -> CosemObject:
     """A register (class 3) whose value is value_of() in units of 10**scaler `unit`."""
     def value() -> bytes:
         return encode_int(tag, clamp(tag, round(value_of() / 10 ** scaler)))
@@ -123,18 +135,19 @@ def register(name: str, tag: int, value_of: Callable[[], float], scaler: int, un
 
 
 def text(name: str, value: str) -> CosemObject:
-    return CosemObject(1, obis(name), {2: lambda: encode_visible(value)})
+    """An identity object (class 1, visible-string), read by every client."""
+    return CosemObject(1, obis(name), {2: lambda: encode_visible(value)}, readers=EVERY_CLIENT)
 
 
 def meter_objects(meter: DlmsMeterSim) -> list[CosemObject]:
     model, position = meter.model, meter.position
     return [
-        text("0.0.42.0.0.255", meter.logical_device_name),
-        text("0.0.96.1.0.255", meter.meter.serial),
-        text("0.0.96.1.1.255", meter.manufacturer),
-        text("1.0.0.2.0.255", meter.firmware),
+        text(IDENTITY["logical_device_name"], meter.logical_device_name),
+        text(IDENTITY["serial"], meter.meter.serial),
+        text(IDENTITY["manufacturer"], meter.manufacturer),
+        text(IDENTITY["firmware"], meter.firmware),
         clock(meter),
-        register("1.0.1.8.0.255", DOUBLE_LONG_UNSIGNED, meter.energy_wh, meter.energy_scaler, "Wh", BOTH),
+        register("1.0.1.8.0.255", DOUBLE_LONG_UNSIGNED, meter.energy_wh, meter.energy_scaler, "Wh"),
         register("1.0.12.7.0.255", LONG_UNSIGNED, model.supply_voltage_v, -2, "V"),
         register("1.0.11.7.0.255", DOUBLE_LONG_UNSIGNED, lambda: model.position_current_a(position), -3, "A"),
         register("1.0.1.7.0.255", DOUBLE_LONG_UNSIGNED, lambda: model.position_power_w(position), 0, "W"),
@@ -144,6 +157,7 @@ def meter_objects(meter: DlmsMeterSim) -> list[CosemObject]:
         disconnect_control(meter),
         limiter(meter),
         *event_log_objects(meter),
+        *security_objects(meter),
     ]
 
 
@@ -158,7 +172,7 @@ def clock(meter: DlmsMeterSim) -> CosemObject:
         8: lambda: encode_bool(False),
         9: lambda: encode_int(ENUM, 1),  # internal crystal
     }
-    return CosemObject(8, obis(CLOCK), getters, {2: meter.set_time}, writers=READER)
+    return CosemObject(8, obis(CLOCK), getters, {2: meter.set_time}, readers=EVERY_CLIENT, writers=UTILITY)
 
 
 def disconnect_control(meter: DlmsMeterSim) -> CosemObject:
@@ -167,7 +181,9 @@ def disconnect_control(meter: DlmsMeterSim) -> CosemObject:
                4: lambda: encode_int(ENUM, meter.control_mode)}
     methods = {1: lambda data, by: meter.remote_command(data, by, "remote_disconnect"),
                2: lambda data, by: meter.remote_command(data, by, "remote_reconnect")}
-    return CosemObject(70, obis("0.0.96.3.10.255"), getters, methods=methods, readers=READER, writers=READER)
+    writers = UTILITY | {"reader"} if meter.hooks.reader_may_disconnect() else UTILITY
+    return CosemObject(70, obis("0.0.96.3.10.255"), getters, methods=methods, readers=READING_CLIENTS,
+                       writers=writers)
 
 
 def limiter(meter: DlmsMeterSim) -> CosemObject:
@@ -191,7 +207,7 @@ def limiter(meter: DlmsMeterSim) -> CosemObject:
                                      encode_structure(script, encode_int(LONG_UNSIGNED, 0))),
     }
     setters = {index: (lambda data, by, index=index: meter.set_limiter(index, data, by)) for index in (3, 4, 5, 6, 7)}
-    return CosemObject(71, obis("0.0.17.0.0.255"), getters, setters, readers=READER, writers=READER)
+    return CosemObject(71, obis("0.0.17.0.0.255"), getters, setters, readers=READING_CLIENTS, writers=UTILITY)
 
 
 def event_log_objects(meter: DlmsMeterSim) -> list[CosemObject]:
@@ -225,5 +241,33 @@ def event_log_objects(meter: DlmsMeterSim) -> list[CosemObject]:
         7: entries_in_use,
         8: lambda: encode_int(DOUBLE_LONG_UNSIGNED, log.profile_entries),
     }
-    return [CosemObject(7, obis(log.logical_name), getters, readers=READER, selective={2: selected}),
-            CosemObject(1, obis(log.event_code_object), {2: last_code}, readers=READER)]
+    return [CosemObject(7, obis(log.logical_name), getters, readers=READING_CLIENTS, selective={2: selected}),
+            CosemObject(1, obis(log.event_code_object), {2: last_code}, readers=READING_CLIENTS)]
+
+
+SECURITY_POLICY_AUTHENTICATED_AND_ENCRYPTED = 3  # Security Setup version 0: all messages authenticated+encrypted
+
+
+def security_objects(meter: DlmsMeterSim) -> list[CosemObject]:
+    """Per ciphered association (utility settings x = 3, push x = 4): its invocation counter 0.0.43.1.x.255 (the
+    highest client IC the meter accepted, double-long-unsigned, read by every client so that a client can go on
+    from it before associating) and its Security Setup 0.0.43.0.x.255 (version 0: security_policy, security_suite,
+    client and server system titles; key_transfer), read and invoked on its own association and by utility
+    settings (the meter initiates push, so no client associates as push to manage its keys)."""
+    security = meter.security
+    objects = []
+    for role in security.setups:
+        number = ASSOCIATION_NAMES[role].split(".")[4]
+        setup = security.setups[role]
+        objects.append(CosemObject(1, obis(f"0.0.43.1.{number}.255"), {
+            2: lambda setup=setup: encode_int(DOUBLE_LONG_UNSIGNED, setup.highest_client_counter())},
+            readers=EVERY_CLIENT | {role}))
+        managers = frozenset({role}) | UTILITY
+        getters = {2: lambda: encode_int(ENUM, SECURITY_POLICY_AUTHENTICATED_AND_ENCRYPTED),
+                   3: lambda: encode_int(ENUM, 0),
+                   4: lambda setup=setup: encode_octets(setup.last_client_title),
+                   5: lambda: encode_octets(security.system_title)}
+        methods = {2: lambda data, by, role=role: meter.key_transfer(role, data, by)}
+        objects.append(CosemObject(64, obis(f"0.0.43.0.{number}.255"), getters, methods=methods,
+                                   readers=managers, writers=managers))
+    return objects

@@ -6,7 +6,13 @@ on a loopback port and, with `hdlc`, HDLC on a pty whose path is `pty_path`. Eit
 A GET answer longer than the association's PDU size (the client's max receive PDU size, at most the meter's
 SERVER_MAX_PDU) goes as GET-Response-With-Datablock (Green Book, IEC 62056-5-3: last-block, block-number, raw-data)
 when the client negotiated block-transfer-with-get; GET-Request-Next acknowledging the last block sent gets the next,
-any other number data-block-number-invalid, and one with no transfer under way no-long-get-in-progress."""
+any other number data-block-number-invalid, and one with no transfer under way no-long-get-in-progress.
+
+On a ciphered association (utility settings) every xDLMS request must come ciphered (general-glo-ciphering or
+glo-xxx-request) and is answered in the same form; one the meter cannot accept gets an unciphered
+Exception-Response (service-not-allowed, deciphering-error or invocation-counter-error: rig/sim/dlms/security.py).
+Until HLS-GMAC is complete the association serves only reply_to_HLS_authentication (method 1 of the current
+association 0.0.40.0.0.255 or of its own association object)."""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from rig.sim.dlms.association import (
     CONFORMANCE_SET,
     DIAG_NAMES,
     DIAG_NO_REASON,
+    OWN_ASSOCIATIONS,
     REJECTED_PERMANENT,
     SERVER_SAP,
     Association,
@@ -35,7 +42,7 @@ from rig.sim.dlms.association import (
     aarq_fields,
     judge_aarq,
 )
-from rig.sim.dlms.codec import DataError, axdr_length, decode_one
+from rig.sim.dlms.codec import OCTET_STRING, DataError, axdr_length, decode_one, encode_octets
 from rig.sim.dlms.hdlc import HdlcLink
 from rig.sim.dlms.objects import (
     CLASS_SHAPES,
@@ -46,8 +53,18 @@ from rig.sim.dlms.objects import (
     TYPE_UNMATCHED,
     CosemObject,
 )
+from rig.sim.dlms.security import (
+    CIPHERED_REQUESTS,
+    DECIPHERING_ERROR,
+    GENERAL_GLO_CIPHERING,
+    GLO_REQUESTS,
+    SecurityRefused,
+    ServerSecurity,
+    parse_ciphered,
+)
 from rig.sim.model import PhysicalModel
 
+CURRENT_ASSOCIATION_LN = bytes([0, 0, 40, 0, 0, 255])
 # Exception-Response: state-error, service-error
 SERVICE_NOT_ALLOWED, SERVICE_UNKNOWN = 1, 2
 OPERATION_NOT_POSSIBLE, SERVICE_NOT_SUPPORTED, SERVICE_OTHER_REASON = 1, 2, 3
@@ -76,10 +93,12 @@ class DlmsServer:
 
     transport = "dlms"
 
-    def __init__(self, role: str, model: PhysicalModel, password: bytes, hdlc: bool, latency_s: float):
+    def __init__(self, role: str, model: PhysicalModel, password: bytes, hdlc: bool, latency_s: float,
+                 security: ServerSecurity | None = None):
         self.role = role
         self.model = model
         self.password = password
+        self.security = security
         self.hdlc = hdlc
         self.latency_s = latency_s
         self.objects: dict[bytes, CosemObject] = {}
@@ -114,10 +133,45 @@ class DlmsServer:
                 self.model.truth.event("dlms.release", role=self.role, transport=link.transport,
                                        client_sap=client_sap)
             return b"\x63\x03\x80\x01\x00"
+        if tag in CIPHERED_REQUESTS:
+            return self._ciphered(link, client_sap, association, apdu)
+        if association is not None and association.ciphered:
+            return exception_response(SERVICE_NOT_ALLOWED, OPERATION_NOT_POSSIBLE)  # plain APDU, ciphered policy
+        return self._serve(link, client_sap, association, apdu)
+
+    def _ciphered(self, link: Link, client_sap: int, association: Association | None, apdu: bytes) -> bytes | None:
+        """A ciphered request: deciphered, served, and its answer ciphered in the same form."""
+        if association is None or not association.ciphered or self.security is None:
+            return exception_response(SERVICE_NOT_ALLOWED, OPERATION_NOT_POSSIBLE)
+        try:
+            frame = parse_ciphered(apdu)
+            plain = self.security.decipher(association.role, association.client_title, frame)
+            if frame.form in GLO_REQUESTS and plain[:1] != bytes([GLO_REQUESTS[frame.form]]):
+                raise SecurityRefused(DECIPHERING_ERROR, "glo-request holding another service")
+        except (DataError, SecurityRefused) as exc:
+            reason = exc.reason if isinstance(exc, SecurityRefused) else str(exc)
+            self.model.truth.event("dlms.ciphered_refused", role=self.role, transport=link.transport,
+                                   client_sap=client_sap, reason=reason)
+            code = exc.service_error if isinstance(exc, SecurityRefused) else DECIPHERING_ERROR
+            return exception_response(SERVICE_NOT_ALLOWED, code)
+        response = self._serve(link, client_sap, association, plain)
+        if response is None:
+            return None
+        if response[0] == 0xD8 and frame.form != GENERAL_GLO_CIPHERING:
+            return response  # no glo- form of an Exception-Response
+        ciphered = self.security.cipher(association.role, frame.form, response)
+        self.security.commit_keys()  # keys transferred by this request take effect after its answer
+        return ciphered
+
+    def _serve(self, link: Link, client_sap: int, association: Association | None, apdu: bytes) -> bytes | None:
+        """The answer to a plain (or deciphered) xDLMS request."""
+        tag = apdu[0] if apdu else 0
         if tag not in SERVICE_CONFORMANCE:
             return exception_response(SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
         if association is None:
             return exception_response(SERVICE_NOT_ALLOWED, OPERATION_NOT_POSSIBLE)
+        if not association.authenticated:
+            return self._reply_to_hls(link, client_sap, association, apdu)
         if not association.conformance & SERVICE_CONFORMANCE[tag]:
             return exception_response(SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
         if tag == 0xC0 and len(apdu) == 7 and apdu[1] == 2:
@@ -134,7 +188,34 @@ class DlmsServer:
             return self._get_answer(association, invoke, self._get(association, class_id, logical_name, index, rest))
         if tag == 0xC1:
             return bytes([0xC5, 1, invoke, self._set(association.role, class_id, logical_name, index, rest, by)])
-        return bytes([0xC7, 1, invoke, self._action(association.role, class_id, logical_name, index, rest, by), 0])
+        result = self._action(association.role, class_id, logical_name, index, rest, by)
+        if isinstance(result, tuple):
+            return bytes([0xC7, 1, invoke, result[0], 1, 0]) + result[1]
+        return bytes([0xC7, 1, invoke, result, 0])
+
+    def _reply_to_hls(self, link: Link, client_sap: int, association: Association, apdu: bytes) -> bytes:
+        """HLS-GMAC passes 3 and 4: the client's f(StoC) in reply_to_HLS_authentication is checked; when it
+        holds, the association is authenticated and the answer carries the meter's f(CtoS); when it does not, the
+        association is released. Any other request before it is refused."""
+        own = OWN_ASSOCIATIONS.get(association.role)
+        if not (len(apdu) >= 13 and apdu[:2] == b"\xc3\x01" and apdu[3:5] == b"\x00\x0f" and apdu[11] == 1
+                and apdu[5:11] in (CURRENT_ASSOCIATION_LN, own)):
+            return exception_response(SERVICE_NOT_ALLOWED, OPERATION_NOT_POSSIBLE)
+        invoke = apdu[2]
+        try:
+            tag, answer = decode_one(apdu[13:]) if apdu[12] == 1 else (None, None)
+        except (DataError, IndexError):
+            tag, answer = None, None
+        valid = tag == OCTET_STRING and self.security.client_answer_valid(
+            association.role, association.client_title, association.server_challenge, answer)
+        self.model.truth.event("dlms.hls", role=self.role, transport=link.transport, client_sap=client_sap,
+                               result="authenticated" if valid else "refused")
+        if not valid:
+            link.associations.pop(client_sap, None)
+            return bytes([0xC7, 1, invoke, OTHER_REASON, 0])
+        association.authenticated = True
+        proof = self.security.server_answer(association.role, association.client_challenge)
+        return bytes([0xC7, 1, invoke, 0, 1, 0]) + encode_octets(proof)
 
     def _get_answer(self, association: Association, invoke: int, response: bytes | int) -> bytes:
         """GET-Response-Normal, or its first block (GET-Response-With-Datablock) when the answer is longer than
@@ -213,7 +294,8 @@ class DlmsServer:
             return TYPE_UNMATCHED
         return obj.setters[index](data, by)
 
-    def _action(self, role: str, class_id: int, logical_name: bytes, index: int, rest: bytes, by: str) -> int:
+    def _action(self, role: str, class_id: int, logical_name: bytes, index: int, rest: bytes,
+                by: str) -> int | tuple[int, bytes]:
         obj = self._lookup(class_id, logical_name, index, method=True)
         if isinstance(obj, int):
             return obj
@@ -227,7 +309,7 @@ class DlmsServer:
 
     def _associate(self, link: Link, client_sap: int, aarq: bytes) -> bytes:
         try:
-            outcome = judge_aarq(client_sap, aarq_fields(aarq), self.password)
+            outcome = judge_aarq(client_sap, aarq_fields(aarq), self.password, self.security)
         except (DataError, IndexError, KeyError):
             outcome = (REJECTED_PERMANENT, DIAG_NO_REASON, None, None, None)
         result, diagnostic, mechanism, user_information, association = outcome
@@ -237,7 +319,8 @@ class DlmsServer:
         self.model.truth.event("dlms.association", role=self.role, transport=link.transport, client_sap=client_sap,
                                result="accepted" if result == ACCEPTED else "rejected-permanent",
                                diagnostic=DIAG_NAMES.get(diagnostic, str(diagnostic)))
-        return aare(result, diagnostic, mechanism, user_information)
+        return aare(result, diagnostic, mechanism, user_information, association,
+                    self.security.system_title if self.security is not None else None)
 
     # -- transports -------------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from aiohttp import web
 
 from rig import money
 from rig.sim.hes.api_base import (
+    AUDIT,
+    OPERATOR,
     Adjustment,
     ApiError,
     Conversion,
@@ -93,7 +95,7 @@ class AccountRoutes:
         amount, reference = body.amount, body.reference
         try:
             credited = self.engine.policy.recharge(account.state, amount)
-        except money.MoneyError as exc:
+        except (money.MoneyError, ArithmeticError) as exc:  # an exponent beyond decimal arithmetic too
             raise field_error("amount", f"account {account.state.account_id}: {exc}") from None
         if reference is not None and reference in account.recharge_refs:
             raise ApiError(409, f"account {account.state.account_id}: recharge {reference!r} was already credited")
@@ -101,7 +103,10 @@ class AccountRoutes:
             account.recharge_refs.add(reference)
         account.state = credited
         self.engine.record("recharge", account=account.state.account_id, amount=amount, reference=reference,
-                           balance=account.state.balance, arrears=account.state.arrears)
+                           balance=account.state.balance, arrears=account.state.arrears,
+                           by=request[OPERATOR].name)
+        request[AUDIT].detail = {"amount": money.text(amount), "reference": reference,
+                                   "balance": money.text(account.state.balance)}
         reconnect = None
         if account.state.balance > 0 and account.supply == "disconnected" and not account.in_flight:
             reconnect = self.engine.queue(account, "connect", "recharge")
@@ -116,10 +121,13 @@ class AccountRoutes:
         state = account.state
         try:
             account.state = self.engine.policy.adjust(state, amount)
-        except money.MoneyError as exc:
+        except (money.MoneyError, ArithmeticError) as exc:  # an exponent beyond decimal arithmetic too
             raise field_error("amount", f"account {state.account_id}: {exc}") from None
         self.engine.record("adjustment", account=state.account_id, amount=amount, reason=body.reason,
-                           balance=account.state.balance, arrears=account.state.arrears)
+                           balance=account.state.balance, arrears=account.state.arrears,
+                           by=request[OPERATOR].name)
+        request[AUDIT].detail = {"amount": money.text(amount), "reason": body.reason,
+                                   "balance": money.text(account.state.balance)}
         self.engine.note_emergency_credit(account, state)
         self.engine.evaluate(account)
         return json_answer(self.engine.account_json(account))

@@ -11,6 +11,8 @@ by the field they are in.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -19,10 +21,25 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from rig import money
+from rig.sim.hes.auth import Operator
 from rig.sim.hes.engine import Account, PrepaidEngine
 
 JSON_TYPES = ("application/json",)
 MAX_CLOCK_OFFSET_S = 10 * 366 * 86400.0
+
+
+@dataclass
+class AuditNote:
+    """What a route tells the audit log about its request (rig/sim/hes/audit.py)."""
+
+    action: str | None = None  # default: the route's action (rig/sim/hes/auth.py)
+    accounts: list[str] | None = None  # default: the account of the path
+    held: bool = False  # a group command held for a second approver
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+OPERATOR = web.RequestKey("operator", Operator)  # who sent the request (the middleware's)
+AUDIT = web.RequestKey("audit", AuditNote)
 
 
 class ApiError(Exception):
@@ -51,8 +68,19 @@ def _number(value: Any) -> Any:
     return value
 
 
-Amount = Annotated[Decimal, BeforeValidator(money.in_paise)]  # bounded by the policy (recharge, adjust)
-Tariff = Annotated[Decimal, BeforeValidator(money.rate)]
+def _arithmetic_refused(convert: Callable[[Any], Decimal]) -> Callable[[Any], Decimal]:
+    """convert, with an arithmetic error (a decimal's exponent beyond what decimal arithmetic holds) refused as a
+    ValueError, so that the field is named (422) rather than the request failing."""
+    def checked(value: Any) -> Decimal:
+        try:
+            return convert(value)
+        except ArithmeticError as exc:
+            raise ValueError(f"is not a number decimal arithmetic can hold ({type(exc).__name__})") from None
+    return checked
+
+
+Amount = Annotated[Decimal, BeforeValidator(_arithmetic_refused(money.in_paise))]  # bounded by the policy
+Tariff = Annotated[Decimal, BeforeValidator(_arithmetic_refused(money.rate))]
 Seconds = Annotated[float, BeforeValidator(_number), Field(ge=-MAX_CLOCK_OFFSET_S, le=MAX_CLOCK_OFFSET_S)]
 
 
@@ -123,12 +151,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
 
 
 def _json_object(raw: bytes) -> dict:
-    """The body as one JSON object, numbers as exact decimals; 400 otherwise."""
+    """The body as one JSON object, numbers as exact decimals; 400 otherwise (also for a body nested deeper than
+    the decoder recurses, and a number whose exponent decimal arithmetic cannot hold)."""
     try:
         data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=float,
                           object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "the body is not valid JSON: nested too deeply to read") from None
+    except ArithmeticError as exc:
+        raise ApiError(400, f"the body is not valid JSON: a number beyond decimal arithmetic "
+                            f"({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
     return data

@@ -30,6 +30,7 @@ class Command:
     action: str  # disconnect, connect
     origin: str  # prepaid, recharge, emergency_credit, operator, group
     group: str | None = None
+    requested_by: str | None = None  # the operator who asked for it; None: the HES's own (prepaid, recharge)
     status: str = "queued"  # queued, sent, retrying, then executed, failed or cancelled
     error: str | None = None
     reason: str | None = None  # why it was cancelled
@@ -38,8 +39,8 @@ class Command:
 
     def as_json(self) -> dict:
         return {"id": self.id, "account": self.account, "action": self.action, "origin": self.origin,
-                "group": self.group, "status": self.status, "error": self.error, "reason": self.reason,
-                "attempts": self.attempts, "history": self.history}
+                "group": self.group, "requested_by": self.requested_by, "status": self.status, "error": self.error,
+                "reason": self.reason, "attempts": self.attempts, "history": self.history}
 
 
 class CommandExecutor:
@@ -51,8 +52,10 @@ class CommandExecutor:
         self.commands: dict[str, Command] = {}
         self._ids = itertools.count(1)
 
-    def queue(self, account: Account, action: str, origin: str, group: str | None = None) -> Command:
-        command = Command(f"cmd-{next(self._ids)}", account.state.account_id, account.position, action, origin, group)
+    def queue(self, account: Account, action: str, origin: str, group: str | None = None,
+              by: str | None = None) -> Command:
+        command = Command(f"cmd-{next(self._ids)}", account.state.account_id, account.position, action, origin, group,
+                          by)
         self.commands[command.id] = command
         account.in_flight = command.id
         self._set_status(command, "queued")

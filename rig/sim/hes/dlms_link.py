@@ -3,10 +3,13 @@
 Every register read and every disconnect or reconnect is first carried by the position's radio link
 (`model.radio(position).carry`: queued while the modem is unregistered, polls on 2G, latency and retries), then
 performed as a real DLMS/COSEM exchange with that position's twin meter over the IEC 62056-47 TCP wrapper on
-loopback, as the meter-reader client (SAP 32, LLS with the meter's password). The exchange is dlms-cosem's
-(sans-IO `DlmsConnection` and wrapper classes) on asyncio streams. One association per meter, opened on first
-use (the meter's port is known only once it serves) and dropped after any failure, so the next exchange opens a
-fresh one. A meter whose communication module is down (no supply voltage) gives no answer.
+loopback, as utility settings (client SAP 48, HLS-GMAC with the meter's global keys, which the head end holds;
+every APDU authenticated and encrypted). Before each association the public client (SAP 16) reads the
+association's invocation counter (0.0.43.1.3.255) and the head end goes on above it and above its own last one.
+The exchange is dlms-cosem's (sans-IO `DlmsConnection` and wrapper classes) on asyncio streams. One association
+per meter, opened on first use (the meter's port is known only once it serves) and dropped after any failure, so
+the next exchange opens a fresh one. A meter whose communication module is down (no supply voltage) gives no
+answer.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
 
-from dlms_cosem import cosem, dlms_data, enumerations
+from dlms_cosem import cosem, dlms_data, enumerations, state
 from dlms_cosem.connection import DlmsConnection
 from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.protocol.wrappers import WrapperHeader, WrapperProtocolDataUnit
@@ -28,7 +31,10 @@ from rig.sim.model import PhysicalModel
 
 T = TypeVar("T")
 
-READER_SAP, SERVER_SAP = 32, 1
+PUBLIC_SAP, UTILITY_SAP, SERVER_SAP = 16, 48, 1
+HES_SYSTEM_TITLE = b"RIGHES01"
+INVOCATION_COUNTER = cosem.Obis(0, 0, 43, 1, 3, 255)  # of the utility settings association
+CURRENT_ASSOCIATION = cosem.Obis(0, 0, 40, 0, 0, 255)
 ENERGY_IMPORT = cosem.Obis(1, 0, 1, 8, 0, 255)
 DISCONNECT_CONTROL = cosem.Obis(0, 0, 96, 3, 10, 255)
 UNIT_WH = 30
@@ -41,20 +47,28 @@ class MeterUnreachable(ConnectionError):
 
 
 class _Association:
-    """One TCP wrapper connection to a meter with the reader's association on it."""
+    """One TCP wrapper connection to a meter with a client's association on it: utility settings (HLS-GMAC) with
+    `keys` (encryption, authentication), else the public client."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, password: bytes):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 keys: tuple[bytes, bytes] | None = None, invocation_counter: int = 0):
         self.reader = reader
         self.writer = writer
-        self.connection = DlmsConnection(client_system_title=None, password=password,
-                                         authentication_method=enumerations.AuthenticationMechanism.LLS)
+        self.client_sap = UTILITY_SAP if keys else PUBLIC_SAP
+        if keys:
+            self.connection = DlmsConnection(
+                client_system_title=HES_SYSTEM_TITLE, global_encryption_key=keys[0], global_authentication_key=keys[1],
+                authentication_method=enumerations.AuthenticationMechanism.HLS_GMAC,
+                client_invocation_counter=invocation_counter)
+        else:
+            self.connection = DlmsConnection(client_system_title=None)
         self.energy_scaler: int | None = None
         self.last_used = time.monotonic()
 
     async def exchange(self, apdu):
         self.last_used = time.monotonic()
         data = self.connection.send(apdu)
-        header = WrapperHeader(source_wport=READER_SAP, destination_wport=SERVER_SAP, length=len(data))
+        header = WrapperHeader(source_wport=self.client_sap, destination_wport=SERVER_SAP, length=len(data))
         self.writer.write(WrapperProtocolDataUnit(data, header).to_bytes())
         await self.writer.drain()
         answer = WrapperHeader.from_bytes(await self.reader.readexactly(8))
@@ -63,13 +77,23 @@ class _Association:
 
     async def associate(self) -> None:
         aarq = self.connection.get_aarq()
-        aarq.system_title = None  # LLS, no ciphering: no calling AP title
+        if self.client_sap == PUBLIC_SAP:
+            aarq.system_title = None  # no ciphering: no calling AP title
         aare = await self.exchange(aarq)
         if not isinstance(aare, acse.ApplicationAssociationResponse):
             raise MeterUnreachable(f"sent an AARQ, got {type(aare).__name__}")
         if aare.result is not enumerations.AssociationResult.ACCEPTED:
             raise MeterUnreachable(f"association refused ({aare.result.name.lower()}, "
                                    f"{aare.result_source_diagnostics!r})")
+        if self.connection.state.current_state is state.SHOULD_SEND_HLS_SEVER_CHALLENGE_RESULT:
+            method = cosem.CosemMethod(enumerations.CosemInterface.ASSOCIATION_LN, CURRENT_ASSOCIATION, 1)
+            reply = dlms_data.OctetStringData(self.connection.get_hls_reply()).to_bytes()
+            answer = await self.exchange(xdlms.ActionRequestNormal(method, reply))
+            if self.connection.state.current_state is not state.READY:
+                raise MeterUnreachable(f"HLS-GMAC authentication failed: {_describe(answer)}")
+
+    async def release(self) -> None:
+        await self.exchange(self.connection.get_rlrq())
 
     async def get(self, logical_name: cosem.Obis, class_id: int, index: int):
         attribute = cosem.CosemAttribute(enumerations.CosemInterface(class_id), logical_name, index)
@@ -120,6 +144,7 @@ class DlmsMeterLink:
         self.deadline_s = deadline_s
         self.meters: dict[int, DlmsMeterSim] = {}
         self._associations: dict[int, _Association] = {}
+        self._invocation_counters: dict[int, int] = {}  # position -> the last one the head end used
 
     def add_meter(self, position: int, meter: DlmsMeterSim) -> None:
         self.meters[position] = meter
@@ -160,6 +185,7 @@ class DlmsMeterLink:
         except Exception as exc:  # noqa: BLE001 - socket, protocol and library errors alike end the association
             association = self._associations.pop(position, None)
             if association is not None:
+                self._keep_counter(position, association)
                 association.close()
             reason = "no answer within the deadline" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             raise MeterUnreachable(f"{where}: {what}: {reason}") from None
@@ -168,16 +194,41 @@ class DlmsMeterLink:
                               body: Callable[[_Association], Awaitable[T]]) -> T:
         association = self._associations.get(position)
         if association is not None and time.monotonic() - association.last_used > IDLE_RELEASE_S:
+            self._keep_counter(position, association)
             association.close()  # the meter closes a connection idle for its inactivity timeout (~120 s)
             association = None
         if association is None:
             if meter.port is None:
                 raise MeterUnreachable("the meter does not serve yet")
+            counter = max(await self._read_invocation_counter(meter), self._invocation_counters.get(position, 0))
+            setup = meter.security.setup("utility")
             reader, writer = await asyncio.open_connection("127.0.0.1", meter.port)
-            association = _Association(reader, writer, meter.password)
+            association = _Association(reader, writer, (setup.encryption_key, setup.authentication_key),
+                                       counter + 1)
             self._associations[position] = association
             await association.associate()
-        return await body(association)
+        try:
+            return await body(association)
+        finally:
+            self._keep_counter(position, association)
+
+    def _keep_counter(self, position: int, association: _Association) -> None:
+        used = association.connection.client_invocation_counter - 1
+        self._invocation_counters[position] = max(self._invocation_counters.get(position, 0), used)
+
+    async def _read_invocation_counter(self, meter: DlmsMeterSim) -> int:
+        """The utility association's invocation counter, read by the public client on a connection of its own."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", meter.port)
+        public = _Association(reader, writer)
+        try:
+            await public.associate()
+            value = await public.get(INVOCATION_COUNTER, 1, 2)
+            await public.release()
+        finally:
+            public.close()
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MeterUnreachable(f"invocation counter 0.0.43.1.3.255 is {value!r}, not an integer")
+        return value
 
     async def close(self) -> None:
         for association in self._associations.values():

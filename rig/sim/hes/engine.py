@@ -21,6 +21,8 @@ from rig import money
 from rig.errors import ConfigError
 from rig.money import CumulativeCharge
 from rig.prepaid import AccountState, Blocker, PrepaidPolicy, emergency_credit_left, load_policy
+from rig.sim.hes.audit import AuditLog
+from rig.sim.hes.auth import Role
 from rig.sim.hes.commands import Command, CommandExecutor
 from rig.sim.hes.hooks import EngineHooks
 from rig.sim.hes.meter_link import MeterLink
@@ -53,7 +55,10 @@ class HesSettings(BaseModel):
     meter_link: Literal["dlms", "model"] = "dlms"  # DLMS/COSEM over the radio link (DlmsMeterLink) or the model
     dlms_deadline_s: Annotated[float, Field(gt=0)] = 5.0  # one DLMS exchange with a meter, once the radio carried it
     read_deadline_s: Annotated[float, Field(gt=0)] = 1.5  # an on-demand read answers 504 without a reading by then
-    token: str | None = None  # bearer token the API demands, if set
+    token: str | None = None  # a lone administrator's bearer token (operator "operator"), besides `operators`
+    operators: dict[str, Role] = {}  # operator -> role; each one's token is the secret token_<operator>
+    auth_realm: str = "hes"  # the realm of the WWW-Authenticate challenge
+    approval_above_meters: Annotated[int, Field(ge=1)] = 10  # a larger group disconnect needs a second approver
     log_requests: bool = False  # every HTTP request as a 'hes.request' truth event
     manufacturer: str = "Rig twin"
     product: str = "HES-SIM"
@@ -115,6 +120,7 @@ class PrepaidEngine:
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
         self.executor = CommandExecutor(self)
+        self.audit = AuditLog()
 
     # -- clock ---------------------------------------------------------------------------------------------
 
@@ -123,10 +129,14 @@ class PrepaidEngine:
         elapsed = self.model.clock() - self._mono_origin + self.offset_s
         return (self._local_origin + timedelta(seconds=elapsed)).astimezone(self.policy.tz)
 
-    def set_clock(self, local_time: datetime) -> None:
+    def offset_for(self, local_time: datetime) -> float:
+        """The clock offset that makes the HES's clock read local_time now (naive: in the policy's zone)."""
         if local_time.tzinfo is None:
             local_time = local_time.replace(tzinfo=self.policy.tz)
-        self.set_offset(self.offset_s + (local_time - self.local_now()).total_seconds())
+        return self.offset_s + (local_time - self.local_now()).total_seconds()
+
+    def set_clock(self, local_time: datetime) -> None:
+        self.set_offset(self.offset_for(local_time))
 
     def set_offset(self, offset_s: float) -> None:
         self.offset_s = offset_s
@@ -304,8 +314,10 @@ class PrepaidEngine:
         for account in self.accounts.values():
             self.evaluate(account)
 
-    def queue(self, account: Account, action: str, origin: str, group: str | None = None) -> Command:
-        return self.executor.queue(account, action, origin, group)
+    def queue(self, account: Account, action: str, origin: str, group: str | None = None,
+              by: str | None = None) -> Command:
+        """A command for the account; `by` names the operator who asked for it (None: the HES itself)."""
+        return self.executor.queue(account, action, origin, group, by)
 
 
 def _exact_energy(energy_wh: Decimal | int | float) -> Decimal:

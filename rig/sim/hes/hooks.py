@@ -34,6 +34,18 @@ class EngineHooks:
         """Why a due, unblocked disconnect is held back at this instant (None: it goes ahead)."""
         return None
 
+    def checks_operators(self) -> bool:
+        """Requests need a valid bearer token and a role with the right."""
+        return True
+
+    def needs_approval(self, meters: int, approval_above_meters: int) -> bool:
+        """A group disconnect of this many meters waits for a second operator's approval."""
+        return meters > approval_above_meters
+
+    def audits(self) -> bool:
+        """Commands and refused attempts enter the audit log."""
+        return True
+
 
 class DefectiveHes(EngineHooks):
     """A head end with the defects of the `hes:` section."""
@@ -64,6 +76,15 @@ class DefectiveHes(EngineHooks):
         if account.exhausted_at is not None and now < account.exhausted_at + delay_s:
             return f"defect disconnect_delay_s {delay_s:g} s"
         return None
+
+    def checks_operators(self) -> bool:
+        return not self.defects.no_auth
+
+    def needs_approval(self, meters: int, approval_above_meters: int) -> bool:
+        return not self.defects.skip_approval and meters > approval_above_meters
+
+    def audits(self) -> bool:
+        return not self.defects.no_audit
 
 
 def hes_hooks(defects: HesDefects) -> EngineHooks:
