@@ -56,8 +56,8 @@ REGISTRATION_STATUS = {0: "not registered", 1: "registered, home network", 2: "s
 TECHNOLOGY_OF_SCAN_MODE = {0: "auto", 1: "2g", 3: "4g"}
 SCAN_MODE_OF_TECHNOLOGY = {name: mode for mode, name in TECHNOLOGY_OF_SCAN_MODE.items()}
 FINAL_ERROR = re.compile(r"^\+CM[ES] ERROR: ?(.*)$")
-INTEGER = re.compile(r"^-?\d+$")
-REGISTRATION_URC = re.compile(r'^\+C(E|G)?REG: ?(\d+)(,"[^"]*","[^"]*"(?:,(\d+))?.*)?$')
+INTEGER = re.compile(r"^-?\d{1,10}$")  # AT numbers are small: a longer run of digits is garbage, not an integer
+REGISTRATION_URC = re.compile(r'^\+C(E|G)?REG: ?(\d{1,10})(,"[^"]*","[^"]*"(?:,(\d{1,10}))?.*)?$')
 # unsolicited result codes a Quectel sends unasked (27.007, EC25 manual 'URC'); a reply only to its own command
 URC_PREFIXES = ("RDY", "POWERED DOWN", "+CPIN:", "+CFUN:", "+QIND:", "+QUSIM:", "+QSIMSTAT:", "+CTZE:", "+CTZV:",
                 "+QIURC:", "+CMTI:", "+CUSD:", "+QNITZ:", "RING")

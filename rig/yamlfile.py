@@ -92,11 +92,63 @@ def read_yaml(path: Path, what: str) -> tuple[Any, yaml.Node | None]:
             loc, key, first_line = duplicate
             raise ConfigError(f"{path}:{key.start_mark.line + 1}: {dotted(loc)}: given twice (first at line "
                               f"{first_line}); the second would silently replace the first")
+        cycle = _alias_inside_itself(root)
+        if cycle is not None:
+            raise ConfigError(f"{path}:{cycle.start_mark.line + 1}: {what} holds an alias inside its own anchor "
+                              f"(a structure that contains itself)")
         return yaml.SafeLoader("").construct_document(root), root
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {what} is nested too deeply to read") from None
+    except (ValueError, TypeError, AttributeError) as exc:  # pyyaml's constructors: 2020-13-45, !!int abc, ...
+        node = _unreadable_scalar(root)
+        where = f"{path}:{node.start_mark.line + 1}: {node.value[:40]!r}" if node is not None else str(path)
+        raise ConfigError(f"{where}: not a value its form or tag allows ({exc})") from None
+
+
+def _alias_inside_itself(root: yaml.Node) -> yaml.Node | None:
+    """A collection node that contains itself through an alias ('a: &x [*x]'), or None."""
+    walking, walked = set(), set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            walking.discard(id(node))
+            walked.add(id(node))
+            continue
+        if id(node) in walking:
+            return node
+        if id(node) in walked or not isinstance(node, yaml.CollectionNode):
+            continue
+        walking.add(id(node))
+        stack.append((node, True))
+        children = [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else node.value
+        stack.extend((child, False) for child in children)
+    return None
+
+
+def _unreadable_scalar(root: yaml.Node | None) -> yaml.ScalarNode | None:
+    """The first scalar whose tag cannot construct it (a date such as 2020-13-45), for the error's line."""
+    loader = yaml.SafeLoader("")
+    stack, seen = [root] if root is not None else [], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                loader.construct_object(node)
+            except (ValueError, TypeError, AttributeError, yaml.YAMLError):
+                return node
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(reversed([part for pair in node.value for part in pair]))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return None
 
 
 def field_error(where: str, root: yaml.Node | None, loc: tuple, message: str, more: int = 0) -> ConfigError:

@@ -56,8 +56,9 @@ ACT = {"4g": 7, "2g": 0}
 BAUD_RATES = (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 S_REGISTERS = {0: 0, 3: 13, 4: 10, 5: 8, 6: 2, 7: 0, 8: 2, 10: 15}  # V.250 6.2 defaults
 EXTENDED = re.compile(r"^([+$^#%*][A-Z0-9!%\-./:_]+)(=\?|\?|=(.*))?$", re.DOTALL)
-BASIC = re.compile(r"^(&?[A-Z])(\d*)$")
-S_COMMAND = re.compile(r"^S(\d+)(\?|=(\d*))$")
+# numbers of at most 9 digits: a longer one is a syntax error (ERROR), never an integer to convert
+BASIC = re.compile(r"^(&?[A-Z])(\d{0,9})$")
+S_COMMAND = re.compile(r"^S(\d{1,9})(\?|=(\d{0,9}))$")
 NUMERIC_CODES = {"OK": "0", "ERROR": "4"}
 
 
@@ -108,7 +109,7 @@ def split_arguments(text: str) -> list[str]:
 
 def integer(argument: str, allowed) -> int:
     """The integer argument, one of `allowed`; else +CME ERROR 50."""
-    if not re.fullmatch(r"\d+", argument) or int(argument) not in allowed:
+    if not re.fullmatch(r"\d{1,9}", argument) or int(argument) not in allowed:
         raise AtError(50)
     return int(argument)
 
