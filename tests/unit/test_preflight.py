@@ -121,7 +121,7 @@ def test_a_position_driver_setting_is_named_by_its_position(tmp_path):
     path = write_bench(tmp_path, edit=lambda d: d["positions"][1]["interface"].update(settings={"client": "admin"}))
     line = line_of(path, "client: admin")
     assert refused(path) == (f"{path}:{line}: positions.1.interface.settings.client: 'admin' is not one of public, "
-                             f"reader")
+                             f"reader, utility")
 
 
 def test_a_modem_baudrate_that_is_not_a_number(tmp_path):
