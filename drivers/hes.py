@@ -4,7 +4,8 @@ API (resource = base URL, e.g. http://127.0.0.1:8080 or https://hes.example/api/
 /clock (PUT: local_time or offset_s), /tariff (PUT: per_kwh), /accounts, /accounts/{id} (PATCH: converted_at);
 POST /accounts/{id}/read, /recharge, /adjustment, /emergency-credit, /disconnect, /connect; POST /group-commands,
 GET /group-commands/{id}, POST /group-commands/{id}/approve and /reject, GET /commands, /commands/{id}, /alerts,
-/events, /audit.
+/events, /audit; a fleet head end also POST and GET /fleet/meters (registered in batches of FLEET_BATCH, listed a
+page at a time), GET /fleet/metrics, POST /fleet/metrics/reset, and names its push port in GET /status.
 
 Authentication: every request carries the bearer token (RFC 6750) of the operator the rig acts as: setting
 `operator` names it and its token is the secret `token_<operator>` (without `operator`: the secret `token`).
@@ -38,13 +39,14 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from drivers.http_deadline import DeadlineTransport, deadline
+from drivers.http_deadline import MAX_ANSWER_BYTES, DeadlineTransport, deadline
 from rig import money
 from rig.config import DriverSettings
 from rig.driver import Driver, Identity
 from rig.errors import ConfigError, HeadEndError, InstrumentError, InstrumentTimeout, SetpointRefused
 from rig.resources import Accepts
 from rig.roles import Account, Alert, AuditEntry, Command, Credited, EmergencyCredit, GroupCommand, HeadEnd
+from rig.roles.headend import FleetMeterSpec
 
 
 class HesRefused(SetpointRefused, ConfigError):
@@ -65,6 +67,11 @@ _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdi
 _MISSING = object()
 T = TypeVar("T")
 _INTEGER_TEXT = re.compile(r"-?\d{1,18}")
+FLEET_BATCH = 2000  # fleet meters per POST /fleet/meters
+FLEET_PAGE = 1000  # fleet meters per GET /fleet/meters
+LISTS_ANSWER_BYTES = 64 << 20  # answers that grow with a fleet: lists, group commands, fleet pages
+LISTING_PATHS = ("/accounts", "/commands", "/group-commands", "/events", "/alerts", "/audit", "/fleet/")
+SENT_SHOWN = 400  # characters of a request shown in an error message
 
 
 def shown(value: Any) -> str:
@@ -384,25 +391,27 @@ class HesClient(Driver, HeadEnd):
         query = {k: v for k, v in (params or {}).items() if v is not None}
         target = path + (f"?{httpx.QueryParams(query)}" if query else "")
         sent = f"{method} {target}" + (f" {json.dumps(body, separators=(',', ':'))}" if body is not None else "")
+        shown_sent = sent if len(sent) <= SENT_SHOWN else f"{sent[:SENT_SHOWN]}... ({len(sent)} characters)"
         t_sent = time.monotonic()
         try:
-            with deadline(self.config.timeout_s):
+            cap = LISTS_ANSWER_BYTES if path.startswith(LISTING_PATHS) else MAX_ANSWER_BYTES
+            with deadline(self.config.timeout_s, cap):
                 response = client.request(method, path, json=body, params=query or None)
         except httpx.TimeoutException:
             self._resync = True
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note="timeout")
             raise InstrumentTimeout(f"{self.role} ({self.address}): no answer within {self.config.timeout_s:g} s "
-                                    f"to {sent!r}") from None
+                                    f"to {shown_sent!r}") from None
         except httpx.HTTPError as exc:
             self._resync = True
             self.transcript.record(self.role, sent, None, t_mono=t_sent, note=str(exc))
-            raise InstrumentError(f"{self.role} ({self.address}): {sent!r} failed: {exc}") from None
+            raise InstrumentError(f"{self.role} ({self.address}): {shown_sent!r} failed: {exc}") from None
         text = response.text
         self.transcript.record(self.role, sent, f"{response.status_code} {text}", t_mono=t_sent)
         if response.status_code >= 400:
-            raise self._refusal(sent, response.status_code, self._redacted(text))
+            raise self._refusal(shown_sent, response.status_code, self._redacted(text))
         try:
-            return answer_json(response.content, f"{self.role} ({self.address}): {sent!r} answered "
+            return answer_json(response.content, f"{self.role} ({self.address}): {shown_sent!r} answered "
                                                  f"{response.status_code}")
         except HesAnswerError as exc:
             self._resync = True
@@ -584,3 +593,53 @@ class HesClient(Driver, HeadEnd):
 
     def set_clock_offset(self, offset_s: float) -> datetime:
         return self._ask(local_time_of, "PUT", "/clock", {"offset_s": offset_s})
+
+    # -- fleet ---------------------------------------------------------------------------------------------
+
+    def register_fleet_meters(self, meters: list[FleetMeterSpec]) -> int:
+        """Register fleet meters in batches of FLEET_BATCH; how many were registered. A batch the head end refuses
+        raises (those before it stay registered). Never re-sent."""
+        registered = 0
+        for start in range(0, len(meters), FLEET_BATCH):
+            body = {"meters": [self._fleet_meter_body(meter) for meter in meters[start:start + FLEET_BATCH]]}
+            registered += self._ask(lambda answer, what: AnswerFields(answer, what).integer("registered"),
+                                    "POST", "/fleet/meters", body)
+        return registered
+
+    def _fleet_meter_body(self, meter: FleetMeterSpec) -> dict:
+        body: dict[str, Any] = {"serial": meter.serial, "endpoint": meter.endpoint}
+        if meter.balance is not None:
+            try:
+                body["balance"] = money.text(money.amount(meter.balance))
+            except money.MoneyError as exc:
+                raise HesRefused(f"{self.role} ({self.address}): opening balance of fleet meter {meter.serial} "
+                                 f"{meter.balance!r} refused: {exc}; nothing was sent") from None
+        body.update({key: value for key, value in (("group", meter.group), ("feeder", meter.feeder)) if value})
+        return body
+
+    def fleet_meters(self, group: str | None = None, feeder: str | None = None,
+                     reachable: bool | None = None) -> list[dict]:
+        """Every fleet meter the head end holds (filtered), read a page at a time."""
+        params: dict[str, Any] = {"group": group, "feeder": feeder, "limit": FLEET_PAGE,
+                                  "reachable": None if reachable is None else str(reachable).lower()}
+        meters: list[dict] = []
+        while True:
+            page = self._ask(json_object, "GET", "/fleet/meters", params={**params, "offset": len(meters)})
+            fields = AnswerFields(page, f"{self.role} ({self.address}): GET /fleet/meters answer")
+            items = [json_object(item, fields.what, f"meters[{index}].")
+                     for index, item in enumerate(fields.items("meters"))]
+            meters += items
+            if not items or len(meters) >= fields.integer("total"):
+                return meters
+
+    def fleet_metrics(self) -> dict:
+        return self._ask(json_object, "GET", "/fleet/metrics")
+
+    def reset_fleet_metrics(self) -> dict:
+        return self._ask(json_object, "POST", "/fleet/metrics/reset")
+
+    def push_endpoint(self) -> tuple[str, int] | None:
+        """(host, port) of the head end's push listener, from GET /status push_port and this client's host."""
+        port = self._ask(lambda answer, what: AnswerFields(answer, what).integer("push_port", None), "GET", "/status")
+        return (httpx.URL(self.address).host, port) if port is not None else None
+

@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     add_certificate_and_history(sub)
+    from rig.fleet.cli import add_fleet_commands
+
+    add_fleet_commands(sub)
     return parser
 
 

@@ -7,6 +7,9 @@ disconnect, administrator); the role acts as the bench's operator, and `as_opera
 `without_token()` and `with_unknown_token()` give a head end acting as another (use it in a `with` block).
 A group disconnect above the head end's blast radius waits for a second operator (`approve_group`); every command
 and refused attempt is in its audit log (`audit`).
+A head end that serves a fleet (the twin's: rig/sim/hes/fleet.py) registers fleet meters in bulk
+(`register_fleet_meters`), lists them (`fleet_meters`), says where meters push (`push_endpoint`) and reports its
+fleet metrics (`fleet_metrics`); one without a fleet API raises NotImplementedError there.
 Money is `decimal.Decimal` in whole paise (rig.money): balances, amounts and emergency credit; the tariff to
 0.0001 per kWh. An amount a plan passes may be a Decimal, an int, a decimal string or a float whose shortest
 text has at most two decimals (500.0, 12.25); a plan rounds what it computes with `rig.money.paise` first.
@@ -151,6 +154,18 @@ class AuditEntry(Answer):
         return dict(self.raw) or {k: v for k, v in asdict(self).items() if k != "raw"}
 
 
+@dataclass(frozen=True)
+class FleetMeterSpec:
+    """A fleet meter to register: serial, endpoint ('tcp://127.x.y.z:port'), opening balance (None: the head end's
+    default) and optional group and feeder tags."""
+
+    serial: str
+    endpoint: str
+    balance: Decimal | None = None
+    group: str | None = None
+    feeder: str | None = None
+
+
 class HeadEnd(ABC):
     """What a plan asks of the head end."""
 
@@ -260,3 +275,25 @@ class HeadEnd(ABC):
     def pending_command(self, account: str) -> Command | None:
         """The account's command the head end has not settled, if any."""
         return next((c for c in self.commands(account=account) if not c.settled), None)
+
+    # -- fleet (optional) ------------------------------------------------------------------------------------
+
+    def register_fleet_meters(self, meters: list[FleetMeterSpec]) -> int:
+        """Register fleet meters, each with its prepaid account; how many were registered."""
+        raise NotImplementedError(f"{type(self).__name__} has no fleet API")
+
+    def fleet_meters(self, group: str | None = None, feeder: str | None = None,
+                     reachable: bool | None = None) -> list[dict]:
+        """Every fleet meter (account fields and the head end's view of the meter), in registration order."""
+        raise NotImplementedError(f"{type(self).__name__} has no fleet API")
+
+    def fleet_metrics(self) -> dict:
+        """Reads done and failed, command latencies, pushes, concurrent exchanges (the head end's own counts)."""
+        raise NotImplementedError(f"{type(self).__name__} has no fleet API")
+
+    def reset_fleet_metrics(self) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} has no fleet API")
+
+    def push_endpoint(self) -> tuple[str, int] | None:
+        """(host, port) where meters push their notifications; None if the head end listens for none."""
+        raise NotImplementedError(f"{type(self).__name__} has no fleet API")

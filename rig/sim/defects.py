@@ -81,6 +81,10 @@ class HesDefects(Strict):
     no_auth: bool = False  # serves every request without a valid token and whatever the operator's role
     skip_approval: bool = False  # a group disconnect above approval_above_meters runs without a second approver
     no_audit: bool = False  # commands and refused attempts never enter the audit log
+    batch_without_balance_check: bool = False  # group disconnects skip every eligibility check (balance, windows)
+    storm_drops_commands_pct: Annotated[float, Field(ge=0, le=100)] = 0.0  # with more commands pending than
+    # STORM_PENDING_COMMANDS (rig/sim/hes/hooks.py), this share of new ones is acknowledged and never sent
+    reconnect_all_at_once: bool = False  # no bound on concurrent DLMS exchanges with fleet meters
 
 
 class LinkDefects(Strict):

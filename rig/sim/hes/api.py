@@ -23,6 +23,10 @@ By default (`meter_link: dlms`) the HES reaches each twin DLMS meter as a DLMS/C
 radio link (rig/sim/hes/dlms_link.py); each account is read by its own task. An on-demand read
 (POST /accounts/{id}/read) answers 200 only with a fresh reading: 502 when the meter could not be read, 504 when
 no reading came within `read_deadline_s`.
+
+Fleet meters (rig/sim/hes/fleet.py, routes api_fleet.py) are registered over POST /fleet/meters beside the
+positions, reached at their own endpoints, read by a scheduler that spreads the reads over the read interval, and
+heard on the push listener (`push_port`, announced in GET /status).
 """
 
 from __future__ import annotations
@@ -53,10 +57,12 @@ from rig.sim.hes.api_base import (
     json_answer,
 )
 from rig.sim.hes.api_commands import CommandRoutes
+from rig.sim.hes.api_fleet import FleetRoutes
 from rig.sim.hes.audit import outcome_of
 from rig.sim.hes.auth import ANONYMOUS, ROUTE_PERMISSIONS, AuthFailure, Operator, Operators
 from rig.sim.hes.dlms_link import DlmsMeterLink
 from rig.sim.hes.engine import HesSettings, PrepaidEngine
+from rig.sim.hes.fleet import Fleet
 from rig.sim.hes.hooks import hes_hooks
 from rig.sim.hes.meter_link import MeterLink, ModelMeterLink
 from rig.sim.model import PhysicalModel
@@ -80,6 +86,7 @@ class HesSim:
         if self.settings.meter_link == "dlms":
             link = DlmsMeterLink(model, self.model_link, by=role, deadline_s=self.settings.dlms_deadline_s)
         self.engine = PrepaidEngine(role, model, self.settings, link, hes_hooks(model.defects.hes))
+        self.fleet = self.engine.fleet = Fleet(self.engine, self.settings)
         tokens = {key: value for key, value in settings.items() if key.startswith("token_") and isinstance(value, str)}
         if self.settings.token is not None:
             tokens["token"] = self.settings.token
@@ -89,6 +96,7 @@ class HesSim:
                               f"and each operator's token as secrets.token_<operator>")
         self.account_routes = AccountRoutes(self.engine, self.settings.read_deadline_s)
         self.command_routes = CommandRoutes(self.engine)
+        self.fleet_routes = FleetRoutes(self.engine, self.fleet)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -118,7 +126,7 @@ class HesSim:
         return [web.get("/version", self._version), web.get("/status", self._status),
                 web.get("/clock", self._clock), web.put("/clock", self._put_clock),
                 web.get("/tariff", self._tariff), web.put("/tariff", self._put_tariff),
-                *self.account_routes.routes(), *self.command_routes.routes(),
+                *self.account_routes.routes(), *self.command_routes.routes(), *self.fleet_routes.routes(),
                 web.get("/alerts", self._alerts), web.get("/events", self._events), web.get("/audit", self._get_audit)]
 
     @web.middleware
@@ -216,10 +224,16 @@ class HesSim:
                       approval_above_meters=self.settings.approval_above_meters,
                       accounts={a.state.account_id: money.text(a.state.balance) for a in engine.accounts.values()})
         engine.spawn(engine.read_loop())
+        try:
+            await self.fleet.start()
+        except ConfigError:
+            await self.stop()
+            raise
         return bound
 
     async def stop(self) -> None:
         await self.engine.stop()
+        await self.fleet.stop()
         if isinstance(self.link, DlmsMeterLink):
             await self.link.close()
         if self._runner is not None:
@@ -236,7 +250,8 @@ class HesSim:
         return web.json_response({"local_time": engine.iso(engine.local_now()), "policy": engine.policy.name,
                                   "accounts": len(engine.accounts), "read_interval_s": engine.read_interval_s,
                                   "commands_pending": sum(1 for a in engine.accounts.values() if a.in_flight),
-                                  "approval_above_meters": self.settings.approval_above_meters})
+                                  "approval_above_meters": self.settings.approval_above_meters,
+                                  "fleet_meters": len(self.fleet.meters), "push_port": self.fleet.push_port})
 
     async def _clock(self, _request: web.Request) -> web.Response:
         engine = self.engine

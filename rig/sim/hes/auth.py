@@ -15,11 +15,13 @@ anywhere: the audit log, the event log and the request log name the operator.
 | administrator | yes | yes | yes | yes | yes | yes |
 
 - read: GET /version, /status, /clock, /tariff, /accounts, /accounts/{id}, /alerts, /events, /commands,
-  /commands/{id}, /group-commands/{id}; POST /accounts/{id}/read (an on-demand meter read)
+  /commands/{id}, /group-commands/{id}, /fleet/meters, /fleet/metrics; POST /accounts/{id}/read (an on-demand
+  meter read)
 - recharge: POST /accounts/{id}/recharge, /accounts/{id}/emergency-credit
 - command: POST /accounts/{id}/disconnect, /accounts/{id}/connect, /group-commands
 - approve: POST /group-commands/{id}/approve, /group-commands/{id}/reject (never one's own request)
-- configure: PUT /clock, PUT /tariff, PATCH /accounts/{id} (conversion date), POST /accounts/{id}/adjustment
+- configure: PUT /clock, PUT /tariff, PATCH /accounts/{id} (conversion date), POST /accounts/{id}/adjustment,
+  POST /fleet/meters (registering fleet meters), POST /fleet/metrics/reset
 - audit: GET /audit
 
 Answers (RFC 6750 section 3): no credentials, or another scheme than Bearer: 401 with
@@ -65,6 +67,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("PATCH", "/accounts/{account}"): ("configure", "conversion"),
     ("POST", "/accounts/{account}/adjustment"): ("configure", "adjustment"),
     ("GET", "/audit"): ("audit", "audit"),
+    ("GET", "/fleet/meters"): ("read", "fleet_meters"), ("GET", "/fleet/metrics"): ("read", "fleet_metrics"),
+    ("POST", "/fleet/meters"): ("configure", "register_fleet_meters"),
+    ("POST", "/fleet/metrics/reset"): ("configure", "reset_fleet_metrics"),
 }
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 section 2.1
 LONE_TOKEN_OPERATOR = "operator"

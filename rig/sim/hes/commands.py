@@ -5,6 +5,10 @@ has answered; one the meter does not answer is 'retrying', then 'failed'. A disc
 last moment before it is sent (and before every retry) by the same guard that let it be queued: one the account
 no longer calls for (a recharge, a grace period or a window since) is 'cancelled', with the reason, and never
 reaches the meter.
+
+A fleet meter's command (rig/sim/hes/fleet.py) waits while its meter is out of reach (an exchange failed, or it
+pushed power down) and is tried when the meter is heard from again (a read answered, or it pushed power up), so
+an outage costs it no attempts; it fails when still waiting `fleet_command_expiry_s` after it was queued.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Command:
     reason: str | None = None  # why it was cancelled
     attempts: int = 0
     history: list[dict] = field(default_factory=list)
+    queued_at: float = 0.0  # monotonic
+    dropped: str | None = None  # why this HES acknowledges it and never sends it (a defect; not in its answer)
 
     def as_json(self) -> dict:
         return {"id": self.id, "account": self.account, "action": self.action, "origin": self.origin,
@@ -50,13 +56,16 @@ class CommandExecutor:
         self.engine = engine
         self.settings = engine.settings
         self.commands: dict[str, Command] = {}
+        self.pending = 0  # commands queued and not yet settled
         self._ids = itertools.count(1)
 
     def queue(self, account: Account, action: str, origin: str, group: str | None = None,
               by: str | None = None) -> Command:
         command = Command(f"cmd-{next(self._ids)}", account.state.account_id, account.position, action, origin, group,
-                          by)
+                          by, queued_at=self.engine.model.clock())
+        command.dropped = self.engine.hooks.drops_command(self.pending)
         self.commands[command.id] = command
+        self.pending += 1
         account.in_flight = command.id
         self._set_status(command, "queued")
         self.engine.spawn(self._execute(command, account))
@@ -104,8 +113,11 @@ class CommandExecutor:
         try:
             settled = await self._attempts(command, account)  # executed or cancelled: the account's state is known
         finally:
+            self.pending -= 1
             if account.in_flight == command.id:
                 account.in_flight = None
+            if account.fleet is not None and self.engine.fleet is not None:
+                self.engine.fleet.metrics.command_settled(command, self.engine.model.clock())
         if settled:
             self.engine.evaluate(account)  # after a failure the read loop evaluates again at its next read
 
@@ -116,11 +128,18 @@ class CommandExecutor:
             if reason is not None:
                 self._cancel(command, account, reason)
                 return True
+            if command.dropped:
+                self._pretend(command, account)
+                return True
+            if account.fleet is not None and not await self._meter_heard(command, account):
+                self._set_status(command, "failed", f"the meter was not heard from within "
+                                                    f"{self.settings.fleet_command_expiry_s:g} s of the command")
+                return False
             command.attempts += 1
             try:
-                link = self.engine.link  # looked up at every attempt: the link may be replaced meanwhile
+                link, address = self.engine.link_for(account)  # at every attempt: the link may be replaced meanwhile
                 send = link.disconnect if command.action == "disconnect" else link.reconnect
-                await send(command.position, on_sent=lambda: self._sent(command, account))
+                await send(address, on_sent=lambda: self._sent(command, account))
             except CommandWithdrawn as exc:
                 self._cancel(command, account, str(exc))
                 return True
@@ -130,9 +149,31 @@ class CommandExecutor:
                     self._set_status(command, "failed", error)
                     return False
                 self._set_status(command, "retrying", error)
-                await asyncio.sleep(self.settings.command_retry_s)
+                if account.fleet is None:  # a fleet meter's command waits for the meter instead
+                    await asyncio.sleep(self.settings.command_retry_s)
                 continue
             account.supply = "disconnected" if command.action == "disconnect" else "connected"
             account.disconnected_by = command.origin if command.action == "disconnect" else None
             self._set_status(command, "executed")
             return True
+
+    async def _meter_heard(self, command: Command, account: Account) -> bool:
+        """Wait while the fleet meter is out of reach; False when it stays so past the command's expiry."""
+        heard = account.fleet.endpoint.heard
+        if heard.is_set():
+            return True
+        left_s = command.queued_at + self.settings.fleet_command_expiry_s - self.engine.model.clock()
+        try:
+            await asyncio.wait_for(heard.wait(), max(left_s, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    def _pretend(self, command: Command, account: Account) -> None:
+        """What a head end that drops commands under load records: sent and executed; nothing reaches the meter."""
+        self._set_status(command, "sent")
+        account.supply = "disconnected" if command.action == "disconnect" else "connected"
+        account.disconnected_by = command.origin if command.action == "disconnect" else None
+        self._set_status(command, "executed")
+        self.engine.record("command_dropped", truth_only=True, command=command.id, account=command.account,
+                           action=command.action, reason=command.dropped, defect="storm_drops_commands_pct")

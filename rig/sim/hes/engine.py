@@ -13,9 +13,9 @@ import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from rig import money
 from rig.errors import ConfigError
@@ -27,6 +27,9 @@ from rig.sim.hes.commands import Command, CommandExecutor
 from rig.sim.hes.hooks import EngineHooks
 from rig.sim.hes.meter_link import MeterLink
 from rig.sim.model import PhysicalModel
+
+if TYPE_CHECKING:
+    from rig.sim.hes.fleet import Fleet, FleetMeter
 
 
 class AccountSettings(BaseModel):
@@ -64,6 +67,14 @@ class HesSettings(BaseModel):
     product: str = "HES-SIM"
     instance: str = "SIM-HES-0001"
     version: str = "1.0"
+    # the fleet (rig/sim/hes/fleet.py): meters registered over POST /fleet/meters, beside the bench's positions
+    fleet_secret: SecretStr | None = None  # hex digits: the secret each fleet meter's keys derive from (a secret)
+    push_port: Annotated[int, Field(ge=0, le=65535)] | None = 0  # push listener (0: a free port; None: none)
+    push_host: str = "127.0.0.1"  # the address the push listener binds
+    max_concurrent_exchanges: Annotated[int, Field(ge=1, le=10_000)] = 100  # DLMS exchanges with fleet meters
+    fleet_link_latency_s: Annotated[float, Field(ge=0)] = 0.0  # added to every exchange with a fleet meter
+    fleet_link_loss_pct: Annotated[float, Field(ge=0, le=100)] = 0.0  # exchanges with fleet meters lost
+    fleet_command_expiry_s: Annotated[float, Field(gt=0)] = 3600.0  # a command waiting for its meter fails then
 
 
 class MeterReadFailed(Exception):
@@ -73,7 +84,7 @@ class MeterReadFailed(Exception):
 @dataclass
 class Account:
     state: AccountState
-    position: int
+    position: int | None  # the bench's position; None for a fleet meter
     last_energy_wh: Decimal | None = None  # the register as last read, exactly
     metering: CumulativeCharge | None = None  # the energy charged at the current tariff since it took effect
     supply: str = "connected"  # as the HES believes after its executed commands
@@ -83,6 +94,7 @@ class Account:
     deferred: str | None = None  # why the due disconnect is held back
     recharge_refs: set[str] = field(default_factory=set)
     reading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one register read at a time
+    fleet: FleetMeter | None = None  # a fleet meter's registration (rig/sim/hes/fleet.py)
 
 
 class PrepaidEngine:
@@ -121,6 +133,7 @@ class PrepaidEngine:
         self._tasks: set[asyncio.Task] = set()
         self.executor = CommandExecutor(self)
         self.audit = AuditLog()
+        self.fleet: Fleet | None = None  # the fleet meters' registry, link, read scheduler and push listener
 
     # -- clock ---------------------------------------------------------------------------------------------
 
@@ -182,7 +195,14 @@ class PrepaidEngine:
                 "supply": account.supply, "disconnected_by": account.disconnected_by,
                 "exhausted": self.policy.credit_exhausted(state), "pending_command": account.in_flight,
                 "disconnect_allowed": allowed, "disconnect_reason": why,
-                "last_energy_wh": _energy_json(account.last_energy_wh)}
+                "last_energy_wh": _energy_json(account.last_energy_wh),
+                **(account.fleet.as_json() if account.fleet is not None else {})}
+
+    def link_for(self, account: Account) -> tuple[MeterLink, Any]:
+        """The link that reaches the account's meter, and the meter's address on it (position or serial)."""
+        if account.fleet is not None and self.fleet is not None:
+            return self.fleet.link, account.state.account_id
+        return self.link, account.position
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -190,8 +210,9 @@ class PrepaidEngine:
         """Read the meter's register and charge the energy since the last read; a read the meter does not answer
         is a 'read_failed' event and MeterReadFailed."""
         async with account.reading:
+            link, address = self.link_for(account)
             try:
-                energy_wh = await self.link.read_energy_wh(account.position)
+                energy_wh = await link.read_energy_wh(address)
             except Exception as exc:  # noqa: BLE001 - any link fault is recorded, the next read tries again
                 cause = str(exc) or type(exc).__name__
                 self.record("read_failed", account=account.state.account_id, error=cause)
@@ -224,8 +245,10 @@ class PrepaidEngine:
                         taken=account.state.emergency_credit_taken)
 
     async def read_loop(self) -> None:
-        """One reader per account, so a meter out of reach (its reads queued on the link) delays no other."""
-        await asyncio.gather(*(self._read_account_loop(account) for account in self.accounts.values()))
+        """One reader per position's account, so a meter out of reach (its reads queued on the link) delays no
+        other (fleet meters: their read scheduler, rig/sim/hes/fleet_schedule.py)."""
+        await asyncio.gather(*(self._read_account_loop(account) for account in self.accounts.values()
+                               if account.fleet is None))
 
     async def _read_account_loop(self, account: Account) -> None:
         """Read every read interval; a read due while a command is pending is skipped (commands go first)."""

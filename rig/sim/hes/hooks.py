@@ -14,6 +14,8 @@ from rig.sim.defects import HesDefects
 if TYPE_CHECKING:
     from rig.sim.hes.engine import Account
 
+STORM_PENDING_COMMANDS = 10  # "under load" for storm_drops_commands_pct: more commands pending than this
+
 
 class EngineHooks:
     """A sound head end."""
@@ -46,14 +48,26 @@ class EngineHooks:
         """Commands and refused attempts enter the audit log."""
         return True
 
+    def bounds_concurrency(self) -> bool:
+        """DLMS exchanges with fleet meters are bounded in number (reads and commands after an outage spread)."""
+        return True
+
+    def drops_command(self, pending: int) -> str | None:
+        """Why a new command is acknowledged and never sent, with `pending` commands already pending (None: it is
+        sent)."""
+        return None
+
 
 class DefectiveHes(EngineHooks):
     """A head end with the defects of the `hes:` section."""
 
     def __init__(self, defects: HesDefects):
         self.defects = defects
+        self._storm_commands = 0  # commands queued under load, of which storm_drops_commands_pct are dropped
 
     def blockers(self, blockers: list[Blocker], group: bool) -> list[Blocker]:
+        if group and self.defects.batch_without_balance_check:
+            return []
         ignored = set()
         if self.defects.ignore_friendly_hours:
             ignored |= CALENDAR_BLOCKERS
@@ -85,6 +99,21 @@ class DefectiveHes(EngineHooks):
 
     def audits(self) -> bool:
         return not self.defects.no_audit
+
+    def bounds_concurrency(self) -> bool:
+        return not self.defects.reconnect_all_at_once
+
+    def drops_command(self, pending: int) -> str | None:
+        """Every command under load counts; a share storm_drops_commands_pct of them (spread evenly, the same
+        ones on every run) is dropped."""
+        pct = self.defects.storm_drops_commands_pct
+        if not pct or pending <= STORM_PENDING_COMMANDS:
+            return None
+        before = self._storm_commands * pct // 100
+        self._storm_commands += 1
+        if self._storm_commands * pct // 100 > before:
+            return f"storm_drops_commands_pct {pct:g} with {pending} commands pending"
+        return None
 
 
 def hes_hooks(defects: HesDefects) -> EngineHooks:
