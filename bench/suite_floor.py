@@ -43,6 +43,8 @@ plan sets a step; the table's session row, the run's wall time outside every tes
   at; link recovery: outage_hold_s, the 4G re-attach, the queued disconnect and the reconnect deliveries, settle_s;
   signal reporting: 0.
 - tamper: the cover's settle_s once (the positions could open their covers together).
+- security: the meter reader's disconnect attempt watched relay_watch_s per position; the read-only operator's
+  disconnect held hold_s per position, and the held group disconnect hold_s before and after its approval.
 - smoke: the plan's SETTLE_S per voltage and once for the safe state.
 
 What the floors leave out (each under-counts, so the ratio shows the waste and a little physics): the HES's
@@ -492,6 +494,16 @@ def tamper_floor(_inputs: Inputs) -> dict[str, list[Term]]:
     return {"tamper.test_cover_open": [Term("cover closed settle_s (positions together)", plan.cover_open.settle_s)]}
 
 
+def security_floors(inputs: Inputs) -> dict[str, list[Term]]:
+    positions = len(inputs.bench_file.config.positions)
+    meter, hes = load_plan_data(PLANS / "security" / "plan.yaml"), load_plan_data(PLANS / "security" / "hes.yaml")
+    return {"security.test_meter_security": [Term("reader's disconnect: relay_watch_s per position",
+                                                  meter.relay_watch_s, positions)],
+            "security.test_hes_security": [Term("read-only operator's disconnect: hold_s per position", hes.hold_s,
+                                                positions),
+                                           Term("group disconnect held, then approved: hold_s each", hes.hold_s, 2)]}
+
+
 def smoke_floor(_inputs: Inputs) -> dict[str, list[Term]]:
     module = plan_module("test_bench_smoke.py")
     voltages = next(mark.args[1] for mark in module.test_source_holds_voltage.pytestmark
@@ -502,7 +514,7 @@ def smoke_floor(_inputs: Inputs) -> dict[str, list[Term]]:
 
 FLOORS: list[Callable[[Inputs], dict[str, list[Term]]]] = [
     lambda inputs: {"accuracy.test_accuracy": accuracy_floor(inputs)},
-    prepaid_floors, link_floors, tamper_floor, smoke_floor]
+    prepaid_floors, link_floors, tamper_floor, security_floors, smoke_floor]
 
 
 # -- report ----------------------------------------------------------------------------------------------------
