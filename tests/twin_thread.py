@@ -18,6 +18,8 @@ from rig.sim.truth import read_truth
 from rig.sim.twin import Twin
 from rig.transcript import Transcript
 
+RUN_TIMEOUT_S = 30.0  # a start or stop takes milliseconds; a busy 2-core machine running a fleet can take seconds
+
 
 class TwinOnThread:
     """Base of in-process twin helpers: start_twin() serves a bench's simulators on free loopback ports;
@@ -33,7 +35,7 @@ class TwinOnThread:
         return self.resources
 
     def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(RUN_TIMEOUT_S)
 
     def call(self, function, *args):
         """Run function on the twin's loop and return its result."""
