@@ -1,7 +1,8 @@
 """The fleet in local processes: two shard processes with disjoint meters obeying one control call, the shard
-index from JOB_COMPLETION_INDEX, and the CLI's answer when the Ray engine is asked for."""
+index from JOB_COMPLETION_INDEX, and the CLI's answer when the Ray engine is asked for without Ray."""
 
 import asyncio
+import sys
 
 import pytest
 from fleet_shard import read_energy_wh
@@ -73,6 +74,9 @@ def test_layout_spreads_meters_over_loopback_aliases():
     assert split_meters(10_000, 3) == 3334
 
 
-def test_the_ray_engine_is_named_when_missing(capsys):
+def test_without_ray_the_ray_engine_says_how_to_install_it(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: importing it fails
     assert main(["fleet", "serve", "--meters", "10", "--engine", "ray"]) == 2
-    assert "Ray engine is not available" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "needs Ray, which is not installed" in error and "pip install '.[fleet]'" in error
+    assert "--engine local" in error
