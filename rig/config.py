@@ -200,6 +200,22 @@ class TwinConfig(Strict):
     link: dict[str, Any] = {}  # the radio link model (rig/sim/link.py LinkSettings): cell RSRP, 4g/2g profiles
 
 
+class FleetConfig(Strict):
+    """A fleet of meters in front of the bench's head end (rig/roles/fleet.py Fleet): the twin's fleet (rig/fleet/),
+    its shards in local processes (engine local) or as Ray actors (engine ray, on the cluster at `address`)."""
+
+    driver: Literal["twin_fleet"] = "twin_fleet"  # drivers/twin_fleet.py
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None  # engine ray: the cluster to join (None: a local Ray head)
+    meters: Annotated[int, Field(ge=1, le=1_000_000)] = 300
+    shards: Annotated[int, Field(ge=1, le=1000)] = 2
+    seed: int = 0  # consumption drawn from it; serials come from the layout alone
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # every meter's TCP wrapper port (0: a free one each)
+    first_octet: Annotated[int, Field(ge=1, le=254)] = 10  # meters listen on 127.<first_octet>.x.y upwards
+    time_scale: Annotated[float, Field(gt=0)] = 1.0  # fleet time runs this much faster (consumption)
+    secret_file: Path  # hex digits the meters' keys derive from (relative to the bench file); the HES holds the same
+
+
 class BenchConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
@@ -207,6 +223,7 @@ class BenchConfig(Strict):
     twin: TwinConfig | None = None
     roles: dict[str, RoleConfig]
     positions: list[MeterPosition] = []
+    fleet: FleetConfig | None = None  # a fleet of meters for the fleet plans (testplans/fleet/)
 
     @field_validator("positions")
     @classmethod

@@ -29,6 +29,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--link-2g-trials", default=1, type=int,
                     help="reconnect trials at each attenuation step on 2G in the 2G-against-4G plan (default 1: "
                          "each takes a poll interval)")
+    group.addoption("--fleet-limits", default="twin",
+                    help="limits the fleet plans judge by: a profile of testplans/fleet/limits.yaml (default: twin) "
+                         "or FILE.yaml:PROFILE")
     group.addoption("--tamper-limits", default="twin",
                     help="limits the tamper plans judge by: a profile of testplans/tamper/limits.yaml (default: twin) "
                          "or FILE.yaml:PROFILE")

@@ -2,6 +2,7 @@
 
 from rig.roles.cover import Cover
 from rig.roles.eventlog import EventLog, MeterEvent
+from rig.roles.fleet import Fleet, FleetMeter, FleetMeterState
 from rig.roles.headend import (
     SETTLED,
     Account,
@@ -32,6 +33,7 @@ from rig.roles.signal import SignalReport
 __all__ = ["IS15959_PROFILES", "SETTLED", "AcLoad", "AcSource", "Account", "Alert", "Attenuator", "AuditEntry",
            "Command",
            "ControlState", "Cover", "Credited", "CurrentSource", "DisconnectControl", "EmergencyCredit", "EventLog",
+           "Fleet", "FleetMeter", "FleetMeterState",
            "GroupCommand", "HeadEnd", "LimiterSettings", "LoadLimiter", "MeterEvent", "MeterReadout", "Modem",
            "MeterSecurity",
            "NamePlate", "Profile", "ProfileColumn", "ProfileReader", "ProfileRow", "PulseCounter", "ReferenceMeter",
