@@ -15,7 +15,16 @@ from rig.errors import RigError
 
 def _shard_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="fleet seed: serials are fixed, consumption drawn from it")
-    parser.add_argument("--port", type=int, default=4059, help="every meter's TCP wrapper port (0: a free one each)")
+    parser.add_argument("--port", type=int, default=4059,
+                        help="every meter's TCP wrapper port; with --bind node or an address the first port, one "
+                             "per meter (0: free ports)")
+    parser.add_argument("--bind", default="loopback", metavar="loopback|node|IP",
+                        help="where meters listen: loopback (default: each on its own 127.x.y.z alias, reachable "
+                             "from its machine only), node (the address of the machine each shard runs on, "
+                             "reachable from others) or an IPv4 address of this machine")
+    parser.add_argument("--host", metavar="IP",
+                        help="with --bind node and the local engine: this machine's address (default: the "
+                             "address of its route out)")
     parser.add_argument("--first-octet", type=int, default=10,
                         help="meters listen on 127.<first-octet>.x.y upwards (default 10)")
     parser.add_argument("--secret-file", help="fleet secret the meters' keys derive from "
@@ -26,7 +35,8 @@ def _shard_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_fleet_commands(sub) -> None:
-    fleet = sub.add_parser("fleet", help="serve a fleet of twin DLMS meters (shards of meters on loopback aliases)")
+    fleet = sub.add_parser("fleet", help="serve a fleet of twin DLMS meters (shards of meters on loopback aliases "
+                                         "or a node's address)")
     commands = fleet.add_subparsers(dest="fleet_command", required=True)
 
     serve = commands.add_parser("serve", help="serve N meters in K shards until Ctrl-C")
@@ -55,7 +65,7 @@ def add_fleet_commands(sub) -> None:
 def _shard_settings(args: argparse.Namespace) -> dict:
     settings = {"seed": args.seed, "port": args.port, "first_octet": args.first_octet,
                 "secret_file": str(Path(args.secret_file).resolve()) if args.secret_file else None,
-                "push": args.push, "time_scale": args.time_scale}
+                "push": args.push, "time_scale": args.time_scale, "bind": args.bind, "host": args.host}
     if args.base_w is not None:
         settings["base_w"] = args.base_w
     return settings
@@ -77,6 +87,8 @@ def cmd_fleet_serve(args: argparse.Namespace) -> int:
         from rig.fleet.ray_engine import RayFleet, require_ray
 
         require_ray()
+        if args.host:
+            raise RigError("fleet: --host is the local engine's; with --engine ray each shard binds on its node's IP")
         fleet = RayFleet(args.meters, args.shards, args.address, max_restarts=args.max_restarts, **settings)
     else:
         if args.address:

@@ -1,11 +1,16 @@
 """The fleet in local processes, without Ray: K shard processes (`python -m rig.cli fleet shard ...`), each with
 its JSON-lines control channel (rig/fleet/control.py), and the shard control API fanned out to all of them at
-once. Each control call returns the shards' results in shard order."""
+once. Each control call returns the shards' results in shard order.
+
+With a bind address (bind "node": `host`, else this machine's route-out address; or an explicit IPv4 address) all
+shards share that address: shard s serves ports port + s x meters per shard onwards (port 0: a run of free ports
+found at start)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -17,7 +22,8 @@ import time
 
 from rig.errors import RigError
 from rig.fleet.control import ControlClient
-from rig.fleet.shard import ShardConfig
+from rig.fleet.model import BIND_LOOPBACK, BIND_NODE
+from rig.fleet.shard import ShardConfig, free_port_run, spread_port_bases
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
@@ -37,6 +43,10 @@ def shard_command(config: ShardConfig, control_port: int = 0) -> list[str]:
         command += ["--secret-file", str(config.secret_file)]
     if config.push:
         command += ["--push", config.push]
+    if config.bind != BIND_LOOPBACK:
+        command += ["--bind", config.bind]
+    if config.host:
+        command += ["--host", config.host]
     return command
 
 
@@ -85,9 +95,12 @@ class LocalFleet(FleetControl):
 
     def __init__(self, meters: int, shards: int, **shard_settings):
         """shard_settings: ShardConfig's fields other than the layout's index, count and meters per shard (seed,
-        push, port, first_octet, secret_file, time_scale, base_w, ...)."""
+        push, port, first_octet, secret_file, time_scale, base_w, bind, host, ...)."""
         per_shard = split_meters(meters, shards)
         self.configs = [ShardConfig(index, shards, per_shard, **shard_settings) for index in range(shards)]
+        if self.configs[0].bind == BIND_NODE and not self.configs[0].host:  # one address for all shards
+            host = self.configs[0].bind_address()
+            self.configs = [dataclasses.replace(config, host=host) for config in self.configs]
         self.processes: list[subprocess.Popen] = []
         self.logs: list = []  # each shard's stderr, in a temporary file (a pipe nobody reads would fill up)
         self.ready: list[dict] = []
@@ -100,6 +113,7 @@ class LocalFleet(FleetControl):
     async def start(self) -> list[dict]:
         """Start every shard process and wait for its ready line; returns the ready lines."""
         try:
+            self._place_ports()
             for config in self.configs:
                 log = tempfile.TemporaryFile(mode="w+", prefix=f"fleet-shard-{config.shard_index}-")
                 self.logs.append(log)
@@ -117,6 +131,16 @@ class LocalFleet(FleetControl):
             await self.stop()
             raise
         return self.ready
+
+    def _place_ports(self) -> None:
+        """Shards on one bind address: consecutive port ranges, from a run of free ports when the port is 0."""
+        first = self.configs[0]
+        if first.bind == BIND_LOOPBACK:
+            return
+        base = first.port or free_port_run(first.bind_address(), self.total_meters)
+        self.configs = spread_port_bases(self.configs, [config.shard_index for config in self.configs], base)
+        for config in self.configs:
+            config.layout()  # ConfigError naming the shard whose ports go past 65535
 
     @staticmethod
     def _await_ready(process: subprocess.Popen, config: ShardConfig, log) -> dict:

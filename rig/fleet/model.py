@@ -3,8 +3,12 @@ address, system title, security keys, consumption model, relay and mains.
 
 Layout: meter i of shard s is fleet meter n = s * meters_per_shard + i, serial F<s:03d><i:05d>, and listens on
 the loopback alias 127.<first_octet + n // 62500>.<(n // 250) % 250>.<n % 250 + 1> (Linux routes all of 127/8 to
-lo, so every such address binds without configuration), on the fleet's port (0: a free port per meter). Its
-system title is "RIG" and the serial's digits as 5 octets, as the twin meter's (rig/sim/dlms/meter.py).
+lo, so every such address binds without configuration), on the fleet's port (0: a free port per meter). Bound to
+one address instead (`bind`: "node", the address of the machine the shard runs on, or an explicit IPv4 address),
+meter i listens on port + i of that address, so a head end on another machine reaches it; whoever places shards
+on a shared address gives each its port base (rig/fleet/local.py, rig/fleet/ray_engine.py), and an address holds
+at most 65,536 - port meters. Its system title is "RIG" and the serial's digits as 5 octets, as the twin meter's
+(rig/sim/dlms/meter.py).
 
 Key diversification (the twin's choice, not a standard's): each meter's global unicast encryption key, its
 authentication key and its master key are HMAC-SHA256(fleet secret, "<serial>:<purpose>")[:16] with purpose
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import random
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +43,11 @@ MAX_SHARDS = 1000
 ADDRESSES_PER_SECOND_OCTET = 62_500
 DEFAULT_FIRST_OCTET = 10
 DEFAULT_PORT = 4059
+BIND_LOOPBACK, BIND_NODE = "loopback", "node"
+MAX_PORT = 65535
+# a documentation address (RFC 5737): a UDP socket "connected" to it names the interface of the route out, and
+# nothing is sent
+ROUTE_PROBE = ("192.0.2.1", 9)
 KEY_PURPOSES = ("encryption", "authentication", "master")
 # share of the day's energy per hour (local time), a residential feeder's shape: night low, morning and evening peaks
 DAILY_SHAPE = (0.55, 0.5, 0.45, 0.45, 0.5, 0.7, 1.0, 1.2, 1.1, 0.9, 0.85, 0.85,
@@ -101,15 +112,42 @@ def keys_of_system_title(secret: bytes, system_title: bytes) -> tuple[bytes, byt
     return meter_keys(secret, serial) if serial is not None else None
 
 
+def check_bind(bind: str) -> str:
+    """A fleet's bind: "loopback" (each meter on its own 127.x.y.z alias), "node" (the shard's machine's address)
+    or an IPv4 address; ConfigError otherwise."""
+    if bind in (BIND_LOOPBACK, BIND_NODE):
+        return bind
+    try:
+        address = ipaddress.IPv4Address(bind)
+    except ValueError:
+        raise ConfigError(f"fleet bind {bind!r} is not {BIND_LOOPBACK}, {BIND_NODE} or an IPv4 address") from None
+    if address.is_unspecified or address.is_multicast or address.is_reserved:
+        raise ConfigError(f"fleet bind {bind!r}: meters need a unicast address of this machine")
+    return str(address)
+
+
+def this_machine_address() -> str:
+    """The IPv4 address of the interface that holds this machine's route out; ConfigError without a route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(ROUTE_PROBE)
+        except OSError as exc:
+            raise ConfigError(f"fleet bind node: this machine's address not found ({exc.strerror}); "
+                              "give it with --host") from None
+        return probe.getsockname()[0]
+
+
 @dataclass(frozen=True)
 class FleetLayout:
-    """Where a fleet's meters live: which shard of how many, meters per shard, the first address octet, port."""
+    """Where a fleet's meters live: which shard of how many, meters per shard, the first address octet, port, and
+    the one address every meter binds on (None: each on its own loopback alias, all on `port`)."""
 
     shard_index: int
     shard_count: int
     meters_per_shard: int
     port: int = DEFAULT_PORT
     first_octet: int = DEFAULT_FIRST_OCTET
+    bind_address: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.shard_count <= MAX_SHARDS:
@@ -121,13 +159,25 @@ class FleetLayout:
         last = self.first_octet + (self.shard_count * self.meters_per_shard - 1) // ADDRESSES_PER_SECOND_OCTET
         if not 1 <= self.first_octet or last > 254:
             raise ConfigError(f"loopback addresses 127.{self.first_octet}.x.y to 127.{last}.x.y leave 127/8")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} is outside 0..65535")
+        if not 0 <= self.port <= MAX_PORT:
+            raise ConfigError(f"port {self.port} is outside 0..{MAX_PORT}")
+        if self.bind_address is not None and self.port and self.port + self.meters_per_shard - 1 > MAX_PORT:
+            raise ConfigError(f"shard {self.shard_index}: {self.meters_per_shard} meters on {self.bind_address} "
+                              f"from port {self.port} go past port {MAX_PORT} (one port per meter)")
 
     def host(self, meter_index: int) -> str:
+        if self.bind_address is not None:
+            return self.bind_address
         number = self.shard_index * self.meters_per_shard + meter_index
         second = self.first_octet + number // ADDRESSES_PER_SECOND_OCTET
         return f"127.{second}.{(number // 250) % 250}.{number % 250 + 1}"
+
+    def port_of(self, meter_index: int) -> int:
+        """The meter's port: the fleet's on a loopback alias; port + meter index on a shared address (0: a free
+        port each)."""
+        if self.bind_address is not None and self.port:
+            return self.port + meter_index
+        return self.port
 
     def serial(self, meter_index: int) -> str:
         return serial_of(self.shard_index, meter_index)
@@ -167,7 +217,7 @@ class MeterState:
         self.index = meter_index
         self.serial = layout.serial(meter_index)
         self.host = layout.host(meter_index)
-        self.port = layout.port
+        self.port = layout.port_of(meter_index)
         self.system_title = system_title_of(self.serial)
         self.keys = meter_keys(secret, self.serial)
         rng = random.Random(f"{fleet_seed}:{layout.shard_index}:{meter_index}")

@@ -7,11 +7,14 @@ a shard whose worker dies (killed, crashed) comes back on a new worker, re-deriv
 the same addresses and ports, so clients reconnect and associate again; control calls in flight are retried on
 the new actor. A restarted shard starts afresh: its meters' energy, relay and mains states are the seeded ones.
 
-Placement: every meter listens on a loopback alias (127.x.y.z) of the node its shard runs on, so a client reaches a
-shard's meters from that node only. On a cluster of several nodes the shards go round the alive nodes, each pinned
-to its node (hard node affinity: Ray's soft affinity and SPREAD left nodes of one CPU unevenly loaded), so a
-restarted shard serves the same addresses on the same machine; a shard whose node is lost stays lost (its control
-calls fail naming it) until the fleet is started again. Each shard's ready line names its node.
+Placement: by default every meter listens on a loopback alias (127.x.y.z) of the node its shard runs on, so a
+client reaches a shard's meters from that node only. With bind "node" every meter listens on its node's IP
+(ray.util.get_node_ip_address() in the actor), one port per meter: the shard in slot k of its node (shard index //
+node count) serves ports port + k x meters per shard onwards, so a head end on any machine reaches every meter.
+On a cluster of several nodes the shards go round the alive nodes, each pinned to its node (hard node affinity:
+Ray's soft affinity and SPREAD left nodes of one CPU unevenly loaded), so a restarted shard serves the same
+addresses and ports on the same machine; a shard whose node is lost stays lost (its control calls fail naming it)
+until the fleet is started again. Each shard's ready line names its node.
 
 Ray is an optional extra (`pip install '.[fleet]'`); this module imports without it and says how to install it
 when an engine call needs it.
@@ -20,6 +23,7 @@ when an engine call needs it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import time
@@ -27,7 +31,8 @@ import warnings
 
 from rig.errors import RigError
 from rig.fleet.local import FleetControl, split_meters
-from rig.fleet.shard import CONTROL_METHODS, FleetShard, ShardConfig, rss_bytes
+from rig.fleet.model import BIND_LOOPBACK, BIND_NODE
+from rig.fleet.shard import CONTROL_METHODS, FleetShard, ShardConfig, free_port_run, rss_bytes, spread_port_bases
 
 RAY_MISSING = ("fleet: --engine ray needs Ray, which is not installed: pip install '.[fleet]' (from the project "
                "root), or serve the fleet with --engine local")
@@ -54,8 +59,9 @@ class ShardActor:
         import ray
 
         self.config = config
+        self.node_ip = ray.util.get_node_ip_address()
         self.rss_empty = rss_bytes()
-        self.shard = FleetShard(config)
+        self.shard = FleetShard(config, self.node_ip)
         await self.shard.start()
         self.rss_started = rss_bytes()
         context = ray.get_runtime_context()
@@ -63,7 +69,6 @@ class ShardActor:
         with warnings.catch_warnings():  # the property itself uses a deprecated accessor inside Ray
             warnings.simplefilter("ignore", DeprecationWarning)
             self.restarted = context.was_current_actor_reconstructed
-        self.node_ip = ray.util.get_node_ip_address()
 
     async def ready(self) -> dict:
         """The shard's ready line, as a local shard process prints it, and where it runs."""
@@ -109,7 +114,9 @@ class RayFleet(FleetControl):
 
     address: an existing cluster's ("auto", "HOST:PORT" of its GCS, or "ray://HOST:PORT" for Ray Client); None
     starts a local head with this machine's CPUs and no dashboard (and ends it in stop). A port of 0 becomes one
-    free port, picked at start, for every meter: a restarted shard listens on the same endpoints."""
+    free port, picked at start, for every meter (with bind "node" or an address: the first of a run of free ports
+    on the machine that starts the fleet - on a cluster give the port): a restarted shard listens on the same
+    endpoints."""
 
     def __init__(self, meters: int, shards: int, address: str | None = None, *,
                  max_restarts: int = DEFAULT_MAX_RESTARTS, shard_cpus: float = DEFAULT_SHARD_CPUS,
@@ -152,28 +159,45 @@ class RayFleet(FleetControl):
         self._owns_ray = True
         return ray
 
-    def _placements(self, ray) -> list:
-        """Per shard: a strategy pinning it to the next alive node in turn (None on a single node)."""
+    def _placements(self, ray) -> tuple[list, int]:
+        """Per shard: a strategy pinning it to the next alive node in turn (None on a single node); and the number
+        of nodes the shards go round."""
         nodes = sorted((node for node in ray.nodes() if node.get("Alive")), key=lambda node: node["NodeID"])
         if len(nodes) < 2:
-            return [None] * self.shard_count
+            return [None] * self.shard_count, 1
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         return [NodeAffinitySchedulingStrategy(nodes[index % len(nodes)]["NodeID"], soft=False)
-                for index in range(self.shard_count)]
+                for index in range(self.shard_count)], len(nodes)
+
+    def _shard_configs(self, node_count: int) -> list[ShardConfig]:
+        """Every shard's config; its port resolved (0: picked here) and, bound to one address per node, its own
+        port range on its node."""
+        settings = dict(self.shard_settings)
+        configs = [ShardConfig(index, self.shard_count, self.per_shard, **settings)
+                   for index in range(self.shard_count)]
+        first = configs[0]
+        if first.bind == BIND_LOOPBACK:
+            if first.port == 0:
+                port = free_fleet_port(first)
+                configs = [dataclasses.replace(config, port=port) for config in configs]
+            return configs
+        slots = [index // node_count for index in range(self.shard_count)]
+        address = "0.0.0.0" if first.bind == BIND_NODE and not first.host else first.bind_address()
+        base = first.port or free_port_run(address, (max(slots) + 1) * self.per_shard)
+        configs = spread_port_bases(configs, slots, base)
+        for config in configs:
+            config.layout(address)  # ConfigError naming the shard whose ports go past 65535
+        return configs
 
     async def start(self) -> list[dict]:
         """Create every shard actor and wait until each serves its meters; returns their ready lines."""
         try:
             ray = self.connect()
-            settings = dict(self.shard_settings)
-            first = ShardConfig(0, self.shard_count, self.per_shard, **settings)
-            if first.port == 0:
-                settings["port"] = free_fleet_port(first)
-            self.configs = [ShardConfig(index, self.shard_count, self.per_shard, **settings)
-                            for index in range(self.shard_count)]
+            placements, node_count = self._placements(ray)
+            self.configs = self._shard_configs(node_count)
             remote = ray.remote(ShardActor)
-            for config, placement in zip(self.configs, self._placements(ray), strict=True):
+            for config, placement in zip(self.configs, placements, strict=True):
                 options = {"max_restarts": self.max_restarts, "max_task_retries": -1, "num_cpus": self.shard_cpus}
                 if placement is not None:
                     options["scheduling_strategy"] = placement

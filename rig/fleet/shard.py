@@ -1,6 +1,7 @@
 """A fleet shard: one asyncio process serving N twin DLMS meters, each on its own IEC 62056-47 TCP wrapper endpoint
-(its loopback alias and the fleet's port; rig/fleet/model.py derives serial, address and keys from the shard's
-index, the shard count and the meters per shard), all answered by one shared logical device (rig/fleet/device.py).
+(its loopback alias and the fleet's port, or with a bind address that address and a port of its own;
+rig/fleet/model.py derives serial, address and keys from the shard's index, the shard count, the meters per shard
+and the bind), all answered by one shared logical device (rig/fleet/device.py).
 
 Per meter the shard keeps a MeterState (slots: serial, address, keys, consumption, relay, mains, counters), one
 listening socket and, while a client is connected, one connection protocol; energy is integrated on read, so no
@@ -8,9 +9,9 @@ meter has a timer of its own. With mains off a meter's communication module is d
 its connections dropped (clients see the connection refused), after it has sent its last-gasp push; with mains on
 it listens again on the same address and port and pushes its power-up.
 
-Pushes (rig/fleet/push.py): with a push target (host, port), each meter dials it from its own loopback address
-and sends a ciphered DataNotification on power down, power up and each relay switching (remote disconnect or
-reconnect), `push_attempts` tries each with a timeout of PUSH_TIMEOUT_S.
+Pushes (rig/fleet/push.py): with a push target (host, port), each meter dials it (from its own loopback alias
+when the target is on loopback) and sends a ciphered DataNotification on power down, power up and each relay
+switching (remote disconnect or reconnect), `push_attempts` tries each with a timeout of PUSH_TIMEOUT_S.
 
 The control API (async methods, JSON-able arguments and results, no engine specifics): mains_off, mains_on,
 set_consumption, meters, states, metrics. rig/fleet/control.py serves it over a JSON-lines socket for local
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import resource
+import socket
 import struct
 import time
 from collections import deque
@@ -33,15 +36,20 @@ from pathlib import Path
 from rig.errors import ConfigError
 from rig.fleet.device import FleetDevice
 from rig.fleet.model import (
+    BIND_LOOPBACK,
+    BIND_NODE,
     CONNECTED,
     DEFAULT_BASE_W,
     DEFAULT_FIRST_OCTET,
     DEFAULT_PORT,
+    MAX_PORT,
     FleetClock,
     FleetLayout,
     MeterState,
+    check_bind,
     derive_key,
     read_fleet_secret,
+    this_machine_address,
 )
 from rig.fleet.push import EVENT_CODES, Notification, encode_frame
 from rig.sim.dlms.association import SERVER_SAP, Link
@@ -55,13 +63,18 @@ SWEEP_PERIOD_S = 10.0
 LISTEN_BACKLOG = 16
 MAX_APDU = 0xFFFF
 START_BATCH = 500
+PORT_RUN_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
 class ShardConfig:
     """What a shard serves: its layout (index, count, meters per shard, port, first address octet), the fleet seed
     and secret file, the push target ("host:port" or None), fleet time scale, mean power per meter and the meter
-    reader's LLS password."""
+    reader's LLS password.
+
+    bind: "loopback" (each meter on its own 127.x.y.z alias, all on `port`), "node" (every meter on the address of
+    the machine the shard runs on: `host` when given, else the Ray node's IP or this machine's route-out address)
+    or an IPv4 address; with "node" or an address, meter i listens on port + i (port 0: a free port each)."""
 
     shard_index: int
     shard_count: int
@@ -76,9 +89,26 @@ class ShardConfig:
     lls_password: str = "12345678"
     push_attempts: int = 2
     inactivity_timeout_s: float = INACTIVITY_TIMEOUT_S
+    bind: str = BIND_LOOPBACK
+    host: str | None = None
 
-    def layout(self) -> FleetLayout:
-        return FleetLayout(self.shard_index, self.shard_count, self.meters_per_shard, self.port, self.first_octet)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bind", check_bind(self.bind))
+        if self.host is not None and check_bind(self.host) in (BIND_LOOPBACK, BIND_NODE):
+            raise ConfigError(f"fleet host {self.host!r} is not an IPv4 address")
+
+    def bind_address(self, node_address: str | None = None) -> str | None:
+        """The one address the shard's meters bind on (None: loopback aliases); for "node": `host`, else
+        node_address (the Ray node's IP), else this machine's route-out address."""
+        if self.bind == BIND_LOOPBACK:
+            return None
+        if self.bind == BIND_NODE:
+            return self.host or node_address or this_machine_address()
+        return self.bind
+
+    def layout(self, node_address: str | None = None) -> FleetLayout:
+        return FleetLayout(self.shard_index, self.shard_count, self.meters_per_shard, self.port, self.first_octet,
+                           self.bind_address(node_address))
 
     def push_target(self) -> tuple[str, int] | None:
         if not self.push:
@@ -87,6 +117,51 @@ class ShardConfig:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"push target {self.push!r} is not HOST:PORT")
         return host, int(port)
+
+
+def free_port_run(address: str, count: int) -> int:
+    """A port p such that p .. p + count - 1 are all free on address now (bound as the meters bind them, with
+    SO_REUSEADDR; "0.0.0.0": free on every address of this machine): scanned upwards from a port the kernel
+    picks; ConfigError after PORT_RUN_ATTEMPTS tries."""
+    for _ in range(PORT_RUN_ATTEMPTS):
+        run_start = port = _kernel_port(address)
+        while port <= MAX_PORT:
+            if not _port_free(address, port):
+                run_start = port + 1
+            elif port - run_start + 1 == count:
+                return run_start
+            port += 1
+    raise ConfigError(f"fleet: no run of {count} free ports on {address} in {PORT_RUN_ATTEMPTS} tries")
+
+
+def _kernel_port(address: str) -> int:
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError as exc:
+            raise ConfigError(f"fleet: cannot bind on {address}: {exc.strerror}") from None
+        return probe.getsockname()[1]
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+        return True
+
+
+def spread_port_bases(configs: list[ShardConfig], slots: list[int], port_base: int) -> list[ShardConfig]:
+    """Shards sharing one address: shard in slot k of its address gets ports from port_base + k x meters per
+    shard, so the ports of the shards on one address do not overlap (loopback shards, or a port base of 0, a free
+    port per meter: the configs as they are)."""
+    if not port_base:
+        return list(configs)
+    return [config if config.bind == BIND_LOOPBACK
+            else dataclasses.replace(config, port=port_base + slot * config.meters_per_shard)
+            for config, slot in zip(configs, slots, strict=True)]
 
 
 def percentile(samples: list[float], fraction: float) -> float | None:
@@ -166,9 +241,10 @@ class MeterConnection(asyncio.Protocol):
 class FleetShard:
     """The meters of one shard and its control API."""
 
-    def __init__(self, config: ShardConfig):
+    def __init__(self, config: ShardConfig, node_address: str | None = None):
+        """node_address: the address of the node the shard runs on, for bind "node" without a host."""
         self.config = config
-        self.layout = config.layout()
+        self.layout = config.layout(node_address)
         self.secret = read_fleet_secret(config.secret_file)
         self.push_target = config.push_target()
         self.clock = FleetClock(config.time_scale)
@@ -297,7 +373,7 @@ class FleetShard:
 
     async def _deliver(self, meter: MeterState, frame: bytes) -> None:
         host, port = self.push_target
-        local = (meter.host, 0) if host.startswith("127.") else None
+        local = (meter.host, 0) if self.layout.bind_address is None and host.startswith("127.") else None
         _reader, writer = await asyncio.open_connection(host, port, local_addr=local)
         try:
             writer.write(frame)

@@ -23,7 +23,7 @@ HES_TITLE = b"HESTEST1"
 
 
 class ShardOnThread:
-    """A FleetShard (free ports: port 0) and optionally a push listener, on a loop of their own."""
+    """A FleetShard (free ports unless a port is given) and optionally a push listener, on a loop of their own."""
 
     def __init__(self, **settings):
         self.loop = asyncio.new_event_loop()
@@ -45,7 +45,7 @@ class ShardOnThread:
                 return await self.listener.start()
             settings["push"] = f"127.0.0.1:{self.run(listen())}"
         config = ShardConfig(settings.pop("shard_index", 0), settings.pop("shard_count", 1),
-                             settings.pop("meters_per_shard"), port=0, **settings)
+                             settings.pop("meters_per_shard"), port=settings.pop("port", 0), **settings)
 
         async def make():
             shard = FleetShard(config)

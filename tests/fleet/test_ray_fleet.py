@@ -1,7 +1,7 @@
 """The fleet over Ray on a local Ray cluster: two shard actors whose meters answer DLMS reads (dlms-cosem, a client
-independent of the shard) and obey one mains off/on call (a shard's refusal named), and a shard actor whose worker
-is killed coming back with its meters answering on the same endpoints. One Ray cluster for the module, ended (and
-checked gone) after it, failed or not."""
+independent of the shard) and obey one mains off/on call (a shard's refusal named), a shard actor whose worker is
+killed coming back with its meters answering on the same endpoints, and meters bound on the node's IP. One Ray
+cluster for the module, ended (and checked gone) after it, failed or not."""
 
 import asyncio
 import os
@@ -177,3 +177,28 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_bound_to_the_node_meters_answer_on_the_node_ip(ray_cluster):
+    """bind "node": each shard actor binds its meters on its node's IP (this machine's interface address, not
+    loopback), one port per meter, the two shards of the one node on consecutive ranges."""
+    async def scenario():
+        fleet = RayFleet(20, 2, port=0, bind="node")
+        try:
+            ready = await fleet.start()
+            meters = await fleet.meters()
+            answers = await asyncio.to_thread(read_all, meters)
+        finally:
+            await fleet.stop()
+        return fleet, ready, meters, answers
+
+    fleet, ready, meters, answers = asyncio.run(scenario())
+    node_ip = ray.util.get_node_ip_address()
+    assert not node_ip.startswith("127.")
+    assert [line["node_ip"] for line in ready] == [node_ip, node_ip]
+    base = fleet.configs[0].port
+    assert [config.port for config in fleet.configs] == [base, base + 10]
+    assert [endpoint(meter) for meter in meters] == [(node_ip, base + index) for index in range(20)]
+    for meter, (serial, energy) in zip(meters, answers, strict=True):
+        assert serial == b"\x0a\x09" + meter["serial"].encode()
+        assert energy[0] == 0x06 and int.from_bytes(energy[1:], "big") > 0
