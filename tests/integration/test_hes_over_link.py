@@ -83,6 +83,11 @@ def test_a_recharge_reconnects_over_dlms_through_the_radio(start_twin):
     exhaust(twin, "SIM0001")
     opened = twin.wait_for_relay(1, False)
     assert opened["by"] == "meter@1 remote_disconnect"
+    # the relay opens before the meter's answer reaches the HES: recharge once the HES has the disconnect executed
+    deadline = time.monotonic() + 10
+    while not twin.hes.account("SIM0001").disconnected:
+        assert time.monotonic() < deadline, "the HES did not record the disconnect within 10 s"
+        time.sleep(0.05)
     answer = twin.hes.recharge("SIM0001", 100.0, reference="test-over-dlms")
     closed = twin.wait_for_relay(1, True, after=opened["t_mono"])
     assert closed["by"] == "meter@1 remote_reconnect"
