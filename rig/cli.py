@@ -17,13 +17,22 @@ DEFAULT_HISTORY = "results/history.sqlite"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
     import pytest
 
+    from rig.junit import JunitIntoRunFolder
+
+    if args.history:
+        from rig.history_db import HISTORY_ENV, target_from_url
+
+        target_from_url(args.history)  # an address that cannot work is refused before the run starts
+        os.environ[HISTORY_ENV] = args.history
     # --opt=value keeps pytest from taking the bench file's folder into its rootdir
     pytest_args = [args.plans, f"--bench={args.bench}", *args.pytest_args]
     if args.results:
         pytest_args.append(f"--results={args.results}")
-    return int(pytest.main(pytest_args))
+    return int(pytest.main(pytest_args, plugins=[JunitIntoRunFolder()]))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -102,14 +111,58 @@ def cmd_certificate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history_database(args: argparse.Namespace, default: Path | None):
+    """The database `rig history` works on: --db (a SQLite file or a postgresql:// address), the database of
+    --bench's `history:` section, else `default`."""
+    from rig.history_db import bench_target, is_database_url, target_from_url
+
+    if args.db and is_database_url(args.db):
+        return target_from_url(args.db)
+    if args.db:
+        return Path(args.db)
+    if args.bench:
+        from rig.config import load_bench
+
+        bench_file = load_bench(args.bench)
+        if bench_file.config.history is None:
+            raise RigError(f"{bench_file.path}: no history section (history: {{url: postgresql://...}})")
+        return bench_target(bench_file.config.history, bench_file.path.parent)
+    return default
+
+
+def cmd_history_upload(args: argparse.Namespace) -> int:
+    from rig.history_db import pending_folders, upload_pending
+
+    target = _history_database(args, None)
+    if target is None or isinstance(target, Path):
+        raise RigError("history upload: name the database with --db postgresql://... or --bench BENCH")
+    results = Path(args.results)
+    if not pending_folders(results, target.label):
+        print(f"history: {target.label}: nothing pending in {results}")
+        return 0
+    result = upload_pending(target, results)
+    for folder, run_id in result.uploaded:
+        print(f"history: {target.label}: run {run_id} from {folder}")
+    for problem in result.unreadable + ([result.failure] if result.failure else []):
+        print(f"rig: {problem}", file=sys.stderr)
+    left = len(pending_folders(results, target.label))
+    if left:
+        print(f"rig: {left} run(s) still pending in {results}", file=sys.stderr)
+    return 1 if left else 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from rig import history
 
+    if args.action == "upload":
+        return cmd_history_upload(args)
     if args.add:
-        database, run_id = history.append_run_folder(Path(args.add).resolve(), Path(args.db) if args.db else None)
-        print(f"history: {database}: run {run_id} from {Path(args.add).resolve()}")
+        folder = Path(args.add).resolve()
+        database, run_id = history.append_run_folder(folder, _history_database(args, None))
+        print(f"history: {history.database_label(database)}: run {run_id} from {folder}")
         return 0
-    database = Path(args.db or DEFAULT_HISTORY)
+    database = _history_database(args, Path(DEFAULT_HISTORY))
+    label = history.database_label(database)
     filters = {"meter": args.meter, "plan": args.plan, "name": args.measurement, "point": args.point, "pf": args.pf}
     if not any(value is not None for value in filters.values()):
         _print_table(("run", "started", "bench", "revision", "passed", "failed", "error", "skipped", "meters"),
@@ -119,7 +172,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows = history.trends(database, **filters)
     if not rows:
         chosen = ", ".join(f"{key} {value!r}" for key, value in filters.items() if value is not None)
-        print(f"rig: {database}: no measurements for {chosen}", file=sys.stderr)
+        print(f"rig: {label}: no measurements for {chosen}", file=sys.stderr)
         return 1
     print("\n".join(history.format_trends(rows)).rstrip())
     if args.plot:
@@ -137,7 +190,13 @@ def add_certificate_and_history(sub) -> None:
     history = sub.add_parser("history", help="list runs, or a meter's or plan's measurements across runs",
                              description="Without filters: the runs in the history database. With --meter or "
                                          "--plan (and optional filters): each measurement's values across runs.")
-    history.add_argument("--db", help=f"history database (default: {DEFAULT_HISTORY}; with --add: beside the run)")
+    history.add_argument("action", nargs="?", choices=["upload"],
+                         help="upload: send the runs pending under --results to the database of --db or --bench")
+    history.add_argument("--db", help=f"history database: a SQLite file (default: {DEFAULT_HISTORY}; with --add: "
+                                      f"beside the run) or postgresql://USER@HOST:PORT/DATABASE (password from "
+                                      f"PGPASSWORD or ~/.pgpass)")
+    history.add_argument("--bench", help="the database of this bench's history section (its password secret)")
+    history.add_argument("--results", default="results", help="with upload: the folder of the run folders")
     history.add_argument("--add", metavar="RUN_FOLDER", help="append (or replace) a run folder in the database")
     history.add_argument("--meter", metavar="SERIAL", help="only this meter's measurements")
     history.add_argument("--plan", help="only this plan's measurements (e.g. accuracy, prepaid)")
@@ -220,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bench", default=DEFAULT_BENCH)
     run.add_argument("--results", default=None, help="run folder (default: results/<timestamp>)")
     run.add_argument("--plans", default=DEFAULT_PLANS, help="test plans folder or file")
+    run.add_argument("--history", metavar="postgresql://USER@HOST:PORT/DATABASE",
+                     help="also upload the run to this database (instead of the bench's history section); the "
+                          "password from PGPASSWORD or ~/.pgpass")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 

@@ -6,6 +6,7 @@ import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -216,6 +217,48 @@ class FleetConfig(Strict):
     secret_file: Path  # hex digits the meters' keys derive from (relative to the bench file); the HES holds the same
 
 
+HISTORY_SCHEMES = ("postgresql", "postgres")
+
+
+def database_url_problem(url: str) -> str | None:
+    """What keeps an address from naming a PostgreSQL history database, said without any secret; None if nothing.
+    A password in the address is refused: it would end up in shell history, process lists and run records."""
+    parts = urlsplit(url)
+    if parts.scheme not in HISTORY_SCHEMES:
+        return "not a PostgreSQL address (postgresql://USER@HOST:PORT/DATABASE)"
+    try:
+        port = parts.port
+    except ValueError:
+        return "the port is not a number (postgresql://USER@HOST:PORT/DATABASE)"
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        where = f"{parts.scheme}://{parts.username or ''}:***@{parts.hostname or ''}{f':{port}' if port else ''}"
+        return f"a password in the address ({where}{parts.path}) is not allowed"
+    if not parts.hostname:
+        return "no host in the address (postgresql://USER@HOST:PORT/DATABASE)"
+    if not parts.path.strip("/"):
+        return "no database in the address (postgresql://USER@HOST:PORT/DATABASE)"
+    return None
+
+
+class HistoryConfig(Strict):
+    """The lab's history database (PostgreSQL) every run is uploaded to, besides results/history.sqlite; a run
+    that cannot upload stays pending in its folder and the next run uploads it."""
+
+    url: str  # postgresql://USER@HOST:PORT/DATABASE, no password
+    secrets: dict[Literal["password"], SecretRef] = {}
+    connect_timeout_s: Annotated[int, Field(ge=2, le=60)] = 5
+    attempts: Annotated[int, Field(ge=1, le=10)] = 3
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_without_password(cls, url: str) -> str:
+        problem = database_url_problem(url)
+        if problem is not None:
+            hint = ": give it under 'secrets: {password: ...}' as {env: NAME} or {file: PATH}"
+            raise ValueError(problem + (hint if problem.startswith("a password") else ""))
+        return url
+
+
 class BenchConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
@@ -224,6 +267,7 @@ class BenchConfig(Strict):
     roles: dict[str, RoleConfig]
     positions: list[MeterPosition] = []
     fleet: FleetConfig | None = None  # a fleet of meters for the fleet plans (testplans/fleet/)
+    history: HistoryConfig | None = None  # the lab's PostgreSQL history database (rig/history_db.py)
 
     @field_validator("positions")
     @classmethod
