@@ -8,13 +8,23 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 NODE_FOR_TESTS := $(if $(shell command -v npm),$(NODE_STAMP))
 
-.PHONY: run report test lint schema clean
+.PHONY: run report test lint schema clean labgrid
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# labgrid (shared benches: `rig run --place`) in a virtual environment of its own: it installs a pyserial fork
+LABGRID_STAMP := .venv-labgrid/.installed
+
+$(LABGRID_STAMP): requirements-labgrid.txt
+	test -x .venv-labgrid/bin/python || $(PYTHON) -m venv .venv-labgrid
+	.venv-labgrid/bin/python -m pip install --quiet -r requirements-labgrid.txt
+	touch $(LABGRID_STAMP)
+
+labgrid: $(LABGRID_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -35,7 +45,7 @@ run: $(STAMP) $(NODE_STAMP)
 report: $(STAMP) $(NODE_STAMP)
 	$(BIN)/rig report
 
-test: $(STAMP) $(NODE_FOR_TESTS)
+test: $(STAMP) $(NODE_FOR_TESTS) $(LABGRID_STAMP)
 	$(BIN)/pytest -n 3 --dist loadgroup -m 'not serial'
 	$(BIN)/pytest -m serial
 
@@ -46,4 +56,4 @@ schema: $(STAMP)
 	$(BIN)/rig schema -o benches/bench.schema.json
 
 clean:
-	rm -rf $(VENV) results node_modules
+	rm -rf $(VENV) .venv-labgrid results node_modules
