@@ -28,11 +28,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         target_from_url(args.history)  # an address that cannot work is refused before the run starts
         os.environ[HISTORY_ENV] = args.history
+    if args.place:
+        from rig.labgrid import PLACE_ENV, PLACE_WAIT_ENV
+
+        os.environ[PLACE_ENV] = args.place  # the session holds it beside the bench lock
+        os.environ[PLACE_WAIT_ENV] = str(args.place_wait)
+    plugins, bench = [JunitIntoRunFolder()], args.bench
+    if args.serial or args.note or args.status_file:
+        from rig.station.run_options import StationRun, bench_with_serials, parse_serials
+
+        serials = parse_serials(args.serial or [], Path(args.bench).resolve())
+        if serials:  # the positions' serials of the bench file, replaced for this run only
+            bench = str(bench_with_serials(Path(args.bench).resolve(), serials))
+        plugins.append(StationRun(Path(args.bench).resolve(), serials, args.note or [],
+                                  Path(args.status_file) if args.status_file else None))
     # --opt=value keeps pytest from taking the bench file's folder into its rootdir
-    pytest_args = [args.plans, f"--bench={args.bench}", *args.pytest_args]
+    pytest_args = [args.plans, f"--bench={bench}", *args.pytest_args]
     if args.results:
         pytest_args.append(f"--results={args.results}")
-    return int(pytest.main(pytest_args, plugins=[JunitIntoRunFolder()]))
+    try:
+        return int(pytest.main(pytest_args, plugins=plugins))
+    finally:
+        if bench != args.bench:
+            Path(bench).unlink(missing_ok=True)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -240,6 +258,28 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labgrid_export(args: argparse.Namespace) -> int:
+    from rig.config import load_bench
+    from rig.labgrid import write_exporter_config
+
+    bench_file = load_bench(args.bench)
+    text = write_exporter_config(bench_file, Path(args.output) if args.output else None)
+    if args.output:
+        print(f"labgrid exporter configuration: {args.output} (group {bench_file.name!r})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_labgrid(sub) -> None:
+    labgrid = sub.add_parser("labgrid", help="shared benches through labgrid")
+    actions = labgrid.add_subparsers(dest="action", required=True)
+    export = actions.add_parser("export", help="write a labgrid exporter configuration publishing a bench")
+    export.add_argument("bench")
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    export.set_defaults(func=cmd_labgrid_export)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from rig.config import bench_json_schema
 
@@ -282,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--history", metavar="postgresql://USER@HOST:PORT/DATABASE",
                      help="also upload the run to this database (instead of the bench's history section); the "
                           "password from PGPASSWORD or ~/.pgpass")
+    run.add_argument("--serial", action="append", metavar="POSITION=SERIAL",
+                     help="the meter serial at this bench position for this run (instead of the bench file's)")
+    run.add_argument("--note", action="append", help="a note kept in run.json (e.g. why an overdue calibration "
+                                                     "was accepted)")
+    run.add_argument("--status-file", help="keep this JSON file up to date with the tests, outcomes and current wait")
+    run.add_argument("--place", metavar="NAME",
+                     help="hold this labgrid place for the run (coordinator: LG_COORDINATOR)")
+    run.add_argument("--place-wait", metavar="SECONDS", type=float, default=0.0,
+                     help="wait this long for a place someone else holds (default: refuse at once)")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 
@@ -309,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     add_certificate_and_history(sub)
+    add_labgrid(sub)
+    from rig.station.cli import add_station_command
+
+    add_station_command(sub)
     from rig.fleet.cli import add_fleet_commands
 
     add_fleet_commands(sub)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,16 @@ IMAGES = """() => [...document.querySelectorAll('[data-testid="test-result-attac
   width: img.naturalWidth, height: img.naturalHeight, complete: img.complete, src: img.src.slice(0, 5)}))"""
 
 
+KEYS = {"Enter": (13, "\r"), "Tab": (9, "\t")}  # key: (virtual key code, text typed)
+CENTRE_OF = """(s) => {
+  const e = document.querySelector(s);
+  if (!e) return null;
+  e.scrollIntoView({block: 'center'});
+  const r = e.getBoundingClientRect();
+  return r.width && r.height ? {x: r.left + r.width / 2, y: r.top + r.height / 2} : null;
+}"""
+
+
 @dataclass
 class ReportView:
     """What the rendered report showed: tree titles (sections = epics/features, leaves = tests), the test
@@ -116,6 +128,46 @@ class _Page:
                 raise RigError(f"chromium: {what} not shown within {timeout_s:g} s")
             await asyncio.sleep(0.1)
 
+    async def navigate(self, url: str) -> None:
+        await self.call("Page.navigate", url=url)
+
+    async def focus(self, selector: str) -> None:
+        if not await self.evaluate("(s) => { const e = document.querySelector(s); if (e) e.focus(); return !!e; }",
+                                   selector):
+            raise RigError(f"chromium: no element {selector!r} to focus")
+
+    async def type_text(self, text: str) -> None:
+        """Type text into the focused element, as a keyboard (or a barcode scanner) does."""
+        await self.call("Input.insertText", text=text)
+
+    async def press_key(self, key: str = "Enter") -> None:
+        code, text = KEYS[key]
+        for kind in ("keyDown", "keyUp"):
+            await self.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=code,
+                            nativeVirtualKeyCode=code, **({"text": text} if kind == "keyDown" and text else {}))
+
+    async def click(self, selector: str) -> None:
+        """Press and release the mouse at the middle of the element (scrolled into view)."""
+        box = await self.evaluate(CENTRE_OF, selector)
+        if box is None:
+            raise RigError(f"chromium: no visible element {selector!r} to click")
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.call("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left",
+                            clickCount=1)
+
+    async def text(self, selector: str) -> str | None:
+        """The element's rendered text (None: no such element)."""
+        return await self.evaluate("(s) => document.querySelector(s)?.innerText ?? null", selector)
+
+    async def attribute(self, selector: str, name: str) -> str | None:
+        return await self.evaluate("(s, n) => document.querySelector(s)?.getAttribute(n) ?? null", selector, name)
+
+    async def wait_for_text(self, selector: str, wanted: str, timeout_s: float) -> str:
+        """Wait until the element's text contains wanted; its text."""
+        return await self.wait_for("(s, w) => { const t = document.querySelector(s)?.innerText; "
+                                   "return t && t.includes(w) ? t : null; }", f"{wanted!r} in {selector}",
+                                   timeout_s, selector, wanted)
+
 
 async def _view(port: int, url: str, screenshot: Path | None, wanted: list[str], timeout_s: float) -> ReportView:
     async with aiohttp.ClientSession() as http:
@@ -162,6 +214,13 @@ def view_report(index: Path, screenshot: Path | None = None, *, test_names: tupl
     """Open index.html in headless Chromium and read it (see ReportView). The test result opened is one with
     an image attachment, the first whose name contains test_names[0], else test_names[1], ... ("" takes any);
     screenshot: PNG of it with its images expanded."""
+    with headless_chromium(timeout_s, chromium) as port:
+        return asyncio.run(_view(port, index.resolve().as_uri(), screenshot, list(test_names), timeout_s))
+
+
+@contextlib.contextmanager
+def headless_chromium(timeout_s: float = 30.0, chromium: str | None = None) -> Iterator[int]:
+    """A headless Chromium with a fresh profile for the block; yields its DevTools port (on 127.0.0.1)."""
     binary = chromium or find_chromium()
     if binary is None:
         raise RigError(f"no Chromium found (tried {', '.join(CHROMIUM_NAMES)}): apt-get install chromium")
@@ -178,8 +237,7 @@ def view_report(index: Path, screenshot: Path | None = None, *, test_names: tupl
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RigError(f"{binary} did not open its DevTools port (exit {process.poll()})")
                 time.sleep(0.05)
-            port = int(port_file.read_text().split()[0])
-            return asyncio.run(_view(port, index.resolve().as_uri(), screenshot, list(test_names), timeout_s))
+            yield int(port_file.read_text().split()[0])
         finally:
             process.terminate()
             try:
@@ -187,3 +245,18 @@ def view_report(index: Path, screenshot: Path | None = None, *, test_names: tupl
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.asynccontextmanager
+async def open_page(port: int, url: str | None = None) -> AsyncIterator[_Page]:
+    """A new tab of the Chromium at DevTools port, at url; typing, clicking and reading its DOM (see _Page)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"http://127.0.0.1:{port}/json/new?about:blank") as response:
+            target = await response.json(content_type=None)
+        async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as socket:
+            page = _Page(socket)
+            await page.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=WINDOW[1],
+                            deviceScaleFactor=1, mobile=False)
+            if url is not None:
+                await page.navigate(url)
+            yield page
