@@ -272,7 +272,9 @@ def test_the_scheduler_reads_each_meter_once_per_interval_spread_over_it(start_h
     print(f"\nread phases per tenth of the interval: {[tenths[k] for k in range(10)]}; "
           f"gaps between a meter's reads {min(gaps):.3f}..{max(gaps):.3f} s")
     assert all(len(times) >= 3 for times in reads)
-    assert all(0.75 * interval_s < gap < 1.25 * interval_s for gap in gaps)  # once per interval, no bunching
+    # once per interval, no bunching: a read a busy machine delays shortens the gap to the next one, not the mean
+    assert all(0.5 * interval_s < gap < 1.5 * interval_s for gap in gaps)
+    assert 0.9 * interval_s < sum(gaps) / len(gaps) < 1.1 * interval_s
     assert all(1 <= tenths[k] <= 8 for k in range(10))  # 4 per tenth when spread evenly, not all at once
     metrics = hes.client.fleet_metrics()
     assert metrics["reads"]["failed"] == 0 and metrics["reads"]["done"] >= 3 * count
