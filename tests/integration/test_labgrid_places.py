@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -187,3 +189,109 @@ def test_place_kicked_during_the_run_stops_it_and_leaves_the_source_off(lab, tmp
     assert record["safe_state"][-1]["reason"] == "end of session"
     assert "was taken from this run" in run.output
     assert lab.holder() == "None"
+
+
+class RigRun(PlanRun):
+    """`rig run --place` in a process group of its own, as a terminal's foreground job (Ctrl-C reaches the group)."""
+
+    def __init__(self, lab: Lab, folder: Path, plan: str, *options: str):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.results = folder / "results"
+        plan_path = folder / "test_plan.py"
+        plan_path.write_text(textwrap.dedent(plan))
+        self.args = [sys.executable, "-m", "rig.cli", "run", "--bench", str(lab.bench), "--plans", str(plan_path),
+                     "--results", str(self.results), "--place", lab.place, *options, "--", "-p", "no:cacheprovider",
+                     "-q"]
+        self.process = subprocess.Popen(self.args, cwd=folder, env=lab.run_env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.output = ""
+
+    def signal_group(self, number: int) -> None:
+        os.killpg(self.process.pid, number)
+
+
+def reservations_of(lab: Lab, owner: str) -> list[dict[str, str]]:
+    """The coordinator's reservations owned by owner (HOST/USER), each as its fields."""
+    listed = lab.client("reservations")
+    assert listed.returncode == 0, listed.stderr
+    blocks = [dict(re.findall(r"(?m)^\s+(\w+): (\S+)\s*$", block))
+              for block in re.split(r"(?m)^Reservation ", listed.stdout) if block.strip()]
+    return [block for block in blocks if block.get("owner") == owner]
+
+
+def assert_place_free(lab: Lab) -> None:
+    """Neither acquired nor reserved, as the coordinator shows it, and no reservation of the run left."""
+    shown = lab.client("-p", lab.place, "show")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"(?m)^\s+acquired: None$", shown.stdout), shown.stdout
+    assert "reservation:" not in shown.stdout, shown.stdout
+    assert reservations_of(lab, f"{HOST}/{RUN_USER}") == []
+
+
+def wait_until(condition, what: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"not {what} within {timeout_s} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_a_run_with_a_place_leaves_the_source_off_and_frees_the_place(lab, tmp_path, signal_number):
+    run = RigRun(lab, tmp_path, ENERGISE_AND_WAIT)
+    run.wait_for_truth(lambda event: event["event"] == "source.output" and event["on"])
+    assert lab.holder() == f"{HOST}/{RUN_USER}"
+    start = time.monotonic()
+    run.signal_group(signal_number)  # the whole group, labgrid-client of the lease check included, as Ctrl-C does
+    exit_code = run.wait(30)
+    assert time.monotonic() - start < 10
+    assert exit_code == 2, run.output
+    truth = run.truth()
+    outputs = [event for event in truth if event["event"] == "source.output"]
+    assert [event["on"] for event in outputs][-2:] == [True, False]
+    assert outputs[-1]["by"] == "source"  # switched off by the rig's command, not by the twin stopping
+    assert truth[-1]["event"] == "twin.stop" and truth[-1]["state"]["source"]["output_on"] is False
+    record = run.run_json()
+    assert record["exit_status"] == 2
+    assert record["safe_state"][-1]["reason"] == "end of session"
+    assert record["place"]["lost"] is None
+    events = record["place"]["events"]
+    assert events[0] == f"acquired by {HOST}/{RUN_USER}" and events[-1] == f"released by {HOST}/{RUN_USER}"
+    assert_place_free(lab)
+
+
+def test_place_wait_acquires_the_place_once_its_holder_releases_it(lab, tmp_path):
+    assert lab.client("-p", lab.place, "acquire").returncode == 0
+    try:
+        run = RigRun(lab, tmp_path, PLACE_IS_OURS_DURING_THE_RUN, "--place-wait", "30")
+        wait_until(lambda: [r.get("state") for r in reservations_of(lab, f"{HOST}/{RUN_USER}")] == ["waiting"],
+                   "reserved and waiting", run.process)
+        time.sleep(2)  # the holder keeps the place a while longer: the run keeps waiting
+        assert run.process.poll() is None
+        assert lab.holder() == f"{HOST}/{OTHER_USER}"
+    finally:
+        assert lab.client("-p", lab.place, "release").returncode == 0
+    assert run.wait(60) == 0, run.output
+    record = run.run_json()
+    assert record["place"]["events"] == [f"acquired by {HOST}/{RUN_USER}", f"released by {HOST}/{RUN_USER}"]
+    assert_place_free(lab)
+
+
+def test_place_wait_shorter_than_the_hold_gives_up_naming_the_holder(lab, tmp_path):
+    wait_s = 4
+    assert lab.client("-p", lab.place, "acquire").returncode == 0
+    try:
+        start = time.monotonic()
+        run = RigRun(lab, tmp_path, "def test_nothing(source):\n    pass\n", "--place-wait", str(wait_s))
+        exit_code = run.wait(wait_s + 30)
+        assert time.monotonic() - start < wait_s + 10
+        assert exit_code == 4, run.output  # refused as a usage error, before the run starts
+        assert (f"labgrid place '{lab.place}' (coordinator {lab.coordinator}) is held by {HOST}/{OTHER_USER} "
+                f"after waiting {wait_s} s") in run.output
+        assert not (tmp_path / "results" / "run.json").exists()
+        assert lab.holder() == f"{HOST}/{OTHER_USER}"
+        assert reservations_of(lab, f"{HOST}/{RUN_USER}") == []  # its reservation cancelled
+    finally:
+        assert lab.client("-p", lab.place, "release").returncode == 0
+    assert_place_free(lab)
