@@ -46,6 +46,21 @@ class MeterUnreachable(ConnectionError):
     """The meter did not answer, refused, or answered nonsense; the message names the meter and the exchange."""
 
 
+async def read_invocation_counter(host: str, port: int) -> int:
+    """A meter's utility association invocation counter, read by the public client on a connection of its own."""
+    reader, writer = await asyncio.open_connection(host, port)
+    public = _Association(reader, writer)
+    try:
+        await public.associate()
+        value = await public.get(INVOCATION_COUNTER, 1, 2)
+        await public.release()
+    finally:
+        public.close()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MeterUnreachable(f"invocation counter 0.0.43.1.3.255 is {value!r}, not an integer")
+    return value
+
+
 class _Association:
     """One TCP wrapper connection to a meter with a client's association on it: utility settings (HLS-GMAC) with
     `keys` (encryption, authentication), else the public client."""
@@ -217,18 +232,7 @@ class DlmsMeterLink:
         self._invocation_counters[position] = max(self._invocation_counters.get(position, 0), used)
 
     async def _read_invocation_counter(self, meter: DlmsMeterSim) -> int:
-        """The utility association's invocation counter, read by the public client on a connection of its own."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", meter.port)
-        public = _Association(reader, writer)
-        try:
-            await public.associate()
-            value = await public.get(INVOCATION_COUNTER, 1, 2)
-            await public.release()
-        finally:
-            public.close()
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MeterUnreachable(f"invocation counter 0.0.43.1.3.255 is {value!r}, not an integer")
-        return value
+        return await read_invocation_counter("127.0.0.1", meter.port)
 
     async def close(self) -> None:
         for association in self._associations.values():

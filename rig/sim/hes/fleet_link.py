@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypeVar
 
-from rig.sim.hes.dlms_link import IDLE_RELEASE_S, INVOCATION_COUNTER, MeterUnreachable, _Association
+from rig.sim.hes.dlms_link import (
+    IDLE_RELEASE_S,
+    MeterUnreachable,
+    _Association,
+    read_invocation_counter,
+)
 
 T = TypeVar("T")
 
@@ -160,18 +165,7 @@ class FleetDlmsLink:
 
     @staticmethod
     async def _read_invocation_counter(endpoint: FleetEndpoint) -> int:
-        """The utility association's invocation counter, read by the public client on a connection of its own."""
-        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
-        public = _Association(reader, writer)
-        try:
-            await public.associate()
-            value = await public.get(INVOCATION_COUNTER, 1, 2)
-            await public.release()
-        finally:
-            public.close()
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MeterUnreachable(f"invocation counter 0.0.43.1.3.255 is {value!r}, not an integer")
-        return value
+        return await read_invocation_counter(endpoint.host, endpoint.port)
 
     async def close(self) -> None:
         for endpoint in self.endpoints.values():
