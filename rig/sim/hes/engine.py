@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from rig.sim.hes.fleet import Fleet, FleetMeter
 
 
+STOP_WAIT_S = 2.0  # a stopping HES waits this long for its cancelled tasks to end
+
 class AccountSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -273,11 +275,13 @@ class PrepaidEngine:
         return task
 
     async def stop(self) -> None:
-        """Cancel every task of this HES (the read loop, reads, commands) at once."""
+        """Cancel every task of this HES (the read loop, reads, commands) at once; a stop waits for them at most
+        STOP_WAIT_S (hundreds of fleet commands waiting for their meters have been seen to outlast a cancel)."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_WAIT_S)
 
     # -- policy --------------------------------------------------------------------------------------------
 
